@@ -1,0 +1,126 @@
+// boostvol's engine, as the FUSE server, the CLI and the tests see it.
+//
+// A Volume is one cached image: writes are appended to the log on FAST and
+// acknowledged; a background migrator copies them home to SLOW; reads return
+// the newest copy (write buffer, then log, then home). See ../../docs and
+// ../shared/DESIGN.md for the promises; the important ones:
+//  - Write() returns once the engine holds the data (like a disk's volatile
+//    cache). Flush() is the barrier: when it returns OK, every Write() that
+//    returned before Flush() began survives kill -9 and a power cut.
+//  - After a crash the image reads as a prefix of the writes in log order.
+//  - Writes never fail because the log is full or the home is unreachable:
+//    they wait (backpressure). Only an I/O that truly cannot be served fails.
+//
+// Thread-safety: every method may be called from any thread concurrently,
+// except Close(), which must be the last call.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "boostvol/status.h"
+
+namespace boostvol {
+
+class Env;
+
+struct CreateOptions {
+  std::string fast_dir;
+  std::string slow_dir;
+  uint64_t image_size = 0;          // bytes, multiple of 4096
+  uint64_t cache_size = 0;          // bytes of log on FAST; 0 = default (min(image, 1 GiB))
+  uint32_t segment_size = 4 << 20;  // bytes per log segment
+  bool home_journal = true;         // DESIGN.md 2.7 (false: home is unsafe without FAST)
+  Env* env = nullptr;               // nullptr = the real file system
+};
+
+// Creates a new volume. Refuses, changing nothing: missing or unwritable
+// directories, FAST and SLOW the same directory, an existing volume in either,
+// sizes that do not fit (cache smaller than 3 segments, image > 16 TiB).
+Status CreateVolume(const CreateOptions& options);
+
+struct Progress {
+  std::string what;  // "recovery", "drain", "check"
+  uint64_t done = 0;
+  uint64_t total = 0;
+  std::string unit;  // "blocks", "records"
+};
+using ProgressFn = std::function<void(const Progress&)>;
+
+struct OpenOptions {
+  std::string fast_dir;
+  Env* env = nullptr;           // nullptr = the real file system
+  ProgressFn progress;          // recovery progress; may be empty
+  // Migrator tunables (defaults documented in docs/tuning.md).
+  double migrate_start_fraction = 0.5;  // start migrating when this much of the log is dirty
+  uint32_t idle_migrate_ms = 2000;      // migrate everything after this long without writes
+  uint32_t max_batch_bytes = 64 << 20;  // largest migration batch
+  bool start_migrator = true;           // tests may drive migration by hand
+};
+
+struct VolumeStatus {
+  std::string uuid;
+  std::string fast_dir;
+  std::string home;
+  std::string health = "healthy";  // healthy | home-unreachable | degraded-write-through | ...
+  std::string last_error;
+  std::string migrator_state;      // idle | migrating | backoff | stopped
+  uint64_t image_size = 0;
+  uint64_t cache_bytes = 0;        // log capacity
+  uint64_t dirty_blocks = 0;       // blocks whose newest copy is only in the log
+  uint64_t log_used_blocks = 0;    // blocks of log in use (live segments)
+  uint64_t log_total_blocks = 0;
+  uint64_t segments_total = 0;
+  uint64_t segments_live = 0;
+  uint64_t watermark_record = 0;   // records below this are home
+  uint64_t next_record = 0;
+  uint64_t durable_record = 0;     // records up to this are fsync'ed
+  uint64_t reads = 0, writes = 0, flushes = 0;
+  uint64_t bytes_read = 0, bytes_written = 0;
+  uint64_t read_blocks_cache = 0;  // blocks served from buffer or log
+  uint64_t read_blocks_home = 0;   // blocks served from home
+  uint64_t migrated_blocks = 0, migrated_bytes = 0, migration_batches = 0;
+  uint64_t write_waits = 0;        // writes that waited for log space
+  uint64_t index_memory_bytes = 0;
+  uint64_t mount_count = 0;
+  bool clean_open = false;         // opened from a clean-stop checkpoint
+};
+
+class Volume {
+ public:
+  // Opens (and recovers, if the last stop was not clean) the volume in
+  // options.fast_dir. Takes the volume lock: a second Open of the same FAST
+  // returns Busy naming the holder.
+  static Status Open(const OpenOptions& options, std::unique_ptr<Volume>* out);
+  virtual ~Volume() = default;
+
+  virtual uint64_t size() const = 0;
+  // offset and len need not be aligned; the range must lie within size().
+  virtual Status Read(uint64_t offset, size_t len, void* buf) = 0;
+  virtual Status Write(uint64_t offset, size_t len, const void* buf) = 0;
+  // The fsync barrier.
+  virtual Status Flush() = 0;
+  // Migrates every block written before the call home, durably; reports progress.
+  virtual Status Drain(const ProgressFn& progress) = 0;
+  virtual VolumeStatus GetStatus() = 0;
+  // Clean stop: flush, stop the migrator, write the checkpoint, release the lock.
+  virtual Status Close() = 0;
+};
+
+struct CheckReport {
+  uint64_t records_checked = 0;
+  uint64_t blocks_checked = 0;
+  uint64_t dirty_blocks = 0;
+  std::vector<std::string> problems;  // empty = consistent
+  std::string summary;
+};
+
+// Offline check (the volume must not be mounted; Busy otherwise): verifies
+// meta.db's integrity and ranges, every live log record's checksums and
+// chaining against the watermark, and the home stamp. Changes nothing.
+Status CheckVolume(const std::string& fast_dir, const ProgressFn& progress, CheckReport* report, Env* env = nullptr);
+
+}  // namespace boostvol

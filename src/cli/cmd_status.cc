@@ -1,0 +1,190 @@
+// boostvol status FAST|MOUNTPOINT [--json]
+//
+// A running daemon answers over FAST/control.sock (live numbers); otherwise
+// meta.db is read (read-only) for what it knows about the stopped volume.
+#include <CLI/CLI.hpp>
+#include <cstdio>
+
+#include "boostvol/volume.h"
+#include "cli/cli.h"
+#include "cli/logging.h"
+#include "cli/mounts.h"
+#include "control/control_client.h"
+#include "control/status_json.h"
+#include "meta/meta_store.h"
+#include "util/size_parse.h"
+
+namespace boostvol::cli {
+namespace {
+
+struct StatusArgs {
+  std::string target;
+  bool json = false;
+};
+
+std::string Pct(uint64_t part, uint64_t whole) {
+  if (whole == 0) return "0.0%";
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%.1f%%", 100.0 * static_cast<double>(part) / static_cast<double>(whole));
+  return buf;
+}
+
+// Appends members to a JSON object line ("{...}" -> "{...,extra}").
+std::string WithMembers(std::string json, const std::string& extra) {
+  if (!json.empty() && json.back() == '}') {
+    json.pop_back();
+    json += (json.size() > 1 ? "," : "") + extra + "}";
+  }
+  return json;
+}
+
+void PrintLive(const VolumeStatus& s, const std::string& mountpoint) {
+  const uint64_t bs = s.log_total_blocks ? s.cache_bytes / s.log_total_blocks : 4096;
+  const uint64_t dirty_bytes = s.dirty_blocks * bs;
+  std::printf("volume     %s\n", s.uuid.c_str());
+  std::printf("state      mounted%s, %s\n", mountpoint.empty() ? "" : (" on " + mountpoint).c_str(), s.health.c_str());
+  if (!s.last_error.empty()) std::printf("last error %s\n", s.last_error.c_str());
+  std::printf("fast       %s\n", s.fast_dir.c_str());
+  std::printf("home       %s\n", s.home.c_str());
+  std::printf("image      %s\n", FormatBytes(s.image_size).c_str());
+  std::printf("cache      %s log, %s in use (%s), %llu of %llu segments live\n", FormatBytes(s.cache_bytes).c_str(),
+              FormatBytes(s.log_used_blocks * bs).c_str(), Pct(s.log_used_blocks, s.log_total_blocks).c_str(),
+              static_cast<unsigned long long>(s.segments_live), static_cast<unsigned long long>(s.segments_total));
+  std::printf("dirty      %s not yet home (%s of the cache, %s of the image)\n", FormatBytes(dirty_bytes).c_str(),
+              Pct(dirty_bytes, s.cache_bytes).c_str(), Pct(dirty_bytes, s.image_size).c_str());
+  const uint64_t read_blocks = s.read_blocks_cache + s.read_blocks_home;
+  std::printf("reads      %llu (%s), cache hit rate %s\n", static_cast<unsigned long long>(s.reads),
+              FormatBytes(s.bytes_read).c_str(), read_blocks ? Pct(s.read_blocks_cache, read_blocks).c_str() : "n/a");
+  std::printf("writes     %llu (%s), %llu flushes, %llu waited for log space\n",
+              static_cast<unsigned long long>(s.writes), FormatBytes(s.bytes_written).c_str(),
+              static_cast<unsigned long long>(s.flushes), static_cast<unsigned long long>(s.write_waits));
+  std::printf("migrator   %s; %s migrated in %llu batches\n", s.migrator_state.c_str(),
+              FormatBytes(s.migrated_bytes).c_str(), static_cast<unsigned long long>(s.migration_batches));
+  std::printf("log        records: home below %llu, durable to %llu, next %llu\n",
+              static_cast<unsigned long long>(s.watermark_record), static_cast<unsigned long long>(s.durable_record),
+              static_cast<unsigned long long>(s.next_record));
+  std::printf("index      %s in memory\n", FormatBytes(s.index_memory_bytes).c_str());
+  std::printf("opened     %s (mount #%llu)\n", s.clean_open ? "after a clean stop" : "with recovery",
+              static_cast<unsigned long long>(s.mount_count));
+}
+
+int Offline(const std::string& fast, const StatusArgs& a) {
+  std::string holder;
+  const bool held = VolumeLockHeld(fast, &holder);
+  std::unique_ptr<meta::MetaStore> store;
+  if (Status s = meta::MetaStore::Open(fast + "/meta.db", true, &store); !s.ok()) {
+    return Fail(s, "cannot read " + fast + "/meta.db");
+  }
+  meta::VolumeRow v;
+  meta::Watermark wm;
+  std::vector<meta::SealedSegment> sealed;
+  meta::Checkpoint cp;
+  bool clean = false;
+  if (Status s = store->LoadVolume(&v); !s.ok()) return Fail(s, "meta.db");
+  if (Status s = store->LoadWatermark(&wm); !s.ok()) return Fail(s, "meta.db");
+  if (Status s = store->LoadSealedSegments(&sealed); !s.ok()) return Fail(s, "meta.db");
+  Status cps = store->LoadCheckpoint(&cp, &clean);
+  std::vector<std::pair<std::string, int64_t>> counters;
+  (void)store->LoadCounters(&counters);
+  uint64_t sealed_blocks = 0;
+  for (const auto& sg : sealed) sealed_blocks += sg.data_blocks;
+  const uint64_t cache_bytes = static_cast<uint64_t>(v.segment_blocks) * v.segment_count * v.block_size;
+  const std::string state = held ? "in use by " + (holder.empty() ? std::string("another process") : holder) +
+                                       ", whose control socket does not answer"
+                                 : "not mounted";
+  const std::string stop = !cps.ok() ? "checkpoint unreadable (" + cps.message() + ")"
+                           : clean   ? "clean"
+                                     : "unclean (the next mount replays the log)";
+  if (a.json) {
+    VolumeStatus s;
+    s.uuid = v.uuid;
+    s.fast_dir = fast;
+    s.home = v.home;
+    s.health = held ? "unreachable" : "not-mounted";
+    s.migrator_state = "stopped";
+    s.image_size = v.image_size;
+    s.cache_bytes = cache_bytes;
+    s.log_total_blocks = static_cast<uint64_t>(v.segment_blocks) * v.segment_count;
+    s.segments_total = v.segment_count;
+    s.segments_live = sealed.size();
+    s.dirty_blocks = clean ? cp.entries.size() : sealed_blocks;
+    s.watermark_record = wm.record_seq;
+    s.next_record = clean ? cp.tail.next_record_seq : 0;
+    s.clean_open = clean;
+    for (const auto& [name, value] : counters) {
+      const uint64_t u = value < 0 ? 0 : static_cast<uint64_t>(value);
+      if (name == "mount_count") s.mount_count = u;
+      else if (name == "reads") s.reads = u;
+      else if (name == "writes") s.writes = u;
+      else if (name == "flushes") s.flushes = u;
+      else if (name == "bytes_read") s.bytes_read = u;
+      else if (name == "bytes_written") s.bytes_written = u;
+      else if (name == "read_blocks_cache") s.read_blocks_cache = u;
+      else if (name == "read_blocks_home") s.read_blocks_home = u;
+      else if (name == "migration.blocks") s.migrated_blocks = u;
+      else if (name == "migration.bytes") s.migrated_bytes = u;
+      else if (name == "migration.batches") s.migration_batches = u;
+    }
+    std::printf("%s\n", WithMembers(control::VolumeStatusToJson(s),
+                                    std::string("\"mounted\":false,\"clean_stop\":") + (clean ? "true" : "false") +
+                                        ",\"sealed_segments\":" + std::to_string(sealed.size()))
+                            .c_str());
+    return kExitOk;
+  }
+  std::printf("volume     %s\n", v.uuid.c_str());
+  std::printf("state      %s\n", state.c_str());
+  std::printf("last stop  %s\n", stop.c_str());
+  std::printf("fast       %s\n", fast.c_str());
+  std::printf("home       %s%s\n", v.home.c_str(), v.home_journal ? "" : " (NO home journal: unsafe without FAST)");
+  std::printf("image      %s, blocks of %u bytes\n", FormatBytes(v.image_size).c_str(), v.block_size);
+  std::printf("cache      %s log: %u segments of %s\n", FormatBytes(cache_bytes).c_str(), v.segment_count,
+              FormatBytes(static_cast<uint64_t>(v.segment_blocks) * v.block_size).c_str());
+  std::printf("watermark  segment %llu, record %llu (older records are home)\n",
+              static_cast<unsigned long long>(wm.segment_seq), static_cast<unsigned long long>(wm.record_seq));
+  if (sealed.empty()) {
+    std::printf("sealed     none: every sealed segment is home\n");
+  } else {
+    std::printf("sealed     %zu segments not yet home (records %llu..%llu, %s)\n", sealed.size(),
+                static_cast<unsigned long long>(sealed.front().first_record),
+                static_cast<unsigned long long>(sealed.back().last_record),
+                FormatBytes(sealed_blocks * v.block_size).c_str());
+  }
+  if (clean) std::printf("checkpoint %zu cached blocks indexed\n", cp.entries.size());
+  for (const auto& [name, value] : counters) std::printf("counter    %s = %lld\n", name.c_str(), static_cast<long long>(value));
+  return kExitOk;
+}
+
+int RunStatus(const StatusArgs& a, const GlobalOptions& g) {
+  if (Status s = LogToStderr(g.log_level.empty() ? "warn" : g.log_level); !s.ok()) return Fail(s);
+  std::string fast, mountpoint;
+  if (Status s = ResolveVolumeArg(a.target, &fast, &mountpoint); !s.ok()) return Fail(s);
+  VolumeStatus st;
+  std::string json;
+  Status s = control::QueryStatus(fast, &st, &json);
+  if (s.ok()) {
+    if (mountpoint.empty()) FindMountOfFast(fast, &mountpoint);
+    if (a.json) {
+      std::string extra = "\"mounted\":true";
+      if (!mountpoint.empty()) extra += ",\"mountpoint\":" + control::JsonQuote(mountpoint);
+      std::printf("%s\n", WithMembers(json, extra).c_str());
+    } else {
+      PrintLive(st, mountpoint);
+    }
+    return kExitOk;
+  }
+  if (!s.IsNotFound()) return Fail(s, "cannot ask the daemon");
+  return Offline(fast, a);
+}
+
+}  // namespace
+
+void AddStatusCommand(CLI::App& app, const GlobalOptions& g, int* exit_code) {
+  auto a = std::make_shared<StatusArgs>();
+  CLI::App* c = app.add_subcommand("status", "Show a volume's state: live from its daemon, or from meta.db if stopped");
+  c->footer(kExitCodesHelp);
+  c->add_option("TARGET", a->target, "The volume's FAST dir or its mountpoint")->required();
+  c->add_flag("--json", a->json, "One line of JSON (the daemon's VolumeStatus fields, plus \"mounted\")");
+  c->callback([a, &g, exit_code] { *exit_code = RunStatus(*a, g); });
+}
+
+}  // namespace boostvol::cli

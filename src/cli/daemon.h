@@ -1,0 +1,39 @@
+// Daemonization for `boostvol mount` and the startup report.
+//
+// The parent forks before anything else has started (no threads yet). The
+// child calls setsid(), opens the volume and mounts; it reports progress
+// lines, then "ready" or an error with its exit code through a pipe. The
+// parent prints what it hears and exits 0 on ready, or with the child's code.
+// In the foreground there is no pipe: reports go straight to stderr.
+#pragma once
+
+#include <string>
+
+namespace boostvol::cli {
+
+class StartupReporter {
+ public:
+  StartupReporter() = default;
+  StartupReporter(const StartupReporter&) = delete;
+  StartupReporter& operator=(const StartupReporter&) = delete;
+  ~StartupReporter();
+
+  // Forks. Returns true in the parent, with the exit code to use in
+  // *parent_exit_code; false in the (session-leader) child, which continues.
+  // On fork failure returns true with an error printed.
+  bool Daemonize(int* parent_exit_code);
+
+  void Progress(const std::string& line);
+  // The mount is live. In the background, stdin, stdout and stderr are
+  // redirected to /dev/null from here on.
+  void Ready();
+  void Failed(int exit_code, const std::string& message);
+  bool reported() const { return reported_; }
+
+ private:
+  void Send(const std::string& line);
+  int fd_ = -1;  // write end in the child; -1 in the foreground
+  bool reported_ = false;
+};
+
+}  // namespace boostvol::cli

@@ -1,0 +1,141 @@
+// CreateVolume: lays out a new volume. Order: validate everything first, then
+// FAST/log, then the home in SLOW, then FAST/meta.db last (its presence marks
+// a complete volume). A failure removes what this call created.
+#include <cerrno>
+#include <ctime>
+#include <spdlog/spdlog.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "boostvol/volume.h"
+#include "home/home.h"
+#include "log/log_format.h"
+#include "log/record.h"
+#include "meta/meta_store.h"
+#include "util/env.h"
+
+namespace boostvol {
+
+using log::kBlockSize;
+
+namespace {
+
+Status CheckDir(const std::string& role, const std::string& path) {
+  struct stat st;
+  if (path.empty()) return Status::InvalidArgument(role + " directory not given");
+  if (::stat(path.c_str(), &st) != 0)
+    return Status::InvalidArgument(role + " directory " + path + " does not exist (create it first)");
+  if (!S_ISDIR(st.st_mode)) return Status::InvalidArgument(role + " " + path + " is not a directory");
+  if (::access(path.c_str(), W_OK | X_OK) != 0)
+    return Status::InvalidArgument(role + " directory " + path + " is not writable by this user");
+  return Status::OK();
+}
+
+std::string AbsolutePath(const std::string& p) {
+  char* r = ::realpath(p.c_str(), nullptr);
+  if (r == nullptr) return p;
+  std::string out(r);
+  ::free(r);
+  return out;
+}
+
+}  // namespace
+
+Status CreateVolume(const CreateOptions& o) {
+  Env* env = o.env ? o.env : Env::Posix();
+  BV_RETURN_IF_ERROR(CheckDir("FAST", o.fast_dir));
+  BV_RETURN_IF_ERROR(CheckDir("SLOW", o.slow_dir));
+  struct stat fs, ss;
+  if (::stat(o.fast_dir.c_str(), &fs) == 0 && ::stat(o.slow_dir.c_str(), &ss) == 0 && fs.st_dev == ss.st_dev &&
+      fs.st_ino == ss.st_ino)
+    return Status::InvalidArgument("FAST and SLOW are the same directory; the cache and the home need their own");
+  if (o.image_size == 0 || o.image_size % kBlockSize != 0)
+    return Status::InvalidArgument("image size must be a positive multiple of 4 KiB");
+  if (o.image_size / kBlockSize > log::kMaxImageBlocks) return Status::InvalidArgument("image size is over the 16 TiB limit");
+  if (o.segment_size % kBlockSize != 0 || o.segment_size / kBlockSize < log::kMinSegmentBlocks ||
+      o.segment_size / kBlockSize > log::kMaxSegmentBlocks)
+    return Status::InvalidArgument("segment size must be a multiple of 4 KiB between 16 KiB and 256 MiB");
+  uint64_t cache = o.cache_size ? o.cache_size : std::min<uint64_t>(o.image_size, uint64_t{1} << 30);
+  uint64_t segment_count = cache / o.segment_size;
+  if (segment_count < log::kMinSegments)
+    return Status::InvalidArgument("cache size " + std::to_string(cache) + " holds fewer than " +
+                                   std::to_string(log::kMinSegments) + " segments of " + std::to_string(o.segment_size) +
+                                   " bytes; give a larger --cache-size or a smaller --segment-size");
+  if (segment_count * (o.segment_size / kBlockSize) >= 0xFFFFFFFFull)
+    return Status::InvalidArgument("cache size is over the 16 TiB limit");
+
+  std::unique_ptr<Dir> fast, slow;
+  BV_RETURN_IF_ERROR(env->OpenDir(o.fast_dir, &fast));
+  BV_RETURN_IF_ERROR(env->OpenDir(o.slow_dir, &slow));
+  for (const char* name : {"meta.db", "log", "meta.db-wal"}) {
+    bool e = false;
+    BV_RETURN_IF_ERROR(fast->Exists(name, &e));
+    if (e) return Status::Busy("FAST " + o.fast_dir + " already holds a volume (" + name + " exists); refusing to overwrite it");
+  }
+  for (const char* name : {"boostvol-home", "image"}) {
+    bool e = false;
+    BV_RETURN_IF_ERROR(slow->Exists(name, &e));
+    if (e) return Status::Busy("SLOW " + o.slow_dir + " already holds a home copy (" + name + " exists); refusing to overwrite it");
+  }
+  std::unique_ptr<FileLock> lock;
+  Status s = fast->LockFile("lock", "pid " + std::to_string(getpid()) + " (create)", &lock);
+  if (s.IsBusy()) return Status::Busy("FAST " + o.fast_dir + " is in use: " + s.message());
+  BV_RETURN_IF_ERROR(s);
+
+  log::Uuid uuid = log::NewRandomUuid();
+  uint64_t log_bytes = segment_count * o.segment_size;
+  bool created_log = false, created_home = false;
+  auto undo = [&](Status why) {
+    if (created_home) {
+      (void)slow->Remove("image");
+      (void)slow->Remove("boostvol-home");
+      (void)slow->Remove("boostvol-journal");
+    }
+    if (created_log) (void)fast->Remove("log");
+    (void)fast->Remove("meta.db");
+    spdlog::error("creating the volume failed, nothing was left behind: {}", why.ToString());
+    return why;
+  };
+
+  {
+    std::unique_ptr<File> logf;
+    s = fast->OpenFile("log", OpenMode::kCreateExclusive, &logf);
+    if (!s.ok()) return undo(s);
+    created_log = true;
+    s = logf->Allocate(0, log_bytes);
+    if (!s.ok()) {
+      if (s.err() == ENOSPC) return undo(Status::NoSpace("FAST has no room for a " + std::to_string(log_bytes) + "-byte log"));
+      s = logf->Truncate(log_bytes);  // a file system without fallocate
+    }
+    if (s.ok()) s = logf->Sync();
+    if (!s.ok()) return undo(s);
+  }
+  s = home::CreateDirectoryHome(env, AbsolutePath(o.slow_dir), uuid, o.image_size);
+  if (!s.ok()) return undo(s);  // it removes what it made itself
+  created_home = true;
+
+  meta::VolumeRow row;
+  row.uuid = log::UuidToString(uuid);
+  row.image_size = o.image_size;
+  row.block_size = kBlockSize;
+  row.segment_blocks = o.segment_size / kBlockSize;
+  row.segment_count = static_cast<uint32_t>(segment_count);
+  row.home = "dir:" + AbsolutePath(o.slow_dir);
+  row.created_unix = std::time(nullptr);
+  row.home_journal = o.home_journal;
+  std::unique_ptr<meta::MetaStore> meta;
+  s = meta::MetaStore::Create(o.fast_dir + "/meta.db", row, &meta);
+  if (!s.ok()) return undo(s);
+  meta.reset();
+  s = fast->Sync();
+  if (s.ok()) s = slow->Sync();
+  if (!s.ok()) return undo(s);
+  if (!o.home_journal)
+    spdlog::warn("volume created WITHOUT the home journal: if FAST is lost, the home copy in {} may be a mix of "
+                 "old and new blocks that no filesystem checker can repair", o.slow_dir);
+  spdlog::info("created volume {}: image {} bytes, cache {} bytes ({} segments of {} bytes)", row.uuid, o.image_size,
+               log_bytes, segment_count, o.segment_size);
+  return Status::OK();
+}
+
+}  // namespace boostvol

@@ -1,0 +1,341 @@
+#include "engine/volume_impl.h"
+
+#include <chrono>
+#include <cstring>
+#include <spdlog/spdlog.h>
+#include <thread>
+
+#include "log/record.h"
+
+namespace boostvol {
+
+using log::kBlockSize;
+
+VolumeImpl::~VolumeImpl() {
+  if (!closed_ && writer_) {
+    Status s = Close();
+    if (!s.ok()) spdlog::error("closing the volume failed: {}", s.ToString());
+  }
+}
+
+uint64_t VolumeImpl::NowMs() const {
+  return static_cast<uint64_t>(
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch()).count());
+}
+
+Status VolumeImpl::ReadBlocks(uint64_t lba0, uint32_t n, uint8_t* out) {
+  thread_local std::vector<Version> where;
+  where.resize(n);
+  {
+    ReaderLock l(&index_mu_);
+    for (uint32_t i = 0; i < n; i++) {
+      where[i].cached = index_->Lookup(static_cast<uint32_t>(lba0 + i), &where[i].value);
+      if (where[i].cached) slot_readers_[SlotOf(where[i].value.pos)].fetch_add(1, std::memory_order_acquire);
+    }
+  }
+  Status result;
+  uint32_t i = 0;
+  while (i < n) {
+    uint8_t* dst = out + size_t{i} * kBlockSize;
+    if (!where[i].cached) {
+      uint32_t j = i + 1;
+      while (j < n && !where[j].cached) j++;
+      Status s = home_->Read((lba0 + i) * kBlockSize, dst, size_t{j - i} * kBlockSize);
+      if (!s.ok() && result.ok()) result = s;
+      read_blocks_home_ += j - i;
+      i = j;
+      continue;
+    }
+    // A run of cached blocks at consecutive log positions, none buffered.
+    if (writer_->ReadBuffered(where[i].value.pos, dst)) {
+      i++;
+      read_blocks_cache_++;
+      continue;
+    }
+    uint32_t j = i + 1;
+    while (j < n && where[j].cached && where[j].value.pos == where[j - 1].value.pos + 1 && SlotOf(where[j].value.pos) == SlotOf(where[i].value.pos)) j++;
+    Status s = log_file_->ReadAt(uint64_t{where[i].value.pos} * kBlockSize, dst, size_t{j - i} * kBlockSize);
+    if (!s.ok() && result.ok()) result = s;
+    read_blocks_cache_ += j - i;
+    i = j;
+  }
+  // Verify every cached block; a block still in a buffer when the run was
+  // read from the file is re-read from its buffer (it was written meanwhile).
+  for (i = 0; i < n && result.ok(); i++) {
+    if (!where[i].cached) continue;
+    uint8_t* dst = out + size_t{i} * kBlockSize;
+    if (log::BlockCrc(lba0 + i, dst) == where[i].value.crc) continue;
+    if (writer_->ReadBuffered(where[i].value.pos, dst) && log::BlockCrc(lba0 + i, dst) == where[i].value.crc) continue;
+    Status s = log_file_->ReadAt(uint64_t{where[i].value.pos} * kBlockSize, dst, kBlockSize);
+    if (s.ok() && log::BlockCrc(lba0 + i, dst) == where[i].value.crc) continue;
+    checksum_failures_++;
+    spdlog::error("image block {} (log block {}) fails its checksum; the read returns EIO. "
+                  "The cached copy is damaged; run `boostvol check` after unmounting",
+                  lba0 + i, where[i].value.pos);
+    result = Status::IoError(5, "checksum mismatch on the cached copy of image block " + std::to_string(lba0 + i));
+  }
+  for (i = 0; i < n; i++)
+    if (where[i].cached) slot_readers_[SlotOf(where[i].value.pos)].fetch_sub(1, std::memory_order_release);
+  return result;
+}
+
+Status VolumeImpl::ReadBlockVersion(uint64_t lba, uint8_t* out, Version* v) {
+  {
+    ReaderLock l(&index_mu_);
+    v->cached = index_->Lookup(static_cast<uint32_t>(lba), &v->value);
+    v->epoch = migrate_epoch_;
+  }
+  return ReadBlocks(lba, 1, out);
+}
+
+bool VolumeImpl::VersionStillCurrent(uint64_t lba, const Version& v) {
+  ReaderLock l(&index_mu_);
+  IndexValue now;
+  bool cached = index_->Lookup(static_cast<uint32_t>(lba), &now);
+  if (cached != v.cached) return false;
+  if (cached) return now == v.value;
+  return migrate_epoch_ == v.epoch;
+}
+
+Status VolumeImpl::Read(uint64_t offset, size_t len, void* buf) {
+  if (offset > size() || len > size() - offset) return Status::InvalidArgument("read beyond the end of the image");
+  if (len == 0) return Status::OK();
+  reads_++;
+  bytes_read_ += len;
+  uint64_t lba0 = offset / kBlockSize;
+  uint64_t lba_end = (offset + len + kBlockSize - 1) / kBlockSize;
+  uint8_t* dst = static_cast<uint8_t*>(buf);
+  constexpr uint32_t kChunk = 256;
+  if (offset % kBlockSize == 0 && len % kBlockSize == 0) {
+    for (uint64_t lba = lba0; lba < lba_end; lba += kChunk) {
+      uint32_t n = static_cast<uint32_t>(std::min<uint64_t>(kChunk, lba_end - lba));
+      BV_RETURN_IF_ERROR(ReadBlocks(lba, n, dst + (lba - lba0) * kBlockSize));
+    }
+    return Status::OK();
+  }
+  thread_local std::vector<uint8_t> tmp;
+  tmp.resize(size_t{kChunk} * kBlockSize);
+  for (uint64_t lba = lba0; lba < lba_end; lba += kChunk) {
+    uint32_t n = static_cast<uint32_t>(std::min<uint64_t>(kChunk, lba_end - lba));
+    BV_RETURN_IF_ERROR(ReadBlocks(lba, n, tmp.data()));
+    uint64_t chunk_start = lba * kBlockSize, chunk_end = (lba + n) * kBlockSize;
+    uint64_t from = std::max(chunk_start, offset), to = std::min(chunk_end, offset + len);
+    std::memcpy(dst + (from - offset), tmp.data() + (from - chunk_start), to - from);
+  }
+  return Status::OK();
+}
+
+Status VolumeImpl::Write(uint64_t offset, size_t len, const void* buf) {
+  if (offset > size() || len > size() - offset) return Status::InvalidArgument("write beyond the end of the image");
+  if (len == 0) return Status::OK();
+  writes_++;
+  bytes_written_ += len;
+  const uint8_t* src = static_cast<const uint8_t*>(buf);
+  uint64_t lba0 = offset / kBlockSize;
+  uint64_t lba_end = (offset + len + kBlockSize - 1) / kBlockSize;
+  uint64_t n = lba_end - lba0;
+
+  // Partial first/last blocks are merged with their current contents.
+  struct Partial {
+    uint64_t lba;
+    Version v;
+    alignas(16) uint8_t data[kBlockSize];
+  };
+  std::unique_ptr<Partial[]> partial;
+  int npartial = 0;
+  bool head_partial = offset % kBlockSize != 0 || (n == 1 && len < kBlockSize);
+  bool tail_partial = (offset + len) % kBlockSize != 0 && !(n == 1 && head_partial);
+  if (head_partial || tail_partial) partial.reset(new Partial[2]);
+  auto merge = [&](Partial* p) -> Status {
+    BV_RETURN_IF_ERROR(ReadBlockVersion(p->lba, p->data, &p->v));
+    uint64_t block_start = p->lba * kBlockSize;
+    uint64_t from = std::max(block_start, offset), to = std::min(block_start + kBlockSize, offset + len);
+    std::memcpy(p->data + (from - block_start), src + (from - offset), to - from);
+    return Status::OK();
+  };
+  if (head_partial) partial[npartial++].lba = lba0;
+  if (tail_partial) partial[npartial++].lba = lba_end - 1;
+  for (int i = 0; i < npartial; i++) BV_RETURN_IF_ERROR(merge(&partial[i]));
+
+  // Checksums outside the lock.
+  thread_local std::vector<uint32_t> crcs;
+  crcs.resize(n);
+  auto block_ptr = [&](uint64_t lba) -> const uint8_t* {
+    for (int i = 0; i < npartial; i++)
+      if (partial[i].lba == lba) return partial[i].data;
+    return src + (lba * kBlockSize - offset);
+  };
+  for (uint64_t i = 0; i < n; i++) crcs[i] = log::BlockCrc(lba0 + i, block_ptr(lba0 + i));
+
+  for (;;) {
+    {
+      MutexLock l(&write_mu_);
+      bool stale = false;
+      for (int i = 0; i < npartial; i++) stale |= !VersionStillCurrent(partial[i].lba, partial[i].v);
+      if (!stale) {
+        for (uint64_t i = 0; i < n; i++)
+          BV_RETURN_IF_ERROR(writer_->Append(lba0 + i, block_ptr(lba0 + i), crcs[i], &VolumeImpl::IndexPlaced, this));
+        break;
+      }
+    }
+    // A concurrent write or a migration changed a block we merged into: merge again.
+    for (int i = 0; i < npartial; i++) {
+      BV_RETURN_IF_ERROR(merge(&partial[i]));
+      crcs[partial[i].lba - lba0] = log::BlockCrc(partial[i].lba, partial[i].data);
+    }
+  }
+  last_write_ms_ = NowMs();
+  return Status::OK();
+}
+
+void VolumeImpl::IndexPlaced(void* ctx, uint64_t lba, uint32_t pos, uint32_t crc) {
+  VolumeImpl* self = static_cast<VolumeImpl*>(ctx);
+  WriterLock l(&self->index_mu_);
+  self->index_->Put(static_cast<uint32_t>(lba), IndexValue{pos, crc});
+}
+
+Status VolumeImpl::Flush() {
+  flushes_++;
+  return writer_->Sync();
+}
+
+Status VolumeImpl::Drain(const ProgressFn& progress) { return migrator_->Drain(progress); }
+
+Status VolumeImpl::MigrateOnce(bool* did) {
+  Housekeeping();
+  return migrator_->MigrateOnce(did);
+}
+
+void VolumeImpl::OnMigrated(const std::vector<meta::IndexEntry>& migrated, uint64_t first_segment, uint64_t end_segment) {
+  {
+    WriterLock l(&index_mu_);
+    for (const meta::IndexEntry& e : migrated) index_->RemoveIf(e.lba, IndexValue{e.pos, e.crc});
+    migrate_epoch_++;
+  }
+  // No new reader can find a position in these slots now; wait out the old ones.
+  for (uint64_t seg = first_segment; seg < end_segment; seg++) {
+    uint32_t slot = static_cast<uint32_t>(seg % row_.segment_count);
+    while (slot_readers_[slot].load(std::memory_order_acquire) != 0) std::this_thread::yield();
+  }
+}
+
+void VolumeImpl::OnSegmentDurable(const log::LiveSegment& seg) {
+  {
+    MutexLock l(&pending_mu_);
+    pending_sealed_.push_back(meta::SealedSegment{seg.segment_seq, static_cast<uint32_t>(seg.segment_seq % row_.segment_count),
+                                                  seg.first_record, seg.last_record, seg.data_blocks});
+  }
+  if (migrator_) migrator_->Kick();
+}
+
+void VolumeImpl::Housekeeping() {
+  std::vector<meta::SealedSegment> segs;
+  {
+    MutexLock l(&pending_mu_);
+    segs.swap(pending_sealed_);
+  }
+  if (segs.empty()) return;
+  Status s = meta_->AddSealedSegments(segs);
+  if (!s.ok()) {
+    spdlog::warn("recording sealed segments in meta.db failed (will retry): {}", s.ToString());
+    MutexLock l(&pending_mu_);
+    pending_sealed_.insert(pending_sealed_.begin(), segs.begin(), segs.end());
+  }
+}
+
+VolumeStatus VolumeImpl::GetStatus() {
+  VolumeStatus st;
+  st.uuid = row_.uuid;
+  st.fast_dir = fast_path_;
+  st.home = home_->Describe();
+  st.image_size = row_.image_size;
+  st.cache_bytes = uint64_t{row_.segment_blocks} * row_.segment_count * kBlockSize;
+  st.log_total_blocks = uint64_t{row_.segment_blocks} * row_.segment_count;
+  st.segments_total = row_.segment_count;
+  {
+    ReaderLock l(&index_mu_);
+    st.dirty_blocks = index_->size();
+    st.index_memory_bytes = index_->MemoryBytes();
+  }
+  if (writer_) {
+    log::LogWriter::Stats ws = writer_->GetStats();
+    st.segments_live = ws.live_segments;
+    st.log_used_blocks = ws.live_blocks;
+    st.next_record = ws.next_seq;
+    st.durable_record = ws.durable_seq;
+    st.write_waits = ws.append_waits;
+  }
+  st.watermark_record = home_->watermark().record_seq;
+  if (migrator_) {
+    Migrator::Stats ms = migrator_->GetStats();
+    st.migrator_state = ms.state;
+    st.migrated_blocks = ms.blocks;
+    st.migrated_bytes = ms.bytes;
+    st.migration_batches = ms.batches;
+    if (ms.failing_since_unix != 0) {
+      st.health = "home-unreachable";
+      st.last_error = ms.last_error;
+    }
+  }
+  if (checksum_failures_ > 0 && st.last_error.empty())
+    st.last_error = std::to_string(checksum_failures_.load()) + " cached block(s) failed their checksum";
+  st.reads = reads_;
+  st.writes = writes_;
+  st.flushes = flushes_;
+  st.bytes_read = bytes_read_;
+  st.bytes_written = bytes_written_;
+  st.read_blocks_cache = read_blocks_cache_;
+  st.read_blocks_home = read_blocks_home_;
+  st.mount_count = mount_count_;
+  st.clean_open = clean_open_;
+  return st;
+}
+
+Status VolumeImpl::Close() {
+  if (closed_.exchange(true)) return Status::OK();
+  Status result;
+  if (!writer_) {  // never fully opened
+    lock_.reset();
+    return result;
+  }
+  if (migrator_) migrator_->Stop();
+  meta::Checkpoint cp;
+  if (writer_) {
+    Status s = writer_->Stop(&cp.tail);
+    if (!s.ok()) {
+      spdlog::error("stopping the log failed: {}; the next mount will recover from the log", s.ToString());
+      result = s;
+    }
+  }
+  Housekeeping();
+  VolumeStatus st = GetStatus();
+  Status cs = meta_->SaveCounters({{"writes", static_cast<int64_t>(st.writes)},
+                                   {"reads", static_cast<int64_t>(st.reads)},
+                                   {"bytes_written", static_cast<int64_t>(st.bytes_written)},
+                                   {"bytes_read", static_cast<int64_t>(st.bytes_read)},
+                                   {"flushes", static_cast<int64_t>(st.flushes)},
+                                   {"read_blocks_cache", static_cast<int64_t>(st.read_blocks_cache)},
+                                   {"read_blocks_home", static_cast<int64_t>(st.read_blocks_home)}});
+  if (!cs.ok()) spdlog::warn("saving counters failed: {}", cs.ToString());
+  if (result.ok() && writer_) {
+    cp.watermark = home_->watermark();
+    {
+      ReaderLock l(&index_mu_);
+      cp.entries.reserve(index_->size());
+      index_->ForEach([&](uint32_t lba, IndexValue v) { cp.entries.push_back(meta::IndexEntry{lba, v.pos, v.crc}); });
+    }
+    Status s = meta_->SaveCheckpoint(cp);
+    if (!s.ok()) {
+      spdlog::error("writing the checkpoint failed: {}; the next mount will recover from the log", s.ToString());
+      result = s;
+    } else {
+      spdlog::info("clean stop: checkpoint of {} cached blocks written", cp.entries.size());
+    }
+  }
+  writer_.reset();
+  migrator_.reset();
+  lock_.reset();
+  return result;
+}
+
+}  // namespace boostvol

@@ -1,0 +1,107 @@
+// VolumeImpl: the engine behind boostvol::Volume (include/boostvol/volume.h).
+//
+// Read path: look up each block in the index (under index_mu_ shared); a block
+// in the index is read from its write buffer or the log and its checksum is
+// verified; a block not in the index is read from home. While a reader uses a
+// log position it holds a count on that segment slot (slot_readers_), and the
+// migrator does not release a slot until its count is zero.
+//
+// Write path: partial blocks are merged with the block's current contents
+// first (optimistically, validated under write_mu_ against the index and the
+// migration epoch, retried if a concurrent write or migration intervened);
+// then, under write_mu_, every block is appended to the log, and indexed by
+// the LogWriter's callback before its record can be sealed (so the migrator
+// never takes a block the index does not know). The log order equals the
+// order in which writes take write_mu_: overlapping writes are ordered
+// (DESIGN.md 2.4).
+//
+// Lock order: write_mu_ -> LogWriter::mu_ -> index_mu_ (checked by clang).
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <vector>
+
+#include "boostvol/volume.h"
+#include "home/home.h"
+#include "index/block_index.h"
+#include "log/log_writer.h"
+#include "meta/meta_store.h"
+#include "migrate/migrator.h"
+#include "util/env.h"
+#include "util/thread_annotations.h"
+
+namespace boostvol {
+
+class VolumeImpl : public Volume {
+ public:
+  VolumeImpl() = default;
+  ~VolumeImpl() override;
+
+  uint64_t size() const override { return row_.image_size; }
+  Status Read(uint64_t offset, size_t len, void* buf) override;
+  Status Write(uint64_t offset, size_t len, const void* buf) override;
+  Status Flush() override;
+  Status Drain(const ProgressFn& progress) override;
+  VolumeStatus GetStatus() override;
+  Status Close() override;
+
+  // Migrates one batch now (tests drive migration by hand with this).
+  Status MigrateOnce(bool* did);
+
+ private:
+  friend Status Volume::Open(const OpenOptions&, std::unique_ptr<Volume>*);
+  friend class VolumeOpener;
+
+  struct Version {
+    bool cached = false;
+    IndexValue value;
+    uint64_t epoch = 0;
+  };
+
+  // Reads n whole blocks starting at lba into out.
+  Status ReadBlocks(uint64_t lba, uint32_t n, uint8_t* out);
+  // Reads one block and reports the version it read (for merging).
+  Status ReadBlockVersion(uint64_t lba, uint8_t* out, Version* v);
+  // LogWriter::PlacedFn: indexes a block as it enters the log.
+  static void IndexPlaced(void* ctx, uint64_t lba, uint32_t pos, uint32_t crc);
+  bool VersionStillCurrent(uint64_t lba, const Version& v) BV_REQUIRES(write_mu_);
+  void OnMigrated(const std::vector<meta::IndexEntry>& migrated, uint64_t first_segment, uint64_t end_segment);
+  void OnSegmentDurable(const log::LiveSegment& seg);
+  void Housekeeping();
+  uint64_t NowMs() const;
+  uint32_t SlotOf(uint32_t pos) const { return pos / row_.segment_blocks; }
+
+  // Fixed after Open.
+  Env* env_ = nullptr;
+  std::string fast_path_;
+  std::unique_ptr<Dir> fast_;
+  std::unique_ptr<FileLock> lock_;
+  std::unique_ptr<meta::MetaStore> meta_;
+  std::unique_ptr<home::Home> home_;
+  std::unique_ptr<File> log_file_;
+  meta::VolumeRow row_;
+  log::Uuid uuid_{};
+  uint64_t image_blocks_ = 0;
+  uint64_t mount_count_ = 0;
+  bool clean_open_ = false;
+
+  Mutex write_mu_ BV_ACQUIRED_BEFORE(index_mu_);
+  SharedMutex index_mu_;
+  std::unique_ptr<BlockIndex> index_ BV_PT_GUARDED_BY(index_mu_);
+  uint64_t migrate_epoch_ BV_GUARDED_BY(index_mu_) = 0;
+  std::unique_ptr<std::atomic<uint32_t>[]> slot_readers_;
+
+  std::unique_ptr<log::LogWriter> writer_;
+  std::unique_ptr<Migrator> migrator_;
+
+  Mutex pending_mu_;
+  std::vector<meta::SealedSegment> pending_sealed_ BV_GUARDED_BY(pending_mu_);
+
+  std::atomic<uint64_t> last_write_ms_{0};
+  std::atomic<uint64_t> reads_{0}, writes_{0}, flushes_{0}, bytes_read_{0}, bytes_written_{0};
+  std::atomic<uint64_t> read_blocks_cache_{0}, read_blocks_home_{0}, checksum_failures_{0};
+  std::atomic<bool> closed_{false};
+};
+
+}  // namespace boostvol

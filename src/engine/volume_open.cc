@@ -1,0 +1,297 @@
+// Volume::Open: takes the volume lock, opens metadata, log and home, and
+// rebuilds the index: from the clean-stop checkpoint when there is one (no
+// log read), else by replaying the log from the migration watermark
+// (src/log/log_scanner.h has the recovery rules).
+#include <algorithm>
+#include <cstring>
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include "engine/volume_impl.h"
+#include "log/log_scanner.h"
+
+namespace boostvol {
+
+using log::kBlockSize;
+
+namespace {
+
+Status ParseHome(const std::string& home, std::string* dir) {
+  if (home.rfind("dir:", 0) != 0 || home.size() < 5 || home[4] != '/')
+    return Status::Corruption("meta.db names a home of unknown kind: '" + home + "'");
+  *dir = home.substr(4);
+  return Status::OK();
+}
+
+}  // namespace
+
+// Builds a VolumeImpl step by step; any failure leaves nothing changed on disk
+// except what recovery legitimately finishes (a journal replay at home).
+class VolumeOpener {
+ public:
+  static Status Open(const OpenOptions& o, std::unique_ptr<VolumeImpl>* out) {
+    auto v = std::make_unique<VolumeImpl>();
+    v->env_ = o.env ? o.env : Env::Posix();
+    v->fast_path_ = o.fast_dir;
+    Status s = v->env_->OpenDir(o.fast_dir, &v->fast_);
+    if (!s.ok()) return Status::InvalidArgument("cannot open FAST directory " + o.fast_dir + ": " + s.ToString());
+    bool exists = false;
+    BV_RETURN_IF_ERROR(v->fast_->Exists("meta.db", &exists));
+    if (!exists)
+      return Status::NotFound("no boostvol volume in " + o.fast_dir + " (meta.db is missing); create one with `boostvol create`");
+    s = v->fast_->LockFile("lock", "pid " + std::to_string(getpid()), &v->lock_);
+    if (s.IsBusy()) {
+      return Status::Busy("the volume in " + o.fast_dir + " is already in use (" + v->fast_->LockOwnerNote("lock") +
+                          "); unmount it first");
+    }
+    BV_RETURN_IF_ERROR(s);
+    BV_RETURN_IF_ERROR(meta::MetaStore::Open(o.fast_dir + "/meta.db", false, &v->meta_));
+    BV_RETURN_IF_ERROR(v->meta_->LoadVolume(&v->row_));
+    meta::VolumeRow& row = v->row_;
+    if (!log::UuidFromString(row.uuid, &v->uuid_)) return Status::Corruption("meta.db: volume.uuid is malformed");
+    v->image_blocks_ = row.image_size / kBlockSize;
+    const uint64_t log_blocks = uint64_t{row.segment_blocks} * row.segment_count;
+
+    // The log.
+    BV_RETURN_IF_ERROR(v->fast_->OpenFile("log", OpenMode::kReadWrite, &v->log_file_));
+    FileInfo li;
+    BV_RETURN_IF_ERROR(v->log_file_->Stat(&li));
+    if (li.size != log_blocks * kBlockSize) {
+      return Status::Corruption("FAST/log is " + std::to_string(li.size) + " bytes, but meta.db says " +
+                                std::to_string(log_blocks * kBlockSize) + "; run `boostvol check " + o.fast_dir + "`");
+    }
+
+    // The home.
+    std::string slow;
+    BV_RETURN_IF_ERROR(ParseHome(row.home, &slow));
+    home::HomeOpenReport report;
+    s = home::OpenDirectoryHome(v->env_, slow, v->uuid_, row.image_size, row.home_journal, &v->home_, &report);
+    if (!s.ok()) return s;
+    if (report.journal_replayed) spdlog::info("finished a migration batch interrupted by a crash (home journal replayed)");
+
+    // Where the log starts: the home's watermark is authoritative.
+    meta::Watermark meta_wm;
+    BV_RETURN_IF_ERROR(v->meta_->LoadWatermark(&meta_wm));
+    meta::Watermark start = v->home_->watermark();
+    if (start.record_seq < meta_wm.record_seq) {
+      return Status::Corruption("the home copy in " + slow + " is older (record " + std::to_string(start.record_seq) +
+                                ") than meta.db says it is (record " + std::to_string(meta_wm.record_seq) +
+                                "): it was replaced or restored behind the cache's back. Refusing to mount");
+    }
+    std::vector<meta::SealedSegment> sealed;
+    BV_RETURN_IF_ERROR(v->meta_->LoadSealedSegments(&sealed));
+    sealed.erase(std::remove_if(sealed.begin(), sealed.end(),
+                                [&](const meta::SealedSegment& x) { return x.segment_seq < start.segment_seq; }),
+                 sealed.end());
+    uint64_t known_durable = 0;
+    for (const auto& x : sealed) known_durable = std::max(known_durable, x.last_record);
+
+    v->index_ = std::make_unique<BlockIndex>(log_blocks);
+    v->slot_readers_.reset(new std::atomic<uint32_t>[row.segment_count]);
+    for (uint32_t i = 0; i < row.segment_count; i++) v->slot_readers_[i] = 0;
+
+    log::LogWriterOptions wo;
+    wo.log = v->log_file_.get();
+    wo.uuid = v->uuid_;
+    wo.segment_blocks = row.segment_blocks;
+    wo.segment_count = row.segment_count;
+
+    meta::Checkpoint cp;
+    bool have_cp = false;
+    s = v->meta_->LoadCheckpoint(&cp, &have_cp);
+    if (!s.ok()) {
+      spdlog::warn("the clean-stop checkpoint in meta.db is unusable ({}); rebuilding the index from the log", s.ToString());
+      have_cp = false;
+    }
+    if (have_cp && !UseCheckpoint(v.get(), cp, start, sealed, &wo)) have_cp = false;
+    if (!have_cp) {
+      BV_RETURN_IF_ERROR(Replay(v.get(), o, start, known_durable, &wo));
+    }
+    v->clean_open_ = have_cp;
+
+    // A home changed behind our back is harmless only if we hold nothing for it.
+    if (report.changed_behind_back) {
+      size_t dirty;
+      {
+        ReaderLock l(&v->index_mu_);
+        dirty = v->index_->size();
+      }
+      if (dirty > 0) {
+        return Status::Busy("the home copy " + slow + "/image was modified outside boostvol (" + report.change_detail +
+                            ") while the cache holds " + std::to_string(dirty) +
+                            " blocks not yet written home; mounting would overlay stale cached blocks on it. "
+                            "Restore the home copy, or if the outside change is what you want, discard the cache "
+                            "(move FAST away) and create a new volume");
+      }
+      spdlog::warn("the home copy {}/image was modified outside boostvol ({}); the cache holds no dirty blocks, "
+                   "so the change is accepted", slow, report.change_detail);
+      BV_RETURN_IF_ERROR(v->home_->Restamp());
+    }
+
+    // Everything replayed must be durable before new records chain onto it.
+    BV_RETURN_IF_ERROR(v->log_file_->Sync());
+    BV_RETURN_IF_ERROR(v->meta_->BeginMount(&v->mount_count_));
+
+    VolumeImpl* raw = v.get();
+    wo.on_segment_durable = [raw](const log::LiveSegment& seg) { raw->OnSegmentDurable(seg); };
+    v->writer_ = std::make_unique<log::LogWriter>(wo);
+    // Segments already durable from before: the migrator may take them.
+    for (const log::LiveSegment& seg : wo.live)
+      if (seg.durable) {
+        MutexLock l(&v->pending_mu_);
+        if (std::none_of(sealed.begin(), sealed.end(), [&](const auto& x) { return x.segment_seq == seg.segment_seq; }))
+          v->pending_sealed_.push_back(meta::SealedSegment{seg.segment_seq,
+                                                           static_cast<uint32_t>(seg.segment_seq % row.segment_count),
+                                                           seg.first_record, seg.last_record, seg.data_blocks});
+      }
+
+    MigratorOptions mo;
+    mo.log = v->log_file_.get();
+    mo.uuid = v->uuid_;
+    mo.segment_blocks = row.segment_blocks;
+    mo.segment_count = row.segment_count;
+    mo.writer = v->writer_.get();
+    mo.home = v->home_.get();
+    mo.meta = v->meta_.get();
+    mo.start_fraction = o.migrate_start_fraction;
+    mo.idle_ms = o.idle_migrate_ms;
+    mo.max_batch_bytes = o.max_batch_bytes;
+    mo.on_applied = [raw](const std::vector<meta::IndexEntry>& m, uint64_t a, uint64_t b) { raw->OnMigrated(m, a, b); };
+    mo.idle_for_ms = [raw]() -> uint64_t {
+      uint64_t last = raw->last_write_ms_.load();
+      uint64_t now = raw->NowMs();
+      return now > last ? now - last : 0;
+    };
+    mo.housekeeping = [raw] { raw->Housekeeping(); };
+    v->migrator_ = std::make_unique<Migrator>(mo);
+    v->last_write_ms_ = v->NowMs();
+    if (o.start_migrator) v->migrator_->Start();
+    {
+      ReaderLock l(&v->index_mu_);
+      spdlog::info("volume {} open: {} of image, {} dirty blocks in the log, {} start", row.uuid, row.image_size,
+                   v->index_->size(), have_cp ? "clean" : "recovered");
+    }
+    *out = std::move(v);
+    return Status::OK();
+  }
+
+ private:
+  // Clean stop: the index and the tail come from meta.db; no log is read but
+  // one header at the tail, which must not hold a record the checkpoint does
+  // not know (meta.db older than the log).
+  static bool UseCheckpoint(VolumeImpl* v, const meta::Checkpoint& cp, const meta::Watermark& start,
+                            const std::vector<meta::SealedSegment>& sealed, log::LogWriterOptions* wo) {
+    const meta::VolumeRow& row = v->row_;
+    if (cp.watermark.record_seq != start.record_seq || cp.tail.next_record_seq < start.record_seq ||
+        cp.tail.segment_seq < start.segment_seq || cp.tail.segment_seq - start.segment_seq >= row.segment_count ||
+        cp.tail.next_block_in_segment > row.segment_blocks) {
+      spdlog::warn("the checkpoint does not match the home watermark; rebuilding the index from the log");
+      return false;
+    }
+    // The live slots run from start.segment_seq to the tail's segment.
+    auto live_slot = [&](uint32_t pos) {
+      uint64_t slot = pos / row.segment_blocks;
+      uint64_t first = start.segment_seq % row.segment_count;
+      uint64_t dist = (slot + row.segment_count - first) % row.segment_count;
+      return dist <= cp.tail.segment_seq - start.segment_seq;
+    };
+    for (const meta::IndexEntry& e : cp.entries) {
+      if (e.lba >= v->image_blocks_ || !live_slot(e.pos)) {
+        spdlog::warn("the checkpoint holds an entry outside the live log; rebuilding the index from the log");
+        return false;
+      }
+    }
+    uint8_t block[kBlockSize];
+    auto hdr = std::make_unique<log::RecordHeader>();
+    if (row.segment_blocks - cp.tail.next_block_in_segment >= 2) {
+      uint64_t pos = (cp.tail.segment_seq % row.segment_count) * row.segment_blocks + cp.tail.next_block_in_segment;
+      if (v->log_file_->ReadAt(pos * kBlockSize, block, kBlockSize).ok() &&
+          log::DecodeHeader(block, v->uuid_, hdr.get()).ok() && hdr->record_seq == cp.tail.next_record_seq &&
+          hdr->prev_crc == cp.tail.prev_crc) {
+        spdlog::warn("the log holds records newer than meta.db's checkpoint; rebuilding the index from the log");
+        return false;
+      }
+    }
+    {
+      WriterLock l(&v->index_mu_);
+      for (const meta::IndexEntry& e : cp.entries) v->index_->Put(e.lba, IndexValue{e.pos, e.crc});
+    }
+    wo->tail = cp.tail;
+    wo->durable_seq = cp.tail.next_record_seq - 1;
+    uint64_t next_first = start.record_seq;
+    for (const meta::SealedSegment& x : sealed) {
+      if (x.segment_seq > cp.tail.segment_seq) break;
+      log::LiveSegment seg;
+      seg.segment_seq = x.segment_seq;
+      seg.first_record = x.first_record;
+      seg.last_record = x.last_record;
+      seg.data_blocks = x.data_blocks;
+      seg.used_blocks = x.segment_seq == cp.tail.segment_seq ? cp.tail.next_block_in_segment : row.segment_blocks;
+      seg.sealed = seg.durable = true;
+      wo->live.push_back(seg);
+      next_first = x.last_record + 1;
+    }
+    if (wo->live.empty() || wo->live.back().segment_seq != cp.tail.segment_seq) {
+      log::LiveSegment cur;
+      cur.segment_seq = cp.tail.segment_seq;
+      cur.used_blocks = cp.tail.next_block_in_segment;
+      if (cp.tail.next_record_seq > next_first) {
+        cur.first_record = next_first;
+        cur.last_record = cp.tail.next_record_seq - 1;
+      }
+      wo->live.push_back(cur);
+    }
+    return true;
+  }
+
+  static Status Replay(VolumeImpl* v, const OpenOptions& o, const meta::Watermark& start, uint64_t known_durable,
+                       log::LogWriterOptions* wo) {
+    const meta::VolumeRow& row = v->row_;
+    spdlog::info("the last stop was not clean: replaying the log from record {}", start.record_seq);
+    log::ScanOptions so;
+    so.log = v->log_file_.get();
+    so.uuid = v->uuid_;
+    so.segment_blocks = row.segment_blocks;
+    so.segment_count = row.segment_count;
+    so.start = start;
+    so.known_durable_seq = known_durable;
+    if (o.progress) so.progress = [&](uint64_t records) { o.progress(Progress{"recovery", records, 0, "records"}); };
+    log::ScanResult sr;
+    Status s;
+    {
+      WriterLock l(&v->index_mu_);
+      BlockIndex* index = v->index_.get();
+      uint64_t image_blocks = v->image_blocks_;
+      bool bad_lba = false;
+      s = log::ScanLog(so, [&](uint64_t lba, uint32_t pos, uint32_t crc) {
+        if (lba >= image_blocks) {
+          bad_lba = true;
+          return;
+        }
+        index->Put(static_cast<uint32_t>(lba), IndexValue{pos, crc});
+      }, &sr);
+      if (s.ok() && bad_lba) s = Status::Corruption("the log holds a block beyond the image's end; run `boostvol check`");
+    }
+    BV_RETURN_IF_ERROR(s);
+    if (!sr.torn_detail.empty() && sr.records > 0)
+      spdlog::info("log replay ended at {} (never covered by an fsync; discarded)", sr.torn_detail);
+    spdlog::info("replayed {} records ({} blocks) from the log", sr.records, sr.blocks);
+    wo->tail = sr.tail;
+    wo->live = sr.live;
+    wo->durable_seq = sr.tail.next_record_seq - 1;
+    return Status::OK();
+  }
+};
+
+Status Volume::Open(const OpenOptions& options, std::unique_ptr<Volume>* out) {
+  std::unique_ptr<VolumeImpl> v;
+  Status s = VolumeOpener::Open(options, &v);
+  if (!s.ok()) {
+    if (v) v->closed_ = true;
+    return s;
+  }
+  *out = std::move(v);
+  return Status::OK();
+}
+
+}  // namespace boostvol

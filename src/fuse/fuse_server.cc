@@ -1,0 +1,730 @@
+// The FUSE low-level server: thin sfs_<op> entry points (libfuse callbacks)
+// that call do_<op> workers. Every failure ends in exactly one
+// fuse_reply_err, through Fail(), which also logs it; no exception leaves an
+// entry point (Guard()).
+#define FUSE_USE_VERSION 312  // the newest API level libfuse 3.14 defines
+#include <fuse_lowlevel.h>
+
+#include "fuse/fuse_server.h"
+
+#include <fcntl.h>
+#include <linux/falloc.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <cstdarg>
+#include <cstring>
+#include <ctime>
+#include <exception>
+#include <memory>
+#include <spdlog/spdlog.h>
+
+namespace boostvol {
+namespace {
+
+constexpr fuse_ino_t kRootIno = FUSE_ROOT_ID;  // 1
+constexpr fuse_ino_t kImageIno = 2;
+constexpr const char* kImageName = "image";
+// Attributes change only through this server, so the kernel may keep them.
+constexpr double kAttrTimeout = 3600.0;
+constexpr unsigned kMaxWrite = 1u << 20;
+
+// ---------------------------------------------------------------------------
+// libfuse's own messages go to spdlog; the last one is kept for errors.
+
+Mutex g_fuse_log_mu;
+std::string g_last_fuse_message BV_GUARDED_BY(g_fuse_log_mu);
+
+void FuseLogToSpdlog(enum fuse_log_level level, const char* fmt, va_list ap) {
+  char buf[1024];
+  std::vsnprintf(buf, sizeof(buf), fmt, ap);
+  std::string msg(buf);
+  while (!msg.empty() && (msg.back() == '\n' || msg.back() == ' ')) msg.pop_back();
+  if (level <= FUSE_LOG_ERR) {
+    MutexLock l(&g_fuse_log_mu);
+    g_last_fuse_message = msg;
+  }
+  if (level <= FUSE_LOG_ERR) spdlog::error("libfuse: {}", msg);
+  else if (level <= FUSE_LOG_NOTICE) spdlog::info("libfuse: {}", msg);
+  else spdlog::debug("libfuse: {}", msg);
+}
+
+std::string TakeLastFuseMessage() {
+  MutexLock l(&g_fuse_log_mu);
+  std::string m;
+  m.swap(g_last_fuse_message);
+  return m.empty() ? std::string("no details from libfuse") : m;
+}
+
+// ---------------------------------------------------------------------------
+// The server's state: the volume and the two inodes' attributes.
+
+struct InodeAttrs {
+  mode_t mode = 0;
+  uid_t uid = 0;
+  gid_t gid = 0;
+  timespec atime{}, mtime{}, ctime{};
+};
+
+class Server {
+ public:
+  Server(Volume* volume, uid_t uid, gid_t gid) : volume_(volume), size_(volume->size()) {
+    timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    MutexLock l(&mu_);
+    root_ = InodeAttrs{S_IFDIR | 0700, uid, gid, now, now, now};
+    image_ = InodeAttrs{S_IFREG | 0600, uid, gid, now, now, now};
+  }
+
+  Volume* volume() const { return volume_; }
+  uint64_t size() const { return size_; }
+  std::atomic<int64_t> open_handles{0};
+
+  // Fills *st for ino (1 or 2); false for any other inode.
+  bool Stat(fuse_ino_t ino, struct stat* st) {
+    std::memset(st, 0, sizeof(*st));
+    MutexLock l(&mu_);
+    const InodeAttrs* a;
+    if (ino == kRootIno) {
+      a = &root_;
+      st->st_nlink = 2;
+      st->st_size = 4096;
+    } else if (ino == kImageIno) {
+      a = &image_;
+      st->st_nlink = 1;
+      st->st_size = static_cast<off_t>(size_);
+    } else {
+      return false;
+    }
+    st->st_ino = ino;
+    st->st_mode = a->mode;
+    st->st_uid = a->uid;
+    st->st_gid = a->gid;
+    st->st_blksize = 4096;
+    st->st_blocks = (st->st_size + 511) / 512;
+    st->st_atim = a->atime;
+    st->st_mtim = a->mtime;
+    st->st_ctim = a->ctime;
+    return true;
+  }
+
+  // Applies chmod/chown/utimens (size is checked by the caller).
+  // Returns 0 or an errno.
+  int SetAttr(fuse_ino_t ino, const struct stat& in, int to_set, const fuse_ctx* ctx) {
+    MutexLock l(&mu_);
+    InodeAttrs* a = ino == kRootIno ? &root_ : &image_;
+    const bool privileged = ctx->uid == 0;
+    const bool owner = ctx->uid == a->uid;
+    if ((to_set & FUSE_SET_ATTR_MODE) && !privileged && !owner) return EPERM;
+    if ((to_set & FUSE_SET_ATTR_UID) && !privileged && in.st_uid != a->uid) return EPERM;
+    if ((to_set & FUSE_SET_ATTR_GID) && !privileged && !owner) return EPERM;
+    const int times = FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_ATIME_NOW | FUSE_SET_ATTR_MTIME_NOW;
+    const bool explicit_times = to_set & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME);
+    if ((to_set & times) && !privileged && !owner && explicit_times) return EPERM;
+    timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    if (to_set & FUSE_SET_ATTR_MODE) a->mode = (a->mode & S_IFMT) | (in.st_mode & 07777);
+    if (to_set & FUSE_SET_ATTR_UID) a->uid = in.st_uid;
+    if (to_set & FUSE_SET_ATTR_GID) a->gid = in.st_gid;
+    if (to_set & FUSE_SET_ATTR_ATIME_NOW) a->atime = now;
+    else if (to_set & FUSE_SET_ATTR_ATIME) a->atime = in.st_atim;
+    if (to_set & FUSE_SET_ATTR_MTIME_NOW) a->mtime = now;
+    else if (to_set & FUSE_SET_ATTR_MTIME) a->mtime = in.st_mtim;
+    a->ctime = (to_set & FUSE_SET_ATTR_CTIME) ? in.st_ctim : now;
+    return 0;
+  }
+
+  void TouchImageMtime() {
+    timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    MutexLock l(&mu_);
+    image_.mtime = now;
+    image_.ctime = now;
+  }
+
+ private:
+  Volume* const volume_;
+  const uint64_t size_;
+  Mutex mu_;
+  InodeAttrs root_ BV_GUARDED_BY(mu_);
+  InodeAttrs image_ BV_GUARDED_BY(mu_);
+};
+
+Server* S(fuse_req_t req) { return static_cast<Server*>(fuse_req_userdata(req)); }
+
+int ErrnoOf(const Status& s) { return s.err() > 0 ? s.err() : EIO; }
+
+// How loud a failed request is: engine failures are errors, refusals are
+// worth an info line, expected misses are debug.
+enum class Loud { kDebug, kInfo, kError };
+
+void Fail(fuse_req_t req, int err, Loud loud, const char* op, const std::string& what) {
+  const fuse_ctx* ctx = fuse_req_ctx(req);
+  const int pid = ctx != nullptr ? static_cast<int>(ctx->pid) : 0;
+  switch (loud) {
+    case Loud::kDebug: spdlog::debug("FUSE {} -> {} (pid {}): {}", op, strerrorname_np(err), pid, what); break;
+    case Loud::kInfo: spdlog::info("FUSE {} -> {} (pid {}): {}", op, strerrorname_np(err), pid, what); break;
+    case Loud::kError: spdlog::error("FUSE {} -> {} (pid {}): {}", op, strerrorname_np(err), pid, what); break;
+  }
+  fuse_reply_err(req, err);
+}
+
+// Runs a do_<op> worker; an exception (allocation failure) becomes EIO for
+// that request instead of unwinding into libfuse. Workers reply last, so a
+// throw always happens before any reply.
+template <class F>
+void Guard(fuse_req_t req, const char* op, F&& f) noexcept {
+  try {
+    f();
+  } catch (const std::exception& e) {
+    Fail(req, EIO, Loud::kError, op, std::string("internal error: ") + e.what());
+  } catch (...) {
+    Fail(req, EIO, Loud::kError, op, "internal error: unknown exception");
+  }
+}
+
+std::string InoName(fuse_ino_t ino) {
+  if (ino == kRootIno) return "/";
+  if (ino == kImageIno) return "/image";
+  return "inode " + std::to_string(ino);
+}
+
+// A growable per-thread buffer for reads and scattered writes.
+char* ThreadBuffer(size_t n) {
+  thread_local std::unique_ptr<char[]> buf;
+  thread_local size_t cap = 0;
+  if (cap < n) {
+    buf.reset(new char[n]);
+    cap = n;
+  }
+  return buf.get();
+}
+
+bool FillEntry(Server* s, fuse_ino_t ino, fuse_entry_param* e) {
+  std::memset(e, 0, sizeof(*e));
+  if (!s->Stat(ino, &e->attr)) return false;
+  e->ino = ino;
+  e->generation = 1;
+  e->attr_timeout = kAttrTimeout;
+  e->entry_timeout = kAttrTimeout;
+  return true;
+}
+
+// ---------------------------------------------------------------------------
+// Workers.
+
+void do_lookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
+  if (parent == kImageIno) return Fail(req, ENOTDIR, Loud::kDebug, "lookup", std::string("/image/") + name);
+  if (parent != kRootIno) return Fail(req, ENOENT, Loud::kDebug, "lookup", "unknown parent " + InoName(parent));
+  fuse_entry_param e;
+  fuse_ino_t ino = 0;
+  if (std::strcmp(name, kImageName) == 0) ino = kImageIno;
+  else if (std::strcmp(name, ".") == 0 || std::strcmp(name, "..") == 0) ino = kRootIno;
+  if (ino == 0 || !FillEntry(S(req), ino, &e)) {
+    return Fail(req, ENOENT, Loud::kDebug, "lookup", std::string("/") + name + " does not exist (only /image does)");
+  }
+  fuse_reply_entry(req, &e);
+}
+
+void do_getattr(fuse_req_t req, fuse_ino_t ino) {
+  struct stat st;
+  if (!S(req)->Stat(ino, &st)) return Fail(req, ENOENT, Loud::kInfo, "getattr", InoName(ino) + " does not exist");
+  fuse_reply_attr(req, &st, kAttrTimeout);
+}
+
+void do_setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set) {
+  Server* s = S(req);
+  struct stat cur;
+  if (!s->Stat(ino, &cur)) return Fail(req, ENOENT, Loud::kInfo, "setattr", InoName(ino) + " does not exist");
+  if (to_set & FUSE_SET_ATTR_SIZE) {
+    if (ino == kRootIno) return Fail(req, EISDIR, Loud::kInfo, "setattr", "cannot truncate the root directory");
+    if (static_cast<uint64_t>(attr->st_size) != s->size()) {
+      return Fail(req, EINVAL, Loud::kInfo, "setattr",
+                  "the image has a fixed size of " + std::to_string(s->size()) + " bytes; refused truncate to " +
+                      std::to_string(attr->st_size));
+    }
+  }
+  if (int err = s->SetAttr(ino, *attr, to_set, fuse_req_ctx(req)); err != 0) {
+    return Fail(req, err, Loud::kInfo, "setattr",
+                "uid " + std::to_string(fuse_req_ctx(req)->uid) + " may not change the owner, mode or times of " +
+                    InoName(ino));
+  }
+  s->Stat(ino, &cur);
+  fuse_reply_attr(req, &cur, kAttrTimeout);
+}
+
+void do_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  if (ino == kRootIno) return Fail(req, EISDIR, Loud::kInfo, "open", "/ is a directory");
+  if (ino != kImageIno) return Fail(req, ENOENT, Loud::kInfo, "open", InoName(ino) + " does not exist");
+  // Like a block device: O_TRUNC is ignored (FUSE_CAP_ATOMIC_O_TRUNC hands it
+  // to us instead of a truncating setattr).
+  if (fi->flags & O_TRUNC) spdlog::debug("FUSE open /image with O_TRUNC: ignored, the image has a fixed size");
+  // Only this server changes the image, so cached pages stay valid across
+  // opens. O_DIRECT is left to the kernel's own direct I/O path (it keeps the
+  // page cache coherent, which FOPEN_DIRECT_IO does not on every kernel).
+  fi->keep_cache = 1;
+  fi->direct_io = 0;
+  S(req)->open_handles.fetch_add(1);
+  if (fuse_reply_open(req, fi) != 0) S(req)->open_handles.fetch_sub(1);  // interrupted: no release follows
+}
+
+void do_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off) {
+  Server* s = S(req);
+  if (ino != kImageIno) return Fail(req, EISDIR, Loud::kInfo, "read", InoName(ino) + " is not the image");
+  if (off < 0) return Fail(req, EINVAL, Loud::kInfo, "read", "negative offset");
+  const uint64_t uoff = static_cast<uint64_t>(off);
+  if (uoff >= s->size() || size == 0) {
+    fuse_reply_buf(req, nullptr, 0);
+    return;
+  }
+  const size_t len = static_cast<size_t>(std::min<uint64_t>(size, s->size() - uoff));
+  char* buf = ThreadBuffer(len);
+  Status st = s->volume()->Read(uoff, len, buf);
+  if (!st.ok()) {
+    return Fail(req, ErrnoOf(st), Loud::kError, "read",
+                "offset " + std::to_string(uoff) + " length " + std::to_string(len) + ": " + st.ToString());
+  }
+  fuse_reply_buf(req, buf, len);
+}
+
+void do_write_buf(fuse_req_t req, fuse_ino_t ino, fuse_bufvec* in_buf, off_t off) {
+  Server* s = S(req);
+  if (ino != kImageIno) return Fail(req, EISDIR, Loud::kInfo, "write", InoName(ino) + " is not the image");
+  if (off < 0) return Fail(req, EINVAL, Loud::kInfo, "write", "negative offset");
+  const uint64_t uoff = static_cast<uint64_t>(off);
+  size_t len = fuse_buf_size(in_buf);
+  if (len == 0) {
+    fuse_reply_write(req, 0);
+    return;
+  }
+  if (uoff >= s->size()) {
+    return Fail(req, ENOSPC, Loud::kInfo, "write",
+                "offset " + std::to_string(uoff) + " is at or past the end of the image (" + std::to_string(s->size()) +
+                    " bytes)");
+  }
+  len = static_cast<size_t>(std::min<uint64_t>(len, s->size() - uoff));  // crossing the end: short write
+
+  const char* data;
+  const fuse_buf& b0 = in_buf->buf[in_buf->idx];
+  if (in_buf->count - in_buf->idx == 1 && !(b0.flags & FUSE_BUF_IS_FD) && b0.size - in_buf->off >= len) {
+    data = static_cast<const char*>(b0.mem) + in_buf->off;  // already in memory: no copy
+  } else {
+    char* buf = ThreadBuffer(len);
+    fuse_bufvec dst = FUSE_BUFVEC_INIT(len);
+    dst.buf[0].mem = buf;
+    ssize_t got = fuse_buf_copy(&dst, in_buf, static_cast<fuse_buf_copy_flags>(0));
+    if (got < 0) {
+      return Fail(req, static_cast<int>(-got), Loud::kError, "write", "copying the request's data failed");
+    }
+    len = static_cast<size_t>(got);
+    data = buf;
+  }
+  Status st = s->volume()->Write(uoff, len, data);
+  if (!st.ok()) {
+    return Fail(req, ErrnoOf(st), Loud::kError, "write",
+                "offset " + std::to_string(uoff) + " length " + std::to_string(len) + ": " + st.ToString());
+  }
+  s->TouchImageMtime();
+  fuse_reply_write(req, len);
+}
+
+void do_fsync(fuse_req_t req, const char* op) {
+  Status st = S(req)->volume()->Flush();
+  if (!st.ok()) return Fail(req, ErrnoOf(st), Loud::kError, op, st.ToString());
+  fuse_reply_err(req, 0);
+}
+
+void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, bool plus) {
+  const char* op = plus ? "readdirplus" : "readdir";
+  if (ino != kRootIno) return Fail(req, ENOTDIR, Loud::kInfo, op, InoName(ino) + " is not a directory");
+  struct Ent {
+    const char* name;
+    fuse_ino_t ino;
+  };
+  static const Ent kEntries[] = {{".", kRootIno}, {"..", kRootIno}, {kImageName, kImageIno}};
+  Server* s = S(req);
+  size = std::min<size_t>(size, 64 * 1024);
+  char* buf = ThreadBuffer(size);
+  size_t used = 0;
+  for (off_t i = std::max<off_t>(off, 0); i < 3; ++i) {
+    const Ent& ent = kEntries[i];
+    size_t n;
+    if (plus) {
+      fuse_entry_param e;
+      FillEntry(s, ent.ino, &e);
+      n = fuse_add_direntry_plus(req, buf + used, size - used, ent.name, &e, i + 1);
+    } else {
+      struct stat st;
+      std::memset(&st, 0, sizeof(st));
+      st.st_ino = ent.ino;
+      st.st_mode = ent.ino == kRootIno ? S_IFDIR : S_IFREG;
+      n = fuse_add_direntry(req, buf + used, size - used, ent.name, &st, i + 1);
+    }
+    if (n > size - used) break;  // did not fit; the kernel asks again
+    used += n;
+  }
+  fuse_reply_buf(req, buf, used);
+}
+
+void do_statfs(fuse_req_t req) {
+  struct statvfs sv;
+  std::memset(&sv, 0, sizeof(sv));
+  sv.f_bsize = 4096;
+  sv.f_frsize = 4096;
+  sv.f_blocks = S(req)->size() / 4096;
+  sv.f_bfree = 0;  // nothing can be created here
+  sv.f_bavail = 0;
+  sv.f_files = 2;
+  sv.f_ffree = 0;
+  sv.f_favail = 0;
+  sv.f_namemax = 255;
+  fuse_reply_statfs(req, &sv);
+}
+
+void do_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t length) {
+  Server* s = S(req);
+  if (ino != kImageIno) return Fail(req, ENODEV, Loud::kInfo, "fallocate", InoName(ino) + " is not the image");
+  if (offset < 0 || length <= 0) return Fail(req, EINVAL, Loud::kInfo, "fallocate", "bad range");
+  if ((mode & ~FALLOC_FL_KEEP_SIZE) != 0) {
+    // Punch hole / zero range / collapse / insert: not supported yet (a loop
+    // device then turns discard off).
+    return Fail(req, EOPNOTSUPP, Loud::kDebug, "fallocate", "mode " + std::to_string(mode) + " is not supported");
+  }
+  const uint64_t end = static_cast<uint64_t>(offset) + static_cast<uint64_t>(length);
+  if (end > s->size() && !(mode & FALLOC_FL_KEEP_SIZE)) {
+    return Fail(req, EFBIG, Loud::kInfo, "fallocate", "the image has a fixed size and cannot grow");
+  }
+  // Within the image, every block already has room (the log takes writes
+  // without ever failing for space), so there is nothing to reserve.
+  fuse_reply_err(req, 0);
+}
+
+// ---------------------------------------------------------------------------
+// Entry points.
+
+void sfs_init(void* userdata, fuse_conn_info* conn) {
+  (void)userdata;
+  conn->max_write = kMaxWrite;
+  if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC) conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
+  if (conn->capable & FUSE_CAP_ASYNC_DIO) conn->want |= FUSE_CAP_ASYNC_DIO;
+  conn->want &= ~static_cast<unsigned>(FUSE_CAP_WRITEBACK_CACHE);  // DESIGN.md 7: never
+  conn->time_gran = 1;
+  spdlog::info("FUSE session ready: proto {}.{}, max_write {}, max_readahead {}, capable {:#x}, want {:#x}",
+               conn->proto_major, conn->proto_minor, conn->max_write, conn->max_readahead, conn->capable, conn->want);
+}
+
+void sfs_lookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
+  Guard(req, "lookup", [&] { do_lookup(req, parent, name); });
+}
+void sfs_forget(fuse_req_t req, fuse_ino_t, uint64_t) { fuse_reply_none(req); }  // two fixed inodes
+void sfs_forget_multi(fuse_req_t req, size_t, fuse_forget_data*) { fuse_reply_none(req); }
+void sfs_getattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
+  Guard(req, "getattr", [&] { do_getattr(req, ino); });
+}
+void sfs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, fuse_file_info*) {
+  Guard(req, "setattr", [&] { do_setattr(req, ino, attr, to_set); });
+}
+void sfs_readlink(fuse_req_t req, fuse_ino_t ino) {
+  Fail(req, EINVAL, Loud::kInfo, "readlink", InoName(ino) + " is not a symlink");
+}
+
+// Namespace changes: this mount holds one file, forever.
+void Refuse(fuse_req_t req, const char* op, const std::string& name) {
+  Guard(req, op, [&] {
+    Fail(req, EPERM, Loud::kInfo, op, "'" + name + "': this mount holds only /image; nothing can be created, removed, renamed or linked");
+  });
+}
+void sfs_mknod(fuse_req_t req, fuse_ino_t, const char* name, mode_t, dev_t) { Refuse(req, "mknod", name); }
+void sfs_mkdir(fuse_req_t req, fuse_ino_t, const char* name, mode_t) { Refuse(req, "mkdir", name); }
+void sfs_unlink(fuse_req_t req, fuse_ino_t, const char* name) { Refuse(req, "unlink", name); }
+void sfs_rmdir(fuse_req_t req, fuse_ino_t, const char* name) { Refuse(req, "rmdir", name); }
+void sfs_symlink(fuse_req_t req, const char*, fuse_ino_t, const char* name) { Refuse(req, "symlink", name); }
+void sfs_rename(fuse_req_t req, fuse_ino_t, const char* name, fuse_ino_t, const char*, unsigned) {
+  Refuse(req, "rename", name);
+}
+void sfs_link(fuse_req_t req, fuse_ino_t, fuse_ino_t, const char* name) { Refuse(req, "link", name); }
+void sfs_create(fuse_req_t req, fuse_ino_t, const char* name, mode_t, fuse_file_info*) { Refuse(req, "create", name); }
+
+void sfs_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  Guard(req, "open", [&] { do_open(req, ino, fi); });
+}
+void sfs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info*) {
+  Guard(req, "read", [&] { do_read(req, ino, size, off); });
+}
+void sfs_write_buf(fuse_req_t req, fuse_ino_t ino, fuse_bufvec* in_buf, off_t off, fuse_file_info*) {
+  Guard(req, "write", [&] { do_write_buf(req, ino, in_buf, off); });
+}
+// close(2): nothing to make durable (fsync is the barrier).
+void sfs_flush(fuse_req_t req, fuse_ino_t, fuse_file_info*) { fuse_reply_err(req, 0); }
+void sfs_release(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
+  if (ino == kImageIno) S(req)->open_handles.fetch_sub(1);
+  fuse_reply_err(req, 0);
+}
+void sfs_fsync(fuse_req_t req, fuse_ino_t, int, fuse_file_info*) {
+  Guard(req, "fsync", [&] { do_fsync(req, "fsync"); });
+}
+void sfs_opendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  Guard(req, "opendir", [&] {
+    if (ino != kRootIno) return Fail(req, ENOTDIR, Loud::kInfo, "opendir", InoName(ino) + " is not a directory");
+    fi->cache_readdir = 1;
+    fuse_reply_open(req, fi);
+  });
+}
+void sfs_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info*) {
+  Guard(req, "readdir", [&] { do_readdir(req, ino, size, off, false); });
+}
+void sfs_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info*) {
+  Guard(req, "readdirplus", [&] { do_readdir(req, ino, size, off, true); });
+}
+void sfs_releasedir(fuse_req_t req, fuse_ino_t, fuse_file_info*) { fuse_reply_err(req, 0); }
+void sfs_fsyncdir(fuse_req_t req, fuse_ino_t, int, fuse_file_info*) {
+  Guard(req, "fsyncdir", [&] { do_fsync(req, "fsyncdir"); });
+}
+void sfs_statfs(fuse_req_t req, fuse_ino_t) {
+  Guard(req, "statfs", [&] { do_statfs(req); });
+}
+void sfs_setxattr(fuse_req_t req, fuse_ino_t ino, const char* name, const char*, size_t, int) {
+  Guard(req, "setxattr", [&] {
+    Fail(req, EOPNOTSUPP, Loud::kInfo, "setxattr", std::string(name) + " on " + InoName(ino) + ": no extended attributes here");
+  });
+}
+void sfs_getxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t) {
+  Guard(req, "getxattr", [&] { Fail(req, ENODATA, Loud::kDebug, "getxattr", std::string(name) + " on " + InoName(ino)); });
+}
+void sfs_listxattr(fuse_req_t req, fuse_ino_t, size_t size) {
+  if (size == 0) fuse_reply_xattr(req, 0);
+  else fuse_reply_buf(req, nullptr, 0);
+}
+void sfs_removexattr(fuse_req_t req, fuse_ino_t ino, const char* name) {
+  Guard(req, "removexattr", [&] { Fail(req, ENODATA, Loud::kDebug, "removexattr", std::string(name) + " on " + InoName(ino)); });
+}
+void sfs_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t length, fuse_file_info*) {
+  Guard(req, "fallocate", [&] { do_fallocate(req, ino, mode, offset, length); });
+}
+
+const fuse_lowlevel_ops kOps = [] {
+  fuse_lowlevel_ops o{};
+  o.init = sfs_init;
+  o.lookup = sfs_lookup;
+  o.forget = sfs_forget;
+  o.getattr = sfs_getattr;
+  o.setattr = sfs_setattr;
+  o.readlink = sfs_readlink;
+  o.mknod = sfs_mknod;
+  o.mkdir = sfs_mkdir;
+  o.unlink = sfs_unlink;
+  o.rmdir = sfs_rmdir;
+  o.symlink = sfs_symlink;
+  o.rename = sfs_rename;
+  o.link = sfs_link;
+  o.open = sfs_open;
+  o.read = sfs_read;
+  o.flush = sfs_flush;
+  o.release = sfs_release;
+  o.fsync = sfs_fsync;
+  o.opendir = sfs_opendir;
+  o.readdir = sfs_readdir;
+  o.releasedir = sfs_releasedir;
+  o.fsyncdir = sfs_fsyncdir;
+  o.statfs = sfs_statfs;
+  o.setxattr = sfs_setxattr;
+  o.getxattr = sfs_getxattr;
+  o.listxattr = sfs_listxattr;
+  o.removexattr = sfs_removexattr;
+  o.create = sfs_create;
+  o.write_buf = sfs_write_buf;
+  o.forget_multi = sfs_forget_multi;
+  o.fallocate = sfs_fallocate;
+  o.readdirplus = sfs_readdirplus;
+  return o;
+}();
+
+bool DroppedOption(const std::string& o) {
+  static const char* const kMountOnly[] = {"defaults", "nofail", "_netdev", "auto", "noauto", "user", "users", "nouser",
+                                           "owner", "group", "rw"};
+  for (const char* m : kMountOnly) {
+    if (o == m) return true;
+  }
+  return o.rfind("x-", 0) == 0 || o.rfind("comment=", 0) == 0 || o.rfind("fsname=", 0) == 0 ||
+         o.rfind("subtype=", 0) == 0;
+}
+
+bool ParseId(const std::string& o, const char* key, unsigned* out) {
+  const size_t k = std::strlen(key);
+  if (o.compare(0, k, key) != 0) return false;
+  char* end = nullptr;
+  errno = 0;
+  unsigned long v = std::strtoul(o.c_str() + k, &end, 10);
+  if (errno != 0 || end == o.c_str() + k || *end != '\0' || v > 0xfffffffeUL) return false;
+  *out = static_cast<unsigned>(v);
+  return true;
+}
+
+class Args {
+ public:
+  void Add(const std::string& s) { store_.push_back(s); }
+  fuse_args Get() {
+    ptrs_.clear();
+    for (auto& s : store_) ptrs_.push_back(s.data());
+    ptrs_.push_back(nullptr);
+    return FUSE_ARGS_INIT(static_cast<int>(store_.size()), ptrs_.data());
+  }
+
+ private:
+  std::vector<std::string> store_;
+  std::vector<char*> ptrs_;
+};
+
+}  // namespace
+
+// ---------------------------------------------------------------------------
+
+bool FuseStopper::Attach(fuse_session* se, pthread_t loop_thread) {
+  MutexLock l(&mu_);
+  if (stop_requested_) return false;
+  se_ = se;
+  loop_thread_ = loop_thread;
+  return true;
+}
+
+void FuseStopper::Detach() {
+  MutexLock l(&mu_);
+  se_ = nullptr;
+}
+
+void FuseStopper::RequestStop() {
+  // libfuse's MT loop waits in sem_wait(); a signal that lands just before it
+  // would be lost, so keep knocking until the loop has returned (bounded).
+  for (int i = 0; i < 100; ++i) {
+    {
+      MutexLock l(&mu_);
+      stop_requested_ = true;
+      if (se_ == nullptr) return;
+      fuse_session_exit(se_);
+      pthread_kill(loop_thread_, SIGTERM);
+    }
+    usleep(100 * 1000);
+  }
+  spdlog::error("the FUSE loop did not stop within 10 s of a stop request");
+}
+
+std::vector<std::string> SplitMountOptions(const std::string& s) {
+  std::vector<std::string> out;
+  std::string cur;
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '\\' && i + 1 < s.size()) {
+      cur += s[i];
+      cur += s[++i];
+    } else if (s[i] == ',') {
+      if (!cur.empty()) out.push_back(cur);
+      cur.clear();
+    } else {
+      cur += s[i];
+    }
+  }
+  if (!cur.empty()) out.push_back(cur);
+  return out;
+}
+
+std::string EscapeMountOptionValue(const std::string& s) {
+  std::string out;
+  for (char c : s) {
+    if (c == ',' || c == '\\') out += '\\';
+    out += c;
+  }
+  return out;
+}
+
+Status RunFuseServer(Volume* volume, const FuseServerOptions& opts) {
+  struct stat mst;
+  if (::stat(opts.mountpoint.c_str(), &mst) != 0) {
+    return Status::InvalidArgument("mountpoint " + opts.mountpoint + ": " + std::strerror(errno));
+  }
+  if (!S_ISDIR(mst.st_mode)) return Status::InvalidArgument("mountpoint " + opts.mountpoint + " is not a directory");
+
+  unsigned uid = ::geteuid(), gid = ::getegid();
+  std::string fuse_opts = "default_permissions,subtype=boostvol";
+  if (!opts.fsname.empty()) fuse_opts += ",fsname=" + EscapeMountOptionValue(opts.fsname);
+  for (const std::string& o : opts.options) {
+    if (o.empty() || DroppedOption(o)) continue;
+    if (o.rfind("uid=", 0) == 0) {
+      if (!ParseId(o, "uid=", &uid)) return Status::InvalidArgument("bad mount option '" + o + "': expected uid=NUMBER");
+      continue;
+    }
+    if (o.rfind("gid=", 0) == 0) {
+      if (!ParseId(o, "gid=", &gid)) return Status::InvalidArgument("bad mount option '" + o + "': expected gid=NUMBER");
+      continue;
+    }
+    if (o == "default_permissions") continue;
+    fuse_opts += "," + o;
+  }
+
+  fuse_set_log_func(FuseLogToSpdlog);
+  Args args;
+  args.Add("boostvol");
+  args.Add("-o");
+  args.Add(fuse_opts);
+  fuse_args fargs = args.Get();
+
+  Server server(volume, uid, gid);
+  fuse_session* se = fuse_session_new(&fargs, &kOps, sizeof(kOps), &server);
+  if (se == nullptr) {
+    return Status::InvalidArgument("FUSE rejected the mount options '" + fuse_opts + "': " + TakeLastFuseMessage());
+  }
+  struct SessionCloser {
+    fuse_session* se;
+    ~SessionCloser() { fuse_session_destroy(se); }
+  } closer{se};
+
+  if (fuse_session_mount(se, opts.mountpoint.c_str()) != 0) {
+    return Status::IoError(EIO, "cannot mount FUSE on " + opts.mountpoint + ": " + TakeLastFuseMessage());
+  }
+  if (fuse_set_signal_handlers(se) != 0) {
+    fuse_session_unmount(se);
+    return Status::IoError(EIO, "cannot install signal handlers: " + TakeLastFuseMessage());
+  }
+  spdlog::info("mounted {} on {} (image {} bytes, options {})", opts.fsname, opts.mountpoint, volume->size(), fuse_opts);
+
+  const bool run = opts.stopper == nullptr || opts.stopper->Attach(se, pthread_self());
+  if (opts.on_mounted) opts.on_mounted();
+
+  int rc = 0;
+  if (run) {
+    // The signals the caller may have blocked while other threads started
+    // must reach this thread (and the workers it creates).
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGHUP);
+    pthread_sigmask(SIG_UNBLOCK, &set, nullptr);
+
+    fuse_loop_config* cfg = fuse_loop_cfg_create();
+    fuse_loop_cfg_set_clone_fd(cfg, 1);
+    fuse_loop_cfg_set_idle_threads(cfg, opts.max_idle_threads);
+    fuse_loop_cfg_set_max_threads(cfg, opts.max_threads);
+    rc = fuse_session_loop_mt(se, cfg);
+    fuse_loop_cfg_destroy(cfg);
+
+    pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  }
+  if (opts.stopper != nullptr) opts.stopper->Detach();
+
+  if (rc > 0) spdlog::info("FUSE loop ended on signal {} ({})", rc, strsignal(rc));
+  else if (rc < 0) spdlog::error("FUSE loop ended with error: {}", std::strerror(-rc));
+  else spdlog::info("FUSE loop ended (unmounted or stop requested)");
+  if (int64_t open = server.open_handles.load(); open > 0) {
+    spdlog::warn("{} open handle(s) of /image remain (a loop device?); their I/O fails from now on", open);
+  }
+  fuse_remove_signal_handlers(se);
+  fuse_session_unmount(se);
+  spdlog::info("unmounted {}", opts.mountpoint);
+  return Status::OK();
+}
+
+}  // namespace boostvol

@@ -1,0 +1,889 @@
+// DirectoryHome: the home copy as a sparse file in a directory (SLOW), made
+// crash-atomic per batch by a redo journal beside it.
+//
+// Files (docs/home_format.md has the formats, the write order and every crash
+// case): SLOW/image, SLOW/boostvol-home (the stamp), SLOW/boostvol-journal.
+//
+// ApplyBatch, in this order (each Sync a write barrier):
+//   1. journal := header + extent table + data (table only without the
+//      journal), Sync(journal)                          -- the batch is decided
+//   2. WriteAt(image) once per extent, Sync(image)      -- the batch is home
+//   3. stamp := uuid, size, batch.end, Stat(image); write boostvol-home.tmp,
+//      Sync, Rename onto boostvol-home, Sync(SLOW)     -- the batch is done
+//   4. Truncate(journal, 0), no Sync: a journal that reappears after a crash
+//      has end <= stamp's watermark and is recognized as stale.
+// A failure anywhere returns the error and leaves the in-memory watermark
+// where it was; the migrator retries the whole batch. ApplyBatch rewrites
+// journal and extents on every call (never re-syncs alone: DESIGN.md 7,
+// fsyncgate). If step 1 succeeded but a later step failed, the journal on disk
+// is "live" (the image may be a mix of before and after); the next call first
+// finishes that batch from the journal (rewriting its extents), and only then
+// overwrites the journal with the new batch.
+//
+// What the journal costs: each batch's bytes are written twice to SLOW and the
+// batch waits for one extra fdatasync (the journal's) before its in-place
+// writes start; with use_journal=false the intent marker (one header block and
+// the extent table) is still written and synced, so a crash mid-batch is not
+// mistaken for a change behind our back, but the image may then be torn until
+// the log re-applies the batch (and for good if FAST is lost).
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <charconv>
+#include <cinttypes>
+#include <cstdio>
+#include <cstring>
+#include <ctime>
+#include <string_view>
+
+#include <spdlog/spdlog.h>
+
+#include "home/home.h"
+#include "home/home_journal.h"
+#include "log/log_format.h"
+#include "util/crc32c.h"
+#include "util/env.h"
+#include "util/thread_annotations.h"
+
+namespace boostvol::home {
+namespace {
+
+static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "the on-disk format is little-endian");
+
+constexpr uint64_t kBlock = log::kBlockSize;
+constexpr size_t kCopyChunk = size_t{1} << 20;  // replay and crc streaming buffer
+
+void Put16(uint8_t* p, uint16_t v) { std::memcpy(p, &v, 2); }
+void Put32(uint8_t* p, uint32_t v) { std::memcpy(p, &v, 4); }
+void Put64(uint8_t* p, uint64_t v) { std::memcpy(p, &v, 8); }
+uint16_t Get16(const uint8_t* p) {
+  uint16_t v;
+  std::memcpy(&v, p, 2);
+  return v;
+}
+uint32_t Get32(const uint8_t* p) {
+  uint32_t v;
+  std::memcpy(&v, p, 4);
+  return v;
+}
+uint64_t Get64(const uint8_t* p) {
+  uint64_t v;
+  std::memcpy(&v, p, 8);
+  return v;
+}
+
+bool SameWatermark(const meta::Watermark& a, const meta::Watermark& b) {
+  return a.segment_seq == b.segment_seq && a.record_seq == b.record_seq;
+}
+// a is at or after b in both components.
+bool AtOrAfter(const meta::Watermark& a, const meta::Watermark& b) {
+  return a.segment_seq >= b.segment_seq && a.record_seq >= b.record_seq;
+}
+std::string WatermarkString(const meta::Watermark& w) {
+  return "(segment " + std::to_string(w.segment_seq) + ", record " + std::to_string(w.record_seq) + ")";
+}
+
+// "2026-03-01 12:34:56.123456789 UTC" (or the raw number if out of range).
+std::string FormatNs(int64_t ns) {
+  int64_t sec = ns / 1000000000;
+  int64_t frac = ns % 1000000000;
+  if (frac < 0) {
+    frac += 1000000000;
+    sec -= 1;
+  }
+  time_t t = static_cast<time_t>(sec);
+  struct tm tm;
+  if (gmtime_r(&t, &tm) == nullptr) return std::to_string(ns) + " ns";
+  char buf[64];
+  size_t len = std::strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%S", &tm);
+  char out[96];
+  std::snprintf(out, sizeof out, "%.*s.%09" PRId64 " UTC", static_cast<int>(len), buf, frac);
+  return out;
+}
+
+// The same status with `prefix` in front of its message.
+Status WithContext(const Status& s, const std::string& prefix) {
+  std::string m = prefix + ": " + s.message();
+  switch (s.code()) {
+    case Status::Code::kOk: return s;
+    case Status::Code::kIoError: return Status::IoError(s.err(), std::move(m));
+    case Status::Code::kCorruption: return Status::Corruption(std::move(m));
+    case Status::Code::kInvalidArgument: return Status::InvalidArgument(std::move(m));
+    case Status::Code::kNotFound: return Status::NotFound(std::move(m));
+    case Status::Code::kBusy: return Status::Busy(std::move(m));
+    case Status::Code::kNoSpace: return Status::NoSpace(std::move(m));
+    case Status::Code::kUnsupported: return Status::Unsupported(std::move(m));
+    case Status::Code::kAborted: return Status::Aborted(std::move(m));
+  }
+  return s;
+}
+
+// Logs a failure with what the user can do about it, and returns it.
+Status Fail(const Status& s, std::string_view hint) {
+  spdlog::error("{} -- {}", s.ToString(), hint);
+  return s;
+}
+
+constexpr std::string_view kRetryHint =
+    "nothing cached is lost: the migrator retries the whole batch; check SLOW's storage "
+    "(dmesg, free space, permissions, the network mount)";
+constexpr std::string_view kOpenIoHint =
+    "check that SLOW is mounted and readable/writable by this user (dmesg, mount, ls -l)";
+
+// Opens `name` in `dir`, turning a planted symlink (ELOOP) into a message.
+Status OpenNoFollow(Dir* dir, const std::string& name, OpenMode mode, std::unique_ptr<File>* f) {
+  Status s = dir->OpenFile(name, mode, f);
+  if (s.ok()) return s;
+  if (s.err() == ELOOP) {
+    return Status::InvalidArgument(dir->path() + "/" + name +
+                                   " is a symbolic link; boostvol never follows links inside SLOW (a planted "
+                                   "link could redirect writes). Replace it with the real file");
+  }
+  return WithContext(s, "opening " + dir->path() + "/" + name);
+}
+
+bool ParseU64(std::string_view v, uint64_t* out) {
+  if (v.empty() || v.size() > 20 || v.front() < '0' || v.front() > '9') return false;
+  auto r = std::from_chars(v.data(), v.data() + v.size(), *out, 10);
+  return r.ec == std::errc() && r.ptr == v.data() + v.size();
+}
+
+bool ParseI64(std::string_view v, int64_t* out) {
+  if (v.empty() || v.size() > 20) return false;
+  if (v.front() != '-' && (v.front() < '0' || v.front() > '9')) return false;
+  auto r = std::from_chars(v.data(), v.data() + v.size(), *out, 10);
+  return r.ec == std::errc() && r.ptr == v.data() + v.size();
+}
+
+bool ParseHex32(std::string_view v, uint32_t* out) {
+  if (v.size() != 8) return false;
+  for (char c : v) {
+    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
+  }
+  auto r = std::from_chars(v.data(), v.data() + v.size(), *out, 16);
+  return r.ec == std::errc() && r.ptr == v.data() + v.size();
+}
+
+Status ValidateImageSize(uint64_t image_size) {
+  if (image_size == 0 || image_size % kBlock != 0 || image_size / kBlock > log::kMaxImageBlocks) {
+    return Status::InvalidArgument("image size " + std::to_string(image_size) +
+                                   " must be a positive multiple of 4096 of at most " +
+                                   std::to_string(log::kMaxImageBlocks) + " blocks");
+  }
+  return Status::OK();
+}
+
+Status ValidateBatch(const Batch& b, uint64_t image_size) {
+  uint64_t prev_end = 0;
+  for (size_t i = 0; i < b.extents.size(); i++) {
+    const Extent& e = b.extents[i];
+    auto which = [&] {
+      return "batch extent " + std::to_string(i) + " (offset " + std::to_string(e.offset) + ", length " +
+             std::to_string(e.length) + ")";
+    };
+    if (e.length == 0 || e.length % kBlock != 0 || e.offset % kBlock != 0) {
+      return Status::InvalidArgument(which() + " is empty or not block aligned");
+    }
+    if (e.data == nullptr) return Status::InvalidArgument(which() + " has no data");
+    if (e.offset > image_size || e.length > image_size - e.offset) {
+      return Status::InvalidArgument(which() + " lies past the image's end " + std::to_string(image_size));
+    }
+    if (i > 0 && e.offset < prev_end) return Status::InvalidArgument(which() + " is unsorted or overlaps the one before");
+    prev_end = e.offset + e.length;
+  }
+  return Status::OK();
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------
+// Stamp
+
+std::string EncodeStamp(const Stamp& s) {
+  std::string t = "boostvol-home " + std::to_string(kStampVersion) + "\n";
+  t += "uuid=" + log::UuidToString(s.uuid) + "\n";
+  t += "image_size=" + std::to_string(s.image_size) + "\n";
+  t += "watermark_segment=" + std::to_string(s.watermark.segment_seq) + "\n";
+  t += "watermark_record=" + std::to_string(s.watermark.record_seq) + "\n";
+  t += "image_mtime_ns=" + std::to_string(s.image_mtime_ns) + "\n";
+  t += "image_ctime_ns=" + std::to_string(s.image_ctime_ns) + "\n";
+  t += "image_blocks=" + std::to_string(s.image_blocks) + "\n";
+  char crc[32];
+  std::snprintf(crc, sizeof crc, "crc=%08x\n", crc32c::Value(t.data(), t.size()));
+  t += crc;
+  return t;
+}
+
+Status DecodeStamp(const std::string& text, const std::string& where, Stamp* out) {
+  auto bad = [&](const std::string& why) {
+    return Status::Corruption(where + ": " + why +
+                              "; the home's stamp is damaged (edited, or SLOW lost data): run `boostvol check`");
+  };
+  if (text.size() > kMaxStampBytes) return bad("larger than " + std::to_string(kMaxStampBytes) + " bytes");
+  if (text.empty() || text.back() != '\n') return bad("empty or truncated (no final newline)");
+  size_t nl = text.size() >= 2 ? text.rfind('\n', text.size() - 2) : std::string::npos;
+  size_t crc_line = nl == std::string::npos ? 0 : nl + 1;
+  std::string_view last(text.data() + crc_line, text.size() - 1 - crc_line);
+  uint32_t stored = 0;
+  if (last.substr(0, 4) != "crc=" || !ParseHex32(last.substr(4), &stored)) {
+    return bad("last line is not crc=XXXXXXXX (8 lowercase hex digits)");
+  }
+  uint32_t computed = crc32c::Value(text.data(), crc_line);
+  if (stored != computed) {
+    char m[96];
+    std::snprintf(m, sizeof m, "checksum mismatch (stored %08x, computed %08x)", stored, computed);
+    return bad(m);
+  }
+
+  std::vector<std::string_view> lines;
+  for (size_t pos = 0; pos < crc_line;) {
+    size_t e = text.find('\n', pos);  // exists: text[crc_line - 1] == '\n'
+    lines.emplace_back(text.data() + pos, e - pos);
+    pos = e + 1;
+  }
+  static constexpr const char* kKeys[] = {"uuid",           "image_size",     "watermark_segment", "watermark_record",
+                                          "image_mtime_ns", "image_ctime_ns", "image_blocks"};
+  constexpr size_t kNumKeys = sizeof kKeys / sizeof kKeys[0];
+  if (lines.empty()) return bad("no header line");
+  std::string_view head = lines[0];
+  constexpr std::string_view kHead = "boostvol-home ";
+  uint64_t version = 0;
+  if (head.substr(0, kHead.size()) != kHead || !ParseU64(head.substr(kHead.size()), &version)) {
+    return bad("first line is not 'boostvol-home <version>'");
+  }
+  if (version != kStampVersion) {
+    return Status::Unsupported(where + ": stamp format version " + std::to_string(version) +
+                               " is not understood by this boostvol (it reads version " +
+                               std::to_string(kStampVersion) + "); use the boostvol that wrote it");
+  }
+  if (lines.size() != 1 + kNumKeys) {
+    return bad("has " + std::to_string(lines.size()) + " lines before crc=, expected " +
+               std::to_string(1 + kNumKeys));
+  }
+  std::string_view val[kNumKeys];
+  for (size_t i = 0; i < kNumKeys; i++) {
+    std::string_view line = lines[1 + i];
+    std::string_view key = kKeys[i];
+    if (line.size() <= key.size() || line.substr(0, key.size()) != key || line[key.size()] != '=') {
+      return bad("line " + std::to_string(2 + i) + " should be " + std::string(key) + "=...");
+    }
+    val[i] = line.substr(key.size() + 1);
+  }
+  Stamp s;
+  if (!log::UuidFromString(std::string(val[0]), &s.uuid)) return bad("uuid is not 8-4-4-4-12 hex");
+  if (!ParseU64(val[1], &s.image_size)) return bad("image_size is not a number");
+  if (!ParseU64(val[2], &s.watermark.segment_seq)) return bad("watermark_segment is not a number");
+  if (!ParseU64(val[3], &s.watermark.record_seq)) return bad("watermark_record is not a number");
+  if (!ParseI64(val[4], &s.image_mtime_ns)) return bad("image_mtime_ns is not a number");
+  if (!ParseI64(val[5], &s.image_ctime_ns)) return bad("image_ctime_ns is not a number");
+  if (!ParseU64(val[6], &s.image_blocks)) return bad("image_blocks is not a number");
+  if (!ValidateImageSize(s.image_size).ok()) return bad("image_size " + std::to_string(s.image_size) + " is invalid");
+  if (s.watermark.record_seq == 0) return bad("watermark_record is 0 (record seqs start at 1)");
+  *out = s;
+  return Status::OK();
+}
+
+// ---------------------------------------------------------------------------
+// Journal
+
+uint64_t JournalTableBytes(uint64_t extent_count) {
+  return (extent_count * kJournalEntrySize + kBlock - 1) / kBlock * kBlock;
+}
+
+Status WriteJournal(File* f, const log::Uuid& uuid, uint64_t image_size, const meta::Watermark& base,
+                    const Batch& batch, bool with_data) {
+  const uint64_t n = batch.extents.size();
+  const uint64_t table_bytes = JournalTableBytes(n);
+  std::vector<uint8_t> table(table_bytes, 0);
+  uint64_t total = 0;
+  for (uint64_t i = 0; i < n; i++) {
+    const Extent& e = batch.extents[i];
+    Put64(&table[i * kJournalEntrySize], e.offset);
+    Put32(&table[i * kJournalEntrySize + 8], e.length);
+    total += e.length;
+  }
+  uint32_t body_crc = crc32c::Value(table.data(), n * kJournalEntrySize);
+  if (with_data) {
+    for (const Extent& e : batch.extents) body_crc = crc32c::Extend(body_crc, e.data, e.length);
+  }
+
+  uint8_t h[kJournalHeaderSize] = {};
+  Put32(h + 0, kJournalMagic);
+  Put16(h + 4, kJournalVersion);
+  Put16(h + 6, with_data ? 0 : kJournalIntentOnly);
+  std::memcpy(h + 8, uuid.data(), 16);
+  Put64(h + 24, base.segment_seq);
+  Put64(h + 32, base.record_seq);
+  Put64(h + 40, batch.end.segment_seq);
+  Put64(h + 48, batch.end.record_seq);
+  Put64(h + 56, image_size);
+  Put64(h + 64, n);
+  Put64(h + 72, total);
+  Put32(h + 80, body_crc);
+  Put32(h + kJournalHeaderCrcOffset, crc32c::Value(h, kJournalHeaderCrcOffset));
+
+  if (table_bytes > 0) BV_RETURN_IF_ERROR(f->WriteAt(kJournalHeaderSize, table.data(), table.size()));
+  if (with_data) {
+    uint64_t pos = kJournalHeaderSize + table_bytes;
+    for (const Extent& e : batch.extents) {
+      BV_RETURN_IF_ERROR(f->WriteAt(pos, e.data, e.length));
+      pos += e.length;
+    }
+  }
+  return f->WriteAt(0, h, sizeof h);
+}
+
+Status ReadJournal(File* f, const log::Uuid& uuid, uint64_t image_size, JournalState* state, Journal* out,
+                   std::string* why) {
+  const std::string& name = f->name();
+  auto torn = [&](const std::string& reason) {
+    *state = JournalState::kTorn;
+    *why = reason;
+    return Status::OK();
+  };
+  auto corrupt = [&](const std::string& reason) {
+    return Status::Corruption(name + ": " + reason +
+                              "; no crash explains this (the header checksum holds): run `boostvol check`");
+  };
+  FileInfo info;
+  BV_RETURN_IF_ERROR(f->Stat(&info));
+  if (info.size == 0) {
+    *state = JournalState::kEmpty;
+    return Status::OK();
+  }
+  if (info.size < kJournalHeaderSize) return torn("shorter than its 4096-byte header");
+  uint8_t h[kJournalHeaderSize];
+  BV_RETURN_IF_ERROR(f->ReadAt(0, h, sizeof h));
+  if (Get32(h) != kJournalMagic) return torn("bad magic");
+  if (crc32c::Value(h, kJournalHeaderCrcOffset) != Get32(h + kJournalHeaderCrcOffset)) {
+    return torn("header checksum mismatch");
+  }
+  uint16_t version = Get16(h + 4);
+  uint16_t flags = Get16(h + 6);
+  if (version != kJournalVersion || (flags & ~kJournalKnownFlags) != 0) {
+    return Status::Unsupported(name + ": journal version " + std::to_string(version) + " flags " +
+                               std::to_string(flags) + " were written by a newer boostvol; use it to finish the batch");
+  }
+  log::Uuid ju;
+  std::memcpy(ju.data(), h + 8, 16);
+  if (ju != uuid) {
+    return corrupt("belongs to volume " + log::UuidToString(ju) + ", not " + log::UuidToString(uuid));
+  }
+  Journal j;
+  j.flags = flags;
+  j.base.segment_seq = Get64(h + 24);
+  j.base.record_seq = Get64(h + 32);
+  j.end.segment_seq = Get64(h + 40);
+  j.end.record_seq = Get64(h + 48);
+  j.image_size = Get64(h + 56);
+  const uint64_t count = Get64(h + 64);
+  j.total_bytes = Get64(h + 72);
+  const uint32_t body_crc = Get32(h + 80);
+  if (j.image_size != image_size) {
+    return corrupt("was written for an image of " + std::to_string(j.image_size) + " bytes, not " +
+                   std::to_string(image_size));
+  }
+  if (count > kMaxJournalExtents) return corrupt("extent count " + std::to_string(count) + " is out of range");
+  if (j.total_bytes > image_size || count * kBlock > j.total_bytes) {
+    return corrupt("total bytes " + std::to_string(j.total_bytes) + " do not fit " + std::to_string(count) +
+                   " extents in the image");
+  }
+  if (!AtOrAfter(j.end, j.base)) return corrupt("its end watermark precedes its base");
+  const uint64_t table_bytes = JournalTableBytes(count);
+  const uint64_t data_start = kJournalHeaderSize + table_bytes;
+  const uint64_t need = data_start + (j.intent_only() ? 0 : j.total_bytes);
+  if (info.size < need) {
+    return torn("holds " + std::to_string(info.size) + " bytes, its header describes " + std::to_string(need));
+  }
+
+  std::vector<uint8_t> table(count * kJournalEntrySize);
+  if (!table.empty()) BV_RETURN_IF_ERROR(f->ReadAt(kJournalHeaderSize, table.data(), table.size()));
+  uint32_t crc = crc32c::Value(table.data(), table.size());
+  if (!j.intent_only()) {
+    std::vector<uint8_t> buf(std::min<uint64_t>(kCopyChunk, std::max<uint64_t>(j.total_bytes, 1)));
+    for (uint64_t done = 0; done < j.total_bytes;) {
+      size_t n = static_cast<size_t>(std::min<uint64_t>(buf.size(), j.total_bytes - done));
+      BV_RETURN_IF_ERROR(f->ReadAt(data_start + done, buf.data(), n));
+      crc = crc32c::Extend(crc, buf.data(), n);
+      done += n;
+    }
+  }
+  if (crc != body_crc) return torn("body checksum mismatch");
+
+  // The body crc holds: from here on a defect is not a torn write.
+  uint64_t prev_end = 0, sum = 0, pos = data_start;
+  j.extents.reserve(count);
+  for (uint64_t i = 0; i < count; i++) {
+    const uint8_t* p = &table[i * kJournalEntrySize];
+    JournalExtent e;
+    e.offset = Get64(p);
+    e.length = Get32(p + 8);
+    e.data_pos = pos;
+    if (Get32(p + 12) != 0 || e.length == 0 || e.length % kBlock != 0 || e.offset % kBlock != 0 ||
+        e.offset > image_size || e.length > image_size - e.offset || (i > 0 && e.offset < prev_end)) {
+      return corrupt("extent " + std::to_string(i) + " (offset " + std::to_string(e.offset) + ", length " +
+                     std::to_string(e.length) + ") is unaligned, out of range or out of order");
+    }
+    prev_end = e.offset + e.length;
+    sum += e.length;
+    pos += e.length;
+    j.extents.push_back(e);
+  }
+  if (sum != j.total_bytes) return corrupt("extent lengths do not add up to total bytes");
+  *out = std::move(j);
+  *state = JournalState::kValid;
+  return Status::OK();
+}
+
+// ---------------------------------------------------------------------------
+// DirectoryHome
+
+namespace {
+
+class DirectoryHome final : public Home {
+ public:
+  DirectoryHome(std::unique_ptr<Dir> dir, std::unique_ptr<File> image, std::unique_ptr<File> journal,
+                const log::Uuid& uuid, uint64_t size, bool use_journal, const meta::Watermark& wm)
+      : dir_(std::move(dir)),
+        image_(std::move(image)),
+        uuid_(uuid),
+        size_(size),
+        use_journal_(use_journal),
+        journal_(std::move(journal)),
+        watermark_(wm) {}
+
+  uint64_t size() const override { return size_; }
+
+  meta::Watermark watermark() const override {
+    MutexLock l(&mu_);
+    return watermark_;
+  }
+
+  Status Read(uint64_t offset, void* buf, size_t n) override {
+    if (offset > size_ || n > size_ - offset) {
+      return Fail(Status::InvalidArgument("home read of " + std::to_string(n) + " bytes at " + std::to_string(offset) +
+                                          " lies past the image's end " + std::to_string(size_)),
+                  "this is a bug in the caller; please report it");
+    }
+    Status s = image_->ReadAt(offset, buf, n);
+    if (!s.ok()) {
+      return Fail(WithContext(s, "reading the home copy " + image_->name() + " at offset " + std::to_string(offset)),
+                  "the read is retried; if it persists, check SLOW's storage (dmesg, the network mount)");
+    }
+    return s;
+  }
+
+  Status ApplyBatch(const Batch& batch) override {
+    MutexLock l(&apply_mu_);
+    Status s = ValidateBatch(batch, size_);
+    if (!s.ok()) return Fail(s, "this is a bug in the migrator; please report it");
+    bool marker_in_place = false;
+    if (journal_live_) {
+      // A previous call synced its journal and then failed: the image may be a
+      // mix. Finish that batch from the journal before the journal is reused.
+      s = FinishLiveJournal(batch, &marker_in_place);
+      if (!s.ok()) return s;
+    }
+    meta::Watermark cur = watermark();
+    if (!AtOrAfter(batch.end, cur)) {
+      return Fail(Status::InvalidArgument("batch end " + WatermarkString(batch.end) + " precedes the home's watermark " +
+                                          WatermarkString(cur)),
+                  "this is a bug in the migrator; please report it");
+    }
+    if (SameWatermark(batch.end, cur)) return Status::OK();  // every record < end is home already
+    if (batch.extents.empty()) {
+      s = WriteStamp(batch.end);
+      if (!s.ok()) return Fail(WithContext(s, "advancing the home's stamp to " + WatermarkString(batch.end)), kRetryHint);
+      SetWatermark(batch.end);
+      return s;
+    }
+
+    const std::string what = "applying batch " + WatermarkString(cur) + " -> " + WatermarkString(batch.end) +
+                             " to " + Describe();
+    // 1. The journal (or the intent marker): the batch is decided once synced.
+    // A synced intent marker of a failed try at the same base already says
+    // what Open must know; rewriting it could only tear it.
+    if (!marker_in_place) {
+      s = WriteJournal(journal_.get(), uuid_, size_, cur, batch, use_journal_);
+      if (s.ok()) s = journal_->Sync();
+      if (!s.ok()) return Fail(WithContext(s, what + ": writing the journal"), kRetryHint);
+    }
+    journal_live_ = true;
+    // 2. In place, one write per extent, then the barrier.
+    for (const Extent& e : batch.extents) {
+      s = image_->WriteAt(e.offset, e.data, e.length);
+      if (!s.ok()) {
+        return Fail(WithContext(s, what + ": writing " + std::to_string(e.length) + " bytes at " +
+                                       std::to_string(e.offset)),
+                    kRetryHint);
+      }
+    }
+    s = image_->Sync();
+    if (!s.ok()) return Fail(WithContext(s, what + ": syncing the image"), kRetryHint);
+    // 3. The stamp.
+    s = WriteStamp(batch.end);
+    if (!s.ok()) return Fail(WithContext(s, what + ": writing the stamp"), kRetryHint);
+    journal_live_ = false;
+    SetWatermark(batch.end);
+    // 4. Empty the journal (no sync needed: a stale journal is recognized).
+    ClearJournal();
+    return Status::OK();
+  }
+
+  Status Restamp() override {
+    MutexLock l(&apply_mu_);
+    FileInfo info;
+    Status s = image_->Stat(&info);
+    if (!s.ok()) return Fail(WithContext(s, "restamping " + Describe()), kOpenIoHint);
+    if (info.size != size_) {
+      return Fail(Status::InvalidArgument(image_->name() + " holds " + std::to_string(info.size) +
+                                          " bytes but the volume's image is " + std::to_string(size_) +
+                                          " bytes; refusing to accept it as this volume's home"),
+                  "if the resize was a mistake, restore the size with `truncate -s " + std::to_string(size_) + " " +
+                      image_->name() + "` (data past the end is lost)");
+    }
+    s = WriteStamp(watermark());
+    if (!s.ok()) return Fail(WithContext(s, "restamping " + Describe()), kOpenIoHint);
+    return s;
+  }
+
+  std::string Describe() const override { return "dir:" + dir_->path(); }
+
+  // Open's second half: finishes or discards the journal, then compares the
+  // image with the stamp. `stamp` is what the stamp file holds.
+  Status Recover(const Stamp& stamp, HomeOpenReport* report) {
+    MutexLock l(&apply_mu_);
+    bool restamped = false;
+    JournalState state = JournalState::kEmpty;
+    Journal j;
+    std::string why;
+    Status s = ReadJournal(journal_.get(), uuid_, size_, &state, &j, &why);
+    if (!s.ok()) {
+      return Fail(WithContext(s, "reading the journal of " + Describe()),
+                  s.IsCorruption() ? "the home copy may be inconsistent; run `boostvol check`" : kOpenIoHint);
+    }
+    if (state == JournalState::kTorn) {
+      // Torn before its sync completed, so its batch never started in place.
+      spdlog::warn("{}: discarding a torn journal ({}): a crash interrupted it before its batch began; the home is "
+                   "intact at watermark {}",
+                   journal_->name(), why, WatermarkString(stamp.watermark));
+      ClearJournal();
+    } else if (state == JournalState::kValid) {
+      if (AtOrAfter(stamp.watermark, j.end)) {
+        ClearJournal();  // stale: its batch is in the stamp already
+      } else if (!SameWatermark(j.base, stamp.watermark)) {
+        return Fail(Status::Corruption(journal_->name() + " holds batch " + WatermarkString(j.base) + " -> " +
+                                       WatermarkString(j.end) + " but the stamp is at " +
+                                       WatermarkString(stamp.watermark) +
+                                       ": they do not follow each other (was the stamp replaced?); run `boostvol check`"),
+                    "the home copy may be inconsistent; run `boostvol check`");
+      } else if (j.intent_only()) {
+        // Without the journal: the image may be torn in the batch's ranges.
+        // The watermark stays; the log still holds the batch and the migrator
+        // rewrites it. The stamp takes the image's new times so that our own
+        // writes are not mistaken for a change behind our back.
+        spdlog::warn("{}: a batch {} -> {} was interrupted while the volume ran without the home journal; {} "
+                     "extent(s) of SLOW/image may be torn until the migrator rewrites them from the log (if FAST is "
+                     "lost before that, the home copy is not crash-consistent)",
+                     Describe(), WatermarkString(j.base), WatermarkString(j.end), j.extents.size());
+        s = WriteStamp(stamp.watermark);
+        if (!s.ok()) return Fail(WithContext(s, "restamping " + Describe() + " after an interrupted batch"), kOpenIoHint);
+        ClearJournal();
+        restamped = true;
+      } else {
+        spdlog::info("{}: finishing batch {} -> {} from the journal ({} extents, {} bytes) after a crash", Describe(),
+                     WatermarkString(j.base), WatermarkString(j.end), j.extents.size(), j.total_bytes);
+        s = ReplayJournal(j);
+        if (!s.ok()) {
+          return Fail(WithContext(s, "replaying the journal of " + Describe()),
+                      "the journal is kept and replayed again at the next open; " + std::string(kOpenIoHint));
+        }
+        report->journal_replayed = true;
+        restamped = true;
+      }
+    }
+    report->watermark = watermark();
+    if (restamped) return Status::OK();
+
+    FileInfo info;
+    s = image_->Stat(&info);
+    if (!s.ok()) return Fail(WithContext(s, "checking " + image_->name()), kOpenIoHint);
+    // A change behind our back makes the image's times newer than the stamp's
+    // (a write sets both to now; touch -d and cp -a still set ctime to now).
+    // Older times are expected after a power cut: fdatasync does not make a
+    // timestamp-only inode update durable, so the filesystem may come back
+    // with the times from before our last batch while the stamp (synced) has
+    // the newer ones. docs/home_format.md, "Detecting a change behind our back".
+    std::string detail;
+    auto add = [&](const std::string& d) {
+      if (!detail.empty()) detail += "; ";
+      detail += d;
+    };
+    if (info.size != stamp.image_size) {
+      add("image size " + std::to_string(info.size) + " differs from stamp " + std::to_string(stamp.image_size));
+    }
+    if (info.mtime_ns > stamp.image_mtime_ns) {
+      add("image mtime " + FormatNs(info.mtime_ns) + " is newer than stamp " + FormatNs(stamp.image_mtime_ns));
+    }
+    if (info.ctime_ns > stamp.image_ctime_ns) {
+      add("image ctime " + FormatNs(info.ctime_ns) + " is newer than stamp " + FormatNs(stamp.image_ctime_ns));
+    }
+    if (!detail.empty()) {
+      report->changed_behind_back = true;
+      report->change_detail = image_->name() + " was changed by something other than boostvol: " + detail;
+      spdlog::warn("{}", report->change_detail);
+    } else if (info.mtime_ns != stamp.image_mtime_ns || info.ctime_ns != stamp.image_ctime_ns) {
+      spdlog::info("{}: image times are older than the stamp's (mtime {}, stamp {}): the filesystem lost a "
+                   "timestamp update in a crash; accepted",
+                   image_->name(), FormatNs(info.mtime_ns), FormatNs(stamp.image_mtime_ns));
+    }
+    return Status::OK();
+  }
+
+ private:
+  void SetWatermark(const meta::Watermark& wm) {
+    MutexLock l(&mu_);
+    watermark_ = wm;
+  }
+
+  // Writes the stamp for `wm` with the image's current size and times.
+  Status WriteStamp(const meta::Watermark& wm) BV_REQUIRES(apply_mu_) {
+    FileInfo info;
+    BV_RETURN_IF_ERROR(image_->Stat(&info));
+    Stamp st;
+    st.uuid = uuid_;
+    st.image_size = size_;
+    st.watermark = wm;
+    st.image_mtime_ns = info.mtime_ns;
+    st.image_ctime_ns = info.ctime_ns;
+    st.image_blocks = info.blocks_512;
+    std::string text = EncodeStamp(st);
+    std::unique_ptr<File> tmp;
+    BV_RETURN_IF_ERROR(OpenNoFollow(dir_.get(), kStampTmpFile, OpenMode::kCreate, &tmp));
+    BV_RETURN_IF_ERROR(tmp->Truncate(0));
+    BV_RETURN_IF_ERROR(tmp->WriteAt(0, text.data(), text.size()));
+    BV_RETURN_IF_ERROR(tmp->Sync());
+    tmp.reset();
+    BV_RETURN_IF_ERROR(dir_->Rename(kStampTmpFile, kStampFile));
+    return dir_->Sync();
+  }
+
+  // Copies a valid journal's extents in place, syncs, stamps, clears.
+  Status ReplayJournal(const Journal& j) BV_REQUIRES(apply_mu_) {
+    std::vector<uint8_t> buf(kCopyChunk);
+    for (const JournalExtent& e : j.extents) {
+      for (uint64_t done = 0; done < e.length;) {
+        size_t n = static_cast<size_t>(std::min<uint64_t>(buf.size(), e.length - done));
+        BV_RETURN_IF_ERROR(journal_->ReadAt(e.data_pos + done, buf.data(), n));
+        BV_RETURN_IF_ERROR(image_->WriteAt(e.offset + done, buf.data(), n));
+        done += n;
+      }
+    }
+    BV_RETURN_IF_ERROR(image_->Sync());
+    BV_RETURN_IF_ERROR(WriteStamp(j.end));
+    journal_live_ = false;
+    SetWatermark(j.end);
+    ClearJournal();
+    return Status::OK();
+  }
+
+  // ApplyBatch's retry path: the journal on disk was synced, the in-place part
+  // failed. Rewrites its extents from the journal. An intent marker at the
+  // current watermark is left in place (*marker_in_place) when `batch` (the
+  // retry) covers it, and the retry rewrites the extents; otherwise it is
+  // removed durably, so that it cannot outlive a stamp it does not follow.
+  Status FinishLiveJournal(const Batch& batch, bool* marker_in_place) BV_REQUIRES(apply_mu_) {
+    JournalState state = JournalState::kEmpty;
+    Journal j;
+    std::string why;
+    Status s = ReadJournal(journal_.get(), uuid_, size_, &state, &j, &why);
+    if (!s.ok()) return Fail(WithContext(s, "re-reading the journal of " + Describe()), kRetryHint);
+    if (state == JournalState::kValid && j.intent_only() && SameWatermark(j.base, watermark())) {
+      if (!batch.extents.empty() && AtOrAfter(batch.end, j.end)) {
+        *marker_in_place = true;
+      } else {
+        s = journal_->Truncate(0);
+        if (s.ok()) s = journal_->Sync();
+        if (!s.ok()) return Fail(WithContext(s, "removing the intent marker of " + Describe()), kRetryHint);
+      }
+      journal_live_ = false;
+      return Status::OK();
+    }
+    if (state != JournalState::kValid || j.intent_only() || !SameWatermark(j.base, watermark())) {
+      // Nothing to finish from: the batch being applied rewrites every extent.
+      if (state == JournalState::kTorn) {
+        spdlog::error("{}: the synced journal now reads as torn ({}); SLOW may be losing data. The batch is "
+                      "rewritten from the log",
+                      journal_->name(), why);
+      }
+      journal_live_ = false;
+      return Status::OK();
+    }
+    s = ReplayJournal(j);
+    if (!s.ok()) return Fail(WithContext(s, "finishing the interrupted batch of " + Describe()), kRetryHint);
+    return s;
+  }
+
+  void ClearJournal() BV_REQUIRES(apply_mu_) {
+    Status s = journal_->Truncate(0);
+    if (!s.ok()) {
+      spdlog::warn("{}: emptying the journal failed ({}); harmless: its batch is in the stamp, so it is ignored",
+                   journal_->name(), s.ToString());
+    }
+  }
+
+  const std::unique_ptr<Dir> dir_;
+  const std::unique_ptr<File> image_;  // ReadAt is thread-safe; written only under apply_mu_
+  const log::Uuid uuid_;
+  const uint64_t size_;
+  const bool use_journal_;
+
+  Mutex apply_mu_ BV_ACQUIRED_BEFORE(mu_);  // serializes ApplyBatch, Restamp, Recover
+  std::unique_ptr<File> journal_ BV_PT_GUARDED_BY(apply_mu_);
+  bool journal_live_ BV_GUARDED_BY(apply_mu_) = false;  // journal synced, its batch not stamped yet
+
+  mutable Mutex mu_;
+  meta::Watermark watermark_ BV_GUARDED_BY(mu_);
+};
+
+}  // namespace
+
+Status CreateDirectoryHome(Env* env, const std::string& slow_path, const log::Uuid& uuid, uint64_t image_size) {
+  Status s = ValidateImageSize(image_size);
+  if (!s.ok()) return Fail(s, "choose an image size that is a multiple of 4096 bytes");
+  std::unique_ptr<Dir> dir;
+  s = env->OpenDir(slow_path, &dir);
+  if (!s.ok()) return Fail(WithContext(s, "opening SLOW " + slow_path), "create the directory first; " + std::string(kOpenIoHint));
+  for (const char* name : {kStampFile, kImageFile, kJournalFile}) {
+    bool exists = false;
+    s = dir->Exists(name, &exists);
+    if (!s.ok()) return Fail(WithContext(s, "looking into SLOW " + slow_path), kOpenIoHint);
+    if (exists) {
+      return Fail(Status::InvalidArgument("SLOW " + slow_path + " already holds " + name +
+                                          ": it is (or was) the home of a volume; boostvol create never overwrites one"),
+                  "use an empty directory for SLOW, or remove the old home's files if you are sure they are not needed");
+    }
+  }
+  // On failure, remove exactly what this call created (nothing else in SLOW is
+  // touched: the checks above proved none of these names existed).
+  bool created_image = false, created_journal = false;
+  auto undo = [&](const Status& why) {
+    std::unique_ptr<Dir> d;
+    if (env->OpenDir(slow_path, &d).ok()) {
+      if (created_image) (void)d->Remove(kImageFile);
+      if (created_journal) (void)d->Remove(kJournalFile);
+      if (created_journal) (void)d->Remove(kStampFile);  // only ever written after the journal
+      (void)d->Remove(kStampTmpFile);
+      (void)d->Sync();
+    }
+    return Fail(WithContext(why, "creating the home copy in " + slow_path),
+                "what this create made in SLOW was removed; fix the cause and run create again");
+  };
+  std::unique_ptr<File> image, journal;
+  s = OpenNoFollow(dir.get(), kImageFile, OpenMode::kCreateExclusive, &image);
+  created_image = s.ok();
+  if (s.ok()) s = image->Truncate(image_size);
+  if (s.ok()) s = image->Sync();
+  if (s.ok()) {
+    s = OpenNoFollow(dir.get(), kJournalFile, OpenMode::kCreateExclusive, &journal);
+    created_journal = s.ok();
+  }
+  if (!s.ok()) return undo(s);
+  meta::Watermark wm;
+  auto home = std::make_unique<DirectoryHome>(std::move(dir), std::move(image), std::move(journal), uuid, image_size,
+                                              true, wm);
+  s = home->Restamp();  // writes the first stamp; its Dir::Sync makes all three entries durable
+  if (!s.ok()) {
+    home.reset();
+    return undo(s);
+  }
+  spdlog::info("created home {} for volume {} ({} bytes)", home->Describe(), log::UuidToString(uuid), image_size);
+  return Status::OK();
+}
+
+Status OpenDirectoryHome(Env* env, const std::string& slow_path, const log::Uuid& uuid, uint64_t image_size,
+                         bool use_journal, std::unique_ptr<Home>* out, HomeOpenReport* report) {
+  *report = HomeOpenReport();
+  std::unique_ptr<Dir> dir;
+  Status s = env->OpenDir(slow_path, &dir);
+  if (!s.ok()) return Fail(WithContext(s, "opening SLOW " + slow_path), kOpenIoHint);
+
+  // The stamp: present, sane, ours, our size.
+  bool exists = false;
+  s = dir->Exists(kStampFile, &exists);
+  if (!s.ok()) return Fail(WithContext(s, "looking into SLOW " + slow_path), kOpenIoHint);
+  if (!exists) {
+    return Fail(Status::NotFound("SLOW " + slow_path + " holds no boostvol-home stamp: it is not the home of a "
+                                 "boostvol volume (wrong directory?)"),
+                "pass the SLOW directory given to `boostvol create`; if its stamp was deleted, run `boostvol check`");
+  }
+  std::unique_ptr<File> stamp_file;
+  s = OpenNoFollow(dir.get(), kStampFile, OpenMode::kReadOnly, &stamp_file);
+  FileInfo sinfo;
+  if (s.ok()) s = stamp_file->Stat(&sinfo);
+  if (!s.ok()) return Fail(s, kOpenIoHint);
+  const std::string stamp_where = stamp_file->name();
+  if (sinfo.size > kMaxStampBytes) {
+    return Fail(Status::Corruption(stamp_where + ": " + std::to_string(sinfo.size) + " bytes, larger than any stamp; " +
+                                   "run `boostvol check`"),
+                "the stamp was replaced or damaged");
+  }
+  std::string text(sinfo.size, '\0');
+  if (!text.empty()) s = stamp_file->ReadAt(0, text.data(), text.size());
+  if (!s.ok()) return Fail(WithContext(s, "reading " + stamp_where), kOpenIoHint);
+  stamp_file.reset();
+  Stamp stamp;
+  s = DecodeStamp(text, stamp_where, &stamp);
+  if (!s.ok()) return Fail(s, "do not edit boostvol-home by hand; `boostvol check` says what else is damaged");
+  if (stamp.uuid != uuid) {
+    return Fail(Status::InvalidArgument("SLOW (" + slow_path + ") belongs to volume " + log::UuidToString(stamp.uuid) +
+                                        ", but FAST belongs to volume " + log::UuidToString(uuid) +
+                                        ": they are not a pair"),
+                "pass the SLOW directory that was created together with this FAST directory");
+  }
+  if (stamp.image_size != image_size) {
+    return Fail(Status::InvalidArgument("SLOW (" + slow_path + ") holds an image of " +
+                                        std::to_string(stamp.image_size) + " bytes, but the volume's image is " +
+                                        std::to_string(image_size) + " bytes: they are not a pair"),
+                "pass the SLOW directory that was created together with this FAST directory");
+  }
+
+  // The image and the journal.
+  s = dir->Exists(kImageFile, &exists);
+  if (!s.ok()) return Fail(WithContext(s, "looking into SLOW " + slow_path), kOpenIoHint);
+  if (!exists) {
+    return Fail(Status::NotFound("SLOW " + slow_path + " has a stamp but no image: the home copy was deleted"),
+                "restore SLOW/image from a backup; if it is gone for good, `boostvol check` reports what the cache "
+                "still holds");
+  }
+  std::unique_ptr<File> image;
+  s = OpenNoFollow(dir.get(), kImageFile, OpenMode::kReadWrite, &image);
+  if (!s.ok()) return Fail(s, kOpenIoHint);
+  FileInfo iinfo;
+  s = image->Stat(&iinfo);
+  if (!s.ok()) return Fail(WithContext(s, "checking " + image->name()), kOpenIoHint);
+  if ((iinfo.mode & S_IFMT) != 0 && !S_ISREG(iinfo.mode)) {
+    return Fail(Status::InvalidArgument(image->name() + " is not a regular file"),
+                "SLOW/image must be the sparse file boostvol created");
+  }
+  s = dir->Exists(kJournalFile, &exists);
+  if (!s.ok()) return Fail(WithContext(s, "looking into SLOW " + slow_path), kOpenIoHint);
+  std::unique_ptr<File> journal;
+  s = OpenNoFollow(dir.get(), kJournalFile, exists ? OpenMode::kReadWrite : OpenMode::kCreate, &journal);
+  if (s.ok() && !exists) s = dir->Sync();  // the journal's entry must be durable before a batch relies on it
+  if (!s.ok()) return Fail(s, kOpenIoHint);
+
+  auto home = std::make_unique<DirectoryHome>(std::move(dir), std::move(image), std::move(journal), uuid, image_size,
+                                              use_journal, stamp.watermark);
+  BV_RETURN_IF_ERROR(home->Recover(stamp, report));
+  if (!use_journal) {
+    spdlog::warn("{}: the home journal is off: a crash during migration can leave SLOW/image torn, and it is then "
+                 "only repaired from FAST (DESIGN.md 2.7)",
+                 home->Describe());
+  }
+  *out = std::move(home);
+  return Status::OK();
+}
+
+}  // namespace boostvol::home

@@ -1,0 +1,87 @@
+// Home: the image's home copy on slow storage, the seam between the migrator
+// and wherever home lives (a directory today; an RBD image later). Nothing
+// outside src/home knows which kind of home it has.
+//
+// Invariant (DESIGN.md 2.7): at every moment the home alone recovers to the
+// image as of some prefix of the log. ApplyBatch is the only writer and makes
+// each batch crash-atomic (redo journal) before writing in place.
+//
+// The home's own record of progress is its watermark: every log record with
+// seq < watermark().record_seq is in the home copy. It is durable with the
+// data (stamp beside the home copy) and is authoritative over meta.db's copy.
+//
+// Thread-safety: Read() may be called concurrently from many threads and
+// concurrently with ApplyBatch(); ApplyBatch() is called by one thread at a
+// time (the migrator).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "boostvol/status.h"
+#include "log/record.h"
+#include "meta/meta_store.h"
+
+namespace boostvol {
+class Env;
+}
+
+namespace boostvol::home {
+
+// One run of contiguous blocks to write home. Offsets and lengths are
+// multiples of 4096; a batch's extents are sorted and do not overlap.
+struct Extent {
+  uint64_t offset = 0;
+  uint32_t length = 0;
+  const uint8_t* data = nullptr;  // owned by the caller for the call's duration
+};
+
+struct Batch {
+  // After ApplyBatch returns OK the home holds every record < end.record_seq.
+  meta::Watermark end;
+  std::vector<Extent> extents;
+};
+
+// What Open found.
+struct HomeOpenReport {
+  meta::Watermark watermark;
+  bool journal_replayed = false;    // a batch interrupted by a crash was finished
+  bool changed_behind_back = false; // image's size/mtime/ctime differ from the stamp
+  std::string change_detail;        // what differed, for the message
+};
+
+class Home {
+ public:
+  virtual ~Home() = default;
+  virtual uint64_t size() const = 0;
+  virtual meta::Watermark watermark() const = 0;
+  // Reads n bytes at offset (block aligned). Unwritten parts read as zeros.
+  virtual Status Read(uint64_t offset, void* buf, size_t n) = 0;
+  // Crash-atomic, durable on OK. On error nothing is promised about the home
+  // copy beyond the prefix rule; the caller retries the whole batch (never
+  // just the sync: see DESIGN.md 7, fsyncgate).
+  virtual Status ApplyBatch(const Batch& batch) = 0;
+  // Accepts the current contents as this volume's (after the caller decided a
+  // change behind its back is harmless: no dirty blocks). Rewrites the stamp.
+  virtual Status Restamp() = 0;
+  // "dir:/path/to/SLOW"
+  virtual std::string Describe() const = 0;
+};
+
+// Files of a directory home (all 0600, opened without following symlinks):
+//   SLOW/image            the home copy, a sparse file of the image's size
+//   SLOW/boostvol-home    the stamp: uuid, size, watermark, image mtime/ctime, crc
+//   SLOW/boostvol-journal the redo journal of the batch being applied
+// Format: docs/home_format.md.
+Status CreateDirectoryHome(Env* env, const std::string& slow_path, const log::Uuid& uuid, uint64_t image_size);
+
+// Opens a directory home of volume `uuid`: refuses (InvalidArgument, with a
+// message naming both uuids) a home of another volume, a size mismatch, a
+// missing stamp or image; replays a complete journal; compares the image's
+// size/mtime/ctime with the stamp and reports a change in `report`.
+Status OpenDirectoryHome(Env* env, const std::string& slow_path, const log::Uuid& uuid, uint64_t image_size,
+                         bool use_journal, std::unique_ptr<Home>* out, HomeOpenReport* report);
+
+}  // namespace boostvol::home

@@ -1,0 +1,381 @@
+#include "log/log_writer.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
+#include <spdlog/spdlog.h>
+
+namespace boostvol::log {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+constexpr auto kSyncInterval = std::chrono::milliseconds(200);
+
+struct AlignedFree {
+  void operator()(uint8_t* p) const { std::free(p); }
+};
+
+}  // namespace
+
+struct LogWriter::Buffer {
+  BufState state = BufState::kFree;
+  std::unique_ptr<uint8_t, AlignedFree> mem;  // header block + kMaxRecordBlocks data blocks
+  RecordHeader hdr;
+  uint32_t start_pos = 0;   // absolute log block of the header
+  uint32_t max_blocks = 0;  // data blocks that fit
+  Clock::time_point opened_at;
+};
+
+LogWriter::LogWriter(const LogWriterOptions& o)
+    : file_(o.log),
+      uuid_(o.uuid),
+      segment_blocks_(o.segment_blocks),
+      segment_count_(o.segment_count),
+      max_record_age_ms_(o.max_record_age_ms),
+      on_segment_durable_(o.on_segment_durable) {
+  MutexLock l(&mu_);
+  for (uint32_t i = 0; i < std::max<uint32_t>(o.buffers, 2); i++) {
+    auto b = std::make_unique<Buffer>();
+    void* p = std::aligned_alloc(kBlockSize, size_t{kBlockSize} * (1 + kMaxRecordBlocks));
+    if (p == nullptr) std::abort();
+    b->mem.reset(static_cast<uint8_t*>(p));
+    buffers_.push_back(std::move(b));
+  }
+  next_seq_ = o.tail.next_record_seq;
+  prev_crc_ = o.tail.prev_crc;
+  durable_seq_ = o.durable_seq;
+  written_seq_ = o.durable_seq;
+  for (const LiveSegment& s : o.live) live_.push_back(s);
+  if (live_.empty() || live_.back().segment_seq != o.tail.segment_seq) {
+    LiveSegment cur;
+    cur.segment_seq = o.tail.segment_seq;
+    cur.used_blocks = o.tail.next_block_in_segment;
+    live_.push_back(cur);
+  }
+  flusher_ = std::thread([this] { FlusherLoop(); });
+}
+
+LogWriter::~LogWriter() {
+  bool running;
+  {
+    MutexLock l(&mu_);
+    running = !stopping_;
+  }
+  if (running) {
+    meta::TailState t;
+    (void)Stop(&t);
+  }
+  if (flusher_.joinable()) flusher_.join();
+}
+
+LiveSegment* LogWriter::CurrentSegmentLocked() { return &live_.back(); }
+
+bool LogWriter::BufferHolds(const Buffer& b, uint32_t pos) const {
+  return pos > b.start_pos && pos <= b.start_pos + b.hdr.nblocks;
+}
+
+Status LogWriter::OpenRecordLocked() {
+  for (;;) {
+    if (stopping_) return Status::Aborted("the log is stopping");
+    LiveSegment* cur = CurrentSegmentLocked();
+    if (cur->sealed || segment_blocks_ - cur->used_blocks < 2) {
+      cur->sealed = true;
+      if (live_.size() >= segment_count_) {
+        // Every slot holds data not yet home: wait for the migrator.
+        if (!waiting_for_space_) {
+          append_waits_++;
+          spdlog::info("log full ({} segments live): writes wait for the migrator to free a segment", live_.size());
+        }
+        waiting_for_space_ = true;
+        flusher_cv_.Signal();  // let the flusher finish sealing the last segment
+        space_cv_.Wait();
+        continue;
+      }
+      waiting_for_space_ = false;
+      LiveSegment next;
+      next.segment_seq = cur->segment_seq + 1;
+      live_.push_back(next);
+      flusher_cv_.Signal();  // the sealed segment may already be durable
+      continue;
+    }
+    Buffer* free_buf = nullptr;
+    for (auto& b : buffers_) {
+      if (b->state == BufState::kFree) {
+        free_buf = b.get();
+        break;
+      }
+    }
+    if (free_buf == nullptr) {
+      flusher_cv_.Signal();
+      space_cv_.Wait();
+      continue;
+    }
+    waiting_for_space_ = false;
+    Buffer* b = free_buf;
+    b->state = BufState::kFilling;
+    b->hdr.uuid = uuid_;
+    b->hdr.record_seq = next_seq_++;
+    b->hdr.segment_seq = cur->segment_seq;
+    b->hdr.nblocks = 0;
+    b->start_pos = static_cast<uint32_t>((cur->segment_seq % segment_count_) * segment_blocks_ + cur->used_blocks);
+    b->max_blocks = std::min<uint32_t>(kMaxRecordBlocks, segment_blocks_ - cur->used_blocks - 1);
+    b->opened_at = Clock::now();
+    if (cur->first_record == 0) cur->first_record = b->hdr.record_seq;
+    open_ = b;
+    return Status::OK();
+  }
+}
+
+void LogWriter::SealRecordLocked() {
+  Buffer* b = open_;
+  open_ = nullptr;
+  b->hdr.durable_seq = durable_seq_;
+  b->hdr.prev_crc = prev_crc_;
+  EncodeHeader(&b->hdr, b->mem.get());
+  prev_crc_ = b->hdr.header_crc;
+  LiveSegment* cur = CurrentSegmentLocked();
+  cur->used_blocks += 1 + b->hdr.nblocks;
+  cur->data_blocks += b->hdr.nblocks;
+  cur->last_record = b->hdr.record_seq;
+  if (segment_blocks_ - cur->used_blocks < 2) cur->sealed = true;
+  b->state = BufState::kQueued;
+  queue_.push_back(b);
+  flusher_cv_.Signal();
+}
+
+Status LogWriter::Append(uint64_t lba, const uint8_t* block, uint32_t crc, PlacedFn placed, void* ctx) {
+  MutexLock l(&mu_);
+  if (stopping_) return Status::Aborted("the log is stopping");
+  if (open_ == nullptr) BV_RETURN_IF_ERROR(OpenRecordLocked());
+  Buffer* b = open_;
+  uint32_t i = b->hdr.nblocks++;
+  std::memcpy(b->mem.get() + size_t{kBlockSize} * (1 + i), block, kBlockSize);
+  b->hdr.entries[i] = RecordEntry{lba, crc};
+  placed(ctx, lba, b->start_pos + 1 + i, crc);
+  if (b->hdr.nblocks == b->max_blocks) {
+    SealRecordLocked();
+  } else if (i == 0) {
+    b->opened_at = Clock::now();
+    flusher_cv_.Signal();  // start the age timer
+  }
+  return Status::OK();
+}
+
+bool LogWriter::ReadBuffered(uint32_t pos, uint8_t* out) {
+  MutexLock l(&mu_);
+  for (auto& b : buffers_) {
+    if (b->state == BufState::kFree || b->state == BufState::kWritten) continue;
+    if (BufferHolds(*b, pos)) {
+      std::memcpy(out, b->mem.get() + size_t{kBlockSize} * (pos - b->start_pos), kBlockSize);
+      return true;
+    }
+  }
+  return false;
+}
+
+Status LogWriter::Sync() {
+  MutexLock l(&mu_);
+  if (open_ != nullptr) SealRecordLocked();
+  uint64_t target = next_seq_ - 1;
+  if (target <= durable_seq_) return Status::OK();
+  sync_wanted_seq_ = std::max(sync_wanted_seq_, target);
+  flusher_cv_.Signal();
+  while (durable_seq_ < target) {
+    if (flusher_exited_) return Status::IoError(5, "the log stopped before the sync completed");
+    durable_cv_.WaitFor(std::chrono::milliseconds(100));
+  }
+  return Status::OK();
+}
+
+uint64_t LogWriter::SealSegment() {
+  MutexLock l(&mu_);
+  if (open_ != nullptr) SealRecordLocked();
+  LiveSegment* cur = CurrentSegmentLocked();
+  if (cur->first_record != 0) cur->sealed = true;
+  flusher_cv_.Signal();
+  return cur->first_record != 0 ? cur->segment_seq + 1 : cur->segment_seq;
+}
+
+std::vector<LiveSegment> LogWriter::MigratableSegments() {
+  MutexLock l(&mu_);
+  std::vector<LiveSegment> out;
+  for (const LiveSegment& s : live_) {
+    if (!s.durable) break;
+    out.push_back(s);
+  }
+  return out;
+}
+
+void LogWriter::ReleaseSegmentsBefore(uint64_t segment_seq) {
+  MutexLock l(&mu_);
+  while (!live_.empty() && live_.front().segment_seq < segment_seq && live_.front().durable) {
+    uint64_t released = live_.front().segment_seq;
+    live_.pop_front();
+    if (live_.empty()) {
+      LiveSegment next;
+      next.segment_seq = released + 1;
+      live_.push_back(next);
+    }
+  }
+  space_cv_.SignalAll();
+}
+
+Status LogWriter::WriteBuffer(Buffer* b) {
+  return file_->WriteAt(uint64_t{b->start_pos} * kBlockSize, b->mem.get(), size_t{kBlockSize} * (1 + b->hdr.nblocks));
+}
+
+void LogWriter::FlusherLoop() {
+  Clock::time_point last_sync = Clock::now();
+  int failures = 0;
+  MutexLock l(&mu_);
+  for (;;) {
+    // Seal an open record that has waited long enough.
+    if (open_ != nullptr && open_->hdr.nblocks > 0 &&
+        Clock::now() - open_->opened_at >= std::chrono::milliseconds(max_record_age_ms_)) {
+      SealRecordLocked();
+    }
+    // Segments that became durable.
+    std::vector<LiveSegment> now_durable;
+    for (LiveSegment& s : live_) {
+      if (s.sealed && !s.durable && s.first_record != 0 && s.last_record <= durable_seq_ &&
+          (open_ == nullptr || open_->hdr.segment_seq != s.segment_seq)) {
+        s.durable = true;
+        now_durable.push_back(s);
+      }
+    }
+    if (!now_durable.empty()) {
+      space_cv_.SignalAll();
+      if (on_segment_durable_) {
+        mu_.Unlock();
+        for (const LiveSegment& s : now_durable) on_segment_durable_(s);
+        mu_.Lock();
+      }
+      continue;
+    }
+
+    bool segment_waiting = false;
+    for (const LiveSegment& s : live_)
+      if (s.sealed && !s.durable && s.first_record != 0) segment_waiting = true;
+    bool no_free_buffer = std::none_of(buffers_.begin(), buffers_.end(),
+                                       [](const auto& b) { return b->state == BufState::kFree; });
+    bool want_sync = written_seq_ > durable_seq_ &&
+                     (sync_wanted_seq_ > durable_seq_ || segment_waiting || no_free_buffer || stopping_ ||
+                      Clock::now() - last_sync >= kSyncInterval);
+
+    if (queue_.empty() && !want_sync) {
+      if (stopping_ && open_ == nullptr && written_.empty()) break;
+      auto wait = std::chrono::milliseconds(open_ != nullptr ? max_record_age_ms_ : kSyncInterval.count());
+      if (written_seq_ > durable_seq_) wait = std::min<std::chrono::milliseconds>(wait, kSyncInterval);
+      flusher_cv_.WaitFor(wait);
+      continue;
+    }
+
+    // Write every queued record, in order.
+    if (!queue_.empty()) {
+      std::vector<Buffer*> batch(queue_.begin(), queue_.end());
+      mu_.Unlock();
+      Status s;
+      size_t done = 0;
+      for (; done < batch.size(); done++) {
+        s = WriteBuffer(batch[done]);
+        if (!s.ok()) break;
+      }
+      mu_.Lock();
+      for (size_t i = 0; i < done; i++) {
+        queue_.pop_front();
+        batch[i]->state = BufState::kWritten;
+        written_.push_back(batch[i]);
+        written_seq_ = batch[i]->hdr.record_seq;
+      }
+      if (!s.ok()) {
+        write_retries_++;
+        if (failures++ == 0) spdlog::error("log write failed, retrying: {}", s.ToString());
+        if (stopping_ && failures > 3) break;
+        flusher_cv_.WaitFor(std::chrono::milliseconds(std::min(1000, 10 << std::min(failures, 6))));
+        continue;
+      }
+      continue;  // re-evaluate: more may have queued, a sync may be due
+    }
+
+    // Sync what is written (group commit).
+    uint64_t target = written_seq_;
+    mu_.Unlock();
+    Status s = file_->Sync();
+    mu_.Lock();
+    syncs_++;
+    last_sync = Clock::now();
+    if (s.ok()) {
+      if (failures > 0) spdlog::info("log writes recovered after {} failures", failures);
+      failures = 0;
+      durable_seq_ = std::max(durable_seq_, target);
+      while (!written_.empty() && written_.front()->hdr.record_seq <= durable_seq_) {
+        written_.front()->state = BufState::kFree;
+        written_.pop_front();
+      }
+      durable_cv_.SignalAll();
+      space_cv_.SignalAll();
+    } else {
+      // fsyncgate: the kernel may have dropped the pages. Rewrite every
+      // record not known durable before syncing again.
+      write_retries_++;
+      if (failures++ == 0) spdlog::error("log fdatasync failed, rewriting unsynced records: {}", s.ToString());
+      while (!written_.empty()) {
+        Buffer* b = written_.back();
+        written_.pop_back();
+        b->state = BufState::kQueued;
+        queue_.push_front(b);
+      }
+      written_seq_ = durable_seq_;
+      if (stopping_ && failures > 3) break;
+      flusher_cv_.WaitFor(std::chrono::milliseconds(std::min(1000, 10 << std::min(failures, 6))));
+    }
+  }
+  flusher_exited_ = true;
+  durable_cv_.SignalAll();
+  space_cv_.SignalAll();
+}
+
+Status LogWriter::Stop(meta::TailState* tail) {
+  {
+    MutexLock l(&mu_);
+    if (open_ != nullptr) SealRecordLocked();
+    stopping_ = true;  // the flusher writes and syncs what is left, then exits
+    flusher_cv_.Signal();
+    space_cv_.SignalAll();
+  }
+  if (flusher_.joinable()) flusher_.join();
+  MutexLock l(&mu_);
+  Status result;
+  if (durable_seq_ + 1 < next_seq_)
+    result = Status::IoError(5, "records " + std::to_string(durable_seq_ + 1) + ".." + std::to_string(next_seq_ - 1) +
+                                    " could not be made durable before stopping");
+  // The tail stays in the current segment even when it is sealed: the next
+  // mount knows it is sealed from meta.db and moves on when a slot is free.
+  const LiveSegment& cur = live_.back();
+  tail->next_record_seq = next_seq_;
+  tail->prev_crc = prev_crc_;
+  tail->segment_seq = cur.segment_seq;
+  tail->next_block_in_segment = cur.used_blocks;
+  return result;
+}
+
+LogWriter::Stats LogWriter::GetStats() {
+  MutexLock l(&mu_);
+  Stats s{};
+  s.next_seq = next_seq_;
+  s.durable_seq = durable_seq_;
+  s.written_seq = written_seq_;
+  s.oldest_segment = live_.front().segment_seq;
+  s.current_segment = live_.back().segment_seq;
+  s.live_segments = static_cast<uint32_t>(live_.size());
+  s.free_segments = segment_count_ - s.live_segments;
+  for (const LiveSegment& seg : live_) s.live_blocks += seg.used_blocks;
+  s.append_waits = append_waits_;
+  s.syncs = syncs_;
+  s.write_retries = write_retries_;
+  s.waiting_for_space = waiting_for_space_;
+  return s;
+}
+
+}  // namespace boostvol::log

@@ -1,0 +1,168 @@
+// LogWriter: appends blocks to the log through a small pool of in-memory
+// record buffers, and makes them durable with group commit.
+//
+// Write path: Append() copies one block into the open record buffer (the
+// "RAM buffer" of DESIGN.md) and returns its log position at once. A full
+// record (or one sealed by Sync/SealSegment/age) is queued to the flusher
+// thread, which writes records in seq order with one pwrite each and calls
+// fdatasync when someone waits in Sync(), when a segment completes, or every
+// kSyncIntervalMs. One fdatasync covers every record written before it.
+//
+// Invariants:
+//  1. Records are written to the file in seq order, each at the position it
+//     was given when opened; records never cross a segment end.
+//  2. durable_seq() only grows; every record <= durable_seq() was written
+//     and fdatasync'ed without error after it was written.
+//  3. A buffer is recycled only once its record is durable, so after a failed
+//     fdatasync (which may have dropped the pages, DESIGN.md 7) every
+//     non-durable record is rewritten from its buffer before the next sync.
+//  4. A segment slot is reused only after ReleaseSegmentsBefore() says so
+//     (the migrator, once the segment is durable at home and in meta.db).
+//     When no slot is free, Append waits (backpressure): writes never fail
+//     because the log is full.
+//  5. A block position returned by Append is readable at once: from its
+//     buffer (ReadBuffered) until the record is written, from the file after.
+//
+// Thread-safety: all public methods are thread-safe. Append calls must be
+// serialized by the caller (VolumeImpl::write_mu_) so that the order of
+// Append calls is the log order the caller observes.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <thread>
+#include <vector>
+
+#include "boostvol/status.h"
+#include "log/log_format.h"
+#include "log/record.h"
+#include "meta/meta_store.h"
+#include "util/env.h"
+#include "util/thread_annotations.h"
+
+namespace boostvol::log {
+
+// A live segment: in use between the migration watermark and the tail.
+struct LiveSegment {
+  uint64_t segment_seq = 0;
+  uint64_t first_record = 0;  // 0 while the segment holds no record
+  uint64_t last_record = 0;
+  uint32_t data_blocks = 0;
+  uint32_t used_blocks = 0;   // header + data blocks laid out so far
+  bool sealed = false;        // no more records will go into it
+  bool durable = false;       // sealed and every record durable
+};
+
+struct LogWriterOptions {
+  File* log = nullptr;  // FAST/log, owned by the caller, outlives the writer
+  Uuid uuid{};
+  uint32_t segment_blocks = 0;
+  uint32_t segment_count = 0;
+  meta::TailState tail;               // where the next record goes
+  std::vector<LiveSegment> live;      // live segments from recovery, oldest first (the tail's last)
+  uint64_t durable_seq = 0;           // records <= this are durable
+  uint32_t buffers = 16;              // record buffers in the pool
+  uint32_t max_record_age_ms = 20;    // seal an open record after this long
+  // Called (from the flusher thread, no lock held) when a segment becomes
+  // durable and sealed: the migrator may take it, meta.db may record it.
+  std::function<void(const LiveSegment&)> on_segment_durable;
+};
+
+class LogWriter {
+ public:
+  explicit LogWriter(const LogWriterOptions& options);
+  ~LogWriter();  // Stop()s if needed
+  LogWriter(const LogWriter&) = delete;
+  LogWriter& operator=(const LogWriter&) = delete;
+
+  // Called under mu_ with the position a block was given, before the record
+  // holding it can be sealed: the caller indexes it there, so the migrator
+  // can never take a block the index does not know yet.
+  using PlacedFn = void (*)(void* ctx, uint64_t lba, uint32_t pos, uint32_t crc);
+
+  // Appends one 4096-byte block for image block `lba` whose BlockCrc is
+  // `crc`; calls placed(ctx, lba, pos, crc) with its absolute log block
+  // position. Waits while no buffer or no segment is free. Fails only once
+  // Stop() has begun.
+  Status Append(uint64_t lba, const uint8_t* block, uint32_t crc, PlacedFn placed, void* ctx) BV_EXCLUDES(mu_);
+
+  // Copies the block at `pos` if it is still held in a buffer not yet
+  // written to the file; false otherwise (read it from the file).
+  bool ReadBuffered(uint32_t pos, uint8_t* out) BV_EXCLUDES(mu_);
+
+  // The fsync barrier: returns once every block appended before the call is
+  // durable. Retries failed writes/syncs (rewriting, never just re-syncing);
+  // returns an error only if Stop() interrupts it.
+  Status Sync() BV_EXCLUDES(mu_);
+
+  // Ends the open segment: the next record starts a new one, so everything
+  // appended so far can be migrated. No-op on an empty segment. Returns B:
+  // every block appended before the call is in a segment with seq < B.
+  uint64_t SealSegment() BV_EXCLUDES(mu_);
+
+  // Live segments that are sealed and durable, oldest first: what the
+  // migrator may take.
+  std::vector<LiveSegment> MigratableSegments() BV_EXCLUDES(mu_);
+  // Frees every segment with seq < `segment_seq` for reuse.
+  void ReleaseSegmentsBefore(uint64_t segment_seq) BV_EXCLUDES(mu_);
+
+  // Flushes and syncs everything, stops the flusher; returns the tail to
+  // resume from. Further Appends fail.
+  Status Stop(meta::TailState* tail) BV_EXCLUDES(mu_);
+
+  struct Stats {
+    uint64_t next_seq, durable_seq, written_seq;
+    uint64_t oldest_segment, current_segment;
+    uint32_t live_segments, free_segments;
+    uint64_t live_blocks;  // blocks of log in live segments
+    uint64_t append_waits, syncs, write_retries;
+    bool waiting_for_space;
+  };
+  Stats GetStats() BV_EXCLUDES(mu_);
+
+  uint64_t log_blocks() const { return uint64_t{segment_blocks_} * segment_count_; }
+
+ private:
+  struct Buffer;
+  enum class BufState { kFree, kFilling, kQueued, kWritten };
+
+  void FlusherLoop();
+  Status OpenRecordLocked() BV_REQUIRES(mu_);
+  void SealRecordLocked() BV_REQUIRES(mu_);
+  bool BufferHolds(const Buffer& b, uint32_t pos) const;
+  Status WriteBuffer(Buffer* b);
+  LiveSegment* CurrentSegmentLocked() BV_REQUIRES(mu_);
+
+  File* const file_;
+  const Uuid uuid_;
+  const uint32_t segment_blocks_;
+  const uint32_t segment_count_;
+  const uint32_t max_record_age_ms_;
+  const std::function<void(const LiveSegment&)> on_segment_durable_;
+
+  Mutex mu_;
+  CondVar space_cv_{&mu_};    // buffers or segments freed
+  CondVar flusher_cv_{&mu_};  // work for the flusher
+  CondVar durable_cv_{&mu_};  // durable_seq advanced
+  std::vector<std::unique_ptr<Buffer>> buffers_;  // fixed pool; Buffer fields guarded by mu_
+  Buffer* open_ BV_GUARDED_BY(mu_) = nullptr;
+  std::deque<Buffer*> queue_ BV_GUARDED_BY(mu_);      // sealed, not yet written, seq order
+  std::deque<Buffer*> written_ BV_GUARDED_BY(mu_);    // written, not yet durable, seq order
+  std::deque<LiveSegment> live_ BV_GUARDED_BY(mu_);   // oldest first; back() is the current segment
+  uint64_t next_seq_ BV_GUARDED_BY(mu_);
+  uint32_t prev_crc_ BV_GUARDED_BY(mu_);
+  uint64_t durable_seq_ BV_GUARDED_BY(mu_);
+  uint64_t written_seq_ BV_GUARDED_BY(mu_);
+  uint64_t sync_wanted_seq_ BV_GUARDED_BY(mu_) = 0;  // someone waits for this to be durable
+  bool stopping_ BV_GUARDED_BY(mu_) = false;
+  bool flusher_exited_ BV_GUARDED_BY(mu_) = false;
+  bool waiting_for_space_ BV_GUARDED_BY(mu_) = false;
+  uint64_t append_waits_ BV_GUARDED_BY(mu_) = 0;
+  uint64_t syncs_ BV_GUARDED_BY(mu_) = 0;
+  uint64_t write_retries_ BV_GUARDED_BY(mu_) = 0;
+  std::thread flusher_;
+};
+
+}  // namespace boostvol::log

@@ -1,0 +1,257 @@
+#include "migrate/migrator.h"
+
+#include <algorithm>
+#include <chrono>
+#include <ctime>
+#include <memory>
+#include <spdlog/spdlog.h>
+
+#include "log/log_scanner.h"
+
+namespace boostvol {
+namespace {
+
+struct BlockRef {
+  uint32_t lba;
+  uint32_t order;  // position in the batch: later wins
+  uint32_t pos;
+  uint32_t crc;
+  const uint8_t* data;
+};
+
+}  // namespace
+
+Migrator::Migrator(const MigratorOptions& options) : o_(options) {
+  MutexLock l(&mu_);
+  stats_.state = "idle";
+}
+
+Migrator::~Migrator() { Stop(); }
+
+void Migrator::Start() {
+  thread_ = std::thread([this] { Loop(); });
+}
+
+void Migrator::Stop() {
+  {
+    MutexLock l(&mu_);
+    stop_ = true;
+    stats_.state = "stopped";
+    cv_.SignalAll();
+  }
+  if (thread_.joinable()) thread_.join();
+}
+
+void Migrator::Kick() {
+  MutexLock l(&mu_);
+  kicked_ = true;
+  cv_.SignalAll();
+}
+
+Migrator::Stats Migrator::GetStats() {
+  MutexLock l(&mu_);
+  return stats_;
+}
+
+bool Migrator::ShouldMigrate(const std::vector<log::LiveSegment>& segs) {
+  log::LogWriter::Stats ws = o_.writer->GetStats();
+  {
+    MutexLock l(&mu_);
+    if (drainers_ > 0) return true;
+  }
+  if (ws.waiting_for_space) return true;
+  if (ws.live_segments >= o_.start_fraction * o_.segment_count) return true;
+  if (o_.idle_for_ms && o_.idle_for_ms() >= o_.idle_ms) {
+    if (segs.empty()) o_.writer->SealSegment();  // let the open segment go home too
+    return true;
+  }
+  return false;
+}
+
+void Migrator::Loop() {
+  int backoff_s = 1;
+  for (;;) {
+    {
+      MutexLock l(&mu_);
+      if (stop_) return;
+    }
+    if (o_.housekeeping) o_.housekeeping();
+    std::vector<log::LiveSegment> segs = o_.writer->MigratableSegments();
+    bool did = false;
+    Status s;
+    if (!segs.empty() && ShouldMigrate(segs)) s = MigrateOnce(&did);
+    else if (segs.empty()) ShouldMigrate(segs);  // may seal an idle segment
+    MutexLock l(&mu_);
+    if (stop_) return;
+    if (!s.ok()) {
+      stats_.state = "backoff";
+      cv_.WaitFor(std::chrono::seconds(backoff_s));
+      backoff_s = std::min(backoff_s * 2, 60);
+      continue;
+    }
+    backoff_s = 1;
+    stats_.state = "idle";
+    if (!did && !kicked_) cv_.WaitFor(std::chrono::milliseconds(100));
+    kicked_ = false;
+  }
+}
+
+Status Migrator::MigrateOnce(bool* did) {
+  MutexLock run(&run_mu_);
+  *did = false;
+  std::vector<log::LiveSegment> segs = o_.writer->MigratableSegments();
+  if (segs.empty()) return Status::OK();
+  // Take whole segments up to the batch size (at least one).
+  size_t take = 0;
+  uint64_t bytes = 0;
+  while (take < segs.size() && (take == 0 || bytes + uint64_t{segs[take].data_blocks} * log::kBlockSize <= o_.max_batch_bytes)) {
+    bytes += uint64_t{segs[take].data_blocks} * log::kBlockSize;
+    take++;
+  }
+  segs.resize(take);
+  {
+    MutexLock l(&mu_);
+    stats_.state = "migrating";
+  }
+  Status s = MigrateBatch(segs);
+  MutexLock l(&mu_);
+  if (s.ok()) {
+    *did = true;
+    if (stats_.failing_since_unix != 0)
+      spdlog::info("migration to {} works again after {} failed attempts", o_.home->Describe(), stats_.failures);
+    stats_.failing_since_unix = 0;
+    stats_.last_error.clear();
+    stats_.state = "idle";
+  } else {
+    if (stats_.failing_since_unix == 0) {
+      stats_.failing_since_unix = std::time(nullptr);
+      spdlog::error("migration to {} failed: {}. Writes continue into the log; retrying with backoff. "
+                    "Check that the slow directory is reachable and has space.",
+                    o_.home->Describe(), s.ToString());
+    }
+    stats_.failures++;
+    stats_.last_error = s.ToString();
+  }
+  return s;
+}
+
+Status Migrator::MigrateBatch(const std::vector<log::LiveSegment>& segs) {
+  // 1. Read and verify every record of the batch.
+  std::vector<std::vector<uint8_t>> record_data;
+  std::vector<BlockRef> refs;
+  auto hdr = std::make_unique<log::RecordHeader>();
+  uint32_t order = 0;
+  for (const log::LiveSegment& seg : segs) {
+    uint32_t used = 0;
+    uint32_t slot_start = static_cast<uint32_t>((seg.segment_seq % o_.segment_count) * o_.segment_blocks);
+    for (uint64_t seq = seg.first_record; seq <= seg.last_record; seq++) {
+      std::vector<uint8_t> data;
+      Status s = log::ReadRecord(o_.log, o_.uuid, slot_start + used, seq, seg.segment_seq, nullptr,
+                                 o_.segment_blocks - used, hdr.get(), &data);
+      if (!s.ok()) {
+        return Status::Corruption("log record " + std::to_string(seq) + " in segment " +
+                                  std::to_string(seg.segment_seq) + " cannot be migrated: " + s.message() +
+                                  ". Run `boostvol check FAST`");
+      }
+      for (uint32_t i = 0; i < hdr->nblocks; i++)
+        refs.push_back(BlockRef{static_cast<uint32_t>(hdr->entries[i].lba), order++, slot_start + used + 1 + i,
+                                hdr->entries[i].block_crc, nullptr});
+      used += 1 + hdr->nblocks;
+      record_data.push_back(std::move(data));
+    }
+  }
+  // Attach data pointers (record_data no longer reallocates).
+  {
+    size_t k = 0;
+    for (const std::vector<uint8_t>& rec : record_data) {
+      size_t n = rec.size() / log::kBlockSize;
+      for (size_t j = 0; j < n; j++, k++) refs[k].data = rec.data() + j * log::kBlockSize;
+    }
+  }
+  // 2. Newest copy within the batch per block, sorted by address.
+  std::sort(refs.begin(), refs.end(), [](const BlockRef& a, const BlockRef& b) {
+    return a.lba != b.lba ? a.lba < b.lba : a.order > b.order;
+  });
+  refs.erase(std::unique(refs.begin(), refs.end(), [](const BlockRef& a, const BlockRef& b) { return a.lba == b.lba; }),
+             refs.end());
+  std::vector<uint8_t> buf(refs.size() * log::kBlockSize);
+  home::Batch batch;
+  batch.end.segment_seq = segs.back().segment_seq + 1;
+  batch.end.record_seq = segs.back().last_record + 1;
+  for (size_t i = 0; i < refs.size(); i++) {
+    std::memcpy(buf.data() + i * log::kBlockSize, refs[i].data, log::kBlockSize);
+    if (i > 0 && refs[i].lba == refs[i - 1].lba + 1 && batch.extents.back().length < (64u << 20)) {
+      batch.extents.back().length += log::kBlockSize;
+    } else {
+      batch.extents.push_back(home::Extent{uint64_t{refs[i].lba} * log::kBlockSize, log::kBlockSize,
+                                           buf.data() + i * log::kBlockSize});
+    }
+  }
+  record_data.clear();
+  BV_RETURN_IF_ERROR(o_.home->ApplyBatch(batch));
+
+  // 3. Blocks whose newest copy was in the batch now read from home.
+  std::vector<meta::IndexEntry> migrated;
+  migrated.reserve(refs.size());
+  for (const BlockRef& r : refs) migrated.push_back(meta::IndexEntry{r.lba, r.pos, r.crc});
+  if (o_.on_applied) o_.on_applied(migrated, segs.front().segment_seq, batch.end.segment_seq);
+
+  // 4. Record it.
+  meta::MigrationStats ms;
+  ms.blocks = refs.size();
+  ms.bytes = refs.size() * uint64_t{log::kBlockSize};
+  ms.extents = batch.extents.size();
+  BV_RETURN_IF_ERROR(o_.meta->CommitMigration(batch.end, ms));
+
+  // 5. The slots may be reused.
+  o_.writer->ReleaseSegmentsBefore(batch.end.segment_seq);
+  MutexLock l(&mu_);
+  stats_.batches++;
+  stats_.blocks += ms.blocks;
+  stats_.bytes += ms.bytes;
+  stats_.extents += ms.extents;
+  spdlog::debug("migrated segments {}..{}: {} blocks in {} extents", segs.front().segment_seq, segs.back().segment_seq,
+                ms.blocks, ms.extents);
+  return Status::OK();
+}
+
+Status Migrator::Drain(const ProgressFn& progress) {
+  {
+    MutexLock l(&mu_);
+    drainers_++;
+  }
+  uint64_t boundary = o_.writer->SealSegment();
+  Status s = o_.writer->Sync();
+  uint64_t start_seg = o_.home->watermark().segment_seq;
+  uint64_t total = boundary > start_seg ? boundary - start_seg : 0;
+  int backoff_ms = 100;
+  while (s.ok()) {
+    uint64_t wm = o_.home->watermark().segment_seq;
+    if (progress) progress(Progress{"drain", wm > start_seg ? std::min(wm - start_seg, total) : 0, total, "segments"});
+    if (wm >= boundary) break;
+    {
+      MutexLock l(&mu_);
+      if (stop_) {
+        s = Status::Aborted("the volume is stopping");
+        break;
+      }
+    }
+    bool did = false;
+    Status m = MigrateOnce(&did);
+    if (!m.ok()) {
+      // Wait through the outage; the error is logged and shown in status.
+      std::this_thread::sleep_for(std::chrono::milliseconds(backoff_ms));
+      backoff_ms = std::min(backoff_ms * 2, 5000);
+    } else if (!did) {
+      // Segments become migratable once the flusher has made them durable.
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    } else {
+      backoff_ms = 100;
+    }
+  }
+  MutexLock l(&mu_);
+  drainers_--;
+  return s;
+}
+
+}  // namespace boostvol

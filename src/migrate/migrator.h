@@ -1,0 +1,108 @@
+// Migrator: copies dirty data home, in batches of whole sealed segments.
+//
+// A batch is a run of consecutive sealed, durable segments starting at the
+// migration watermark. For every image block written in the batch the copy
+// to write home is the newest one *within the batch*, so after the batch the
+// home holds exactly the image as of the batch's last record (DESIGN.md 2.7:
+// home is always a prefix). Blocks are sorted by address and merged into
+// extents, and Home::ApplyBatch makes the batch crash-atomic and durable.
+//
+// Order of a batch (each step only after the one before succeeded):
+//   1. read the batch's records from the log, verifying every checksum;
+//   2. Home::ApplyBatch (journal, in-place writes, fdatasync, stamp);
+//   3. on_applied: the volume drops index entries that still point into the
+//      batch (those blocks now read from home) and waits out readers;
+//   4. MetaStore::CommitMigration (watermark, freed segments, counters);
+//   5. LogWriter::ReleaseSegmentsBefore: the slots may be reused (rule 6).
+// A failure at any step leaves the segments live; the batch is retried whole
+// after a capped exponential backoff (1 s .. 60 s). Writes keep going into the
+// log meanwhile, and wait only when the log is full.
+//
+// When: when live segments exceed start_fraction of the ring, when a writer
+// waits for space, when a drain is requested, and when the volume has been
+// idle for idle_ms (the open segment is then sealed so all of it can go).
+//
+// Thread-safety: public methods are thread-safe. One background thread.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "boostvol/status.h"
+#include "boostvol/volume.h"
+#include "home/home.h"
+#include "log/log_writer.h"
+#include "meta/meta_store.h"
+#include "util/thread_annotations.h"
+
+namespace boostvol {
+
+struct MigratorOptions {
+  File* log = nullptr;
+  log::Uuid uuid{};
+  uint32_t segment_blocks = 0;
+  uint32_t segment_count = 0;
+  log::LogWriter* writer = nullptr;
+  home::Home* home = nullptr;
+  meta::MetaStore* meta = nullptr;
+  double start_fraction = 0.5;
+  uint32_t idle_ms = 2000;
+  uint64_t max_batch_bytes = 64 << 20;
+  // Step 3 above: `migrated` holds (lba, pos, crc) of the copies now home;
+  // `released_before` is the segment seq the slots below which will be freed.
+  std::function<void(const std::vector<meta::IndexEntry>& migrated, uint64_t first_segment, uint64_t end_segment)>
+      on_applied;
+  // Milliseconds since the last write (for idle migration).
+  std::function<uint64_t()> idle_for_ms;
+  // Work to do on the migrator thread before each decision (meta commits).
+  std::function<void()> housekeeping;
+};
+
+class Migrator {
+ public:
+  explicit Migrator(const MigratorOptions& options);
+  ~Migrator();
+  Migrator(const Migrator&) = delete;
+  Migrator& operator=(const Migrator&) = delete;
+
+  void Start();
+  void Stop();   // finishes the batch in progress
+  void Kick();   // re-evaluate now (a segment became durable, a writer waits)
+
+  // Migrates one batch if any segment is migratable; *did = whether it did.
+  // For tests and for Drain; the background thread uses it too.
+  Status MigrateOnce(bool* did) BV_EXCLUDES(mu_);
+
+  // Returns once every block written before the call is home (durably).
+  // Waits through home outages (retrying); fails only if stopped.
+  Status Drain(const ProgressFn& progress) BV_EXCLUDES(mu_);
+
+  struct Stats {
+    std::string state;  // idle | migrating | backoff | stopped
+    std::string last_error;
+    uint64_t batches = 0, blocks = 0, bytes = 0, extents = 0, failures = 0;
+    int64_t failing_since_unix = 0;  // 0 when healthy
+  };
+  Stats GetStats() BV_EXCLUDES(mu_);
+
+ private:
+  void Loop();
+  Status MigrateBatch(const std::vector<log::LiveSegment>& segs);
+  bool ShouldMigrate(const std::vector<log::LiveSegment>& segs);
+
+  const MigratorOptions o_;
+  Mutex run_mu_ BV_ACQUIRED_BEFORE(mu_);  // one batch at a time
+  Mutex mu_;
+  CondVar cv_{&mu_};
+  bool stop_ BV_GUARDED_BY(mu_) = false;
+  bool kicked_ BV_GUARDED_BY(mu_) = false;
+  int drainers_ BV_GUARDED_BY(mu_) = 0;
+  Stats stats_ BV_GUARDED_BY(mu_);
+  std::thread thread_;
+};
+
+}  // namespace boostvol

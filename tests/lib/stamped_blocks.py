@@ -1,0 +1,235 @@
+#!/usr/bin/env python3
+"""Stamped 4 KiB blocks for crash tests (used by tests/e2e/kill9_fsync.sh).
+
+  write IMAGE HISTORY --start-seq N --blocks B [--seed S] [--max-writes M]
+      Writes stamped blocks with O_DIRECT at random block addresses in [0, B), sequence numbers N, N+1, ...
+      Before each write, appends "W seq addr" to HISTORY; after every 1-8 writes (sometimes 32-256) calls fsync on the image and,
+      when it succeeds, appends "F seq" (the last write completed before that fsync began) to HISTORY and
+      fsyncs HISTORY. Stops at the first error (the daemon was killed) or after M writes; exit 0 either way,
+      printing what happened.
+
+  verify IMAGE HISTORY STATE --blocks B
+      STATE holds the verified contents of the image before this cycle ("addr seq" lines; absent = zeros),
+      HISTORY this cycle's writes. Reads every block in [0, B) with O_DIRECT and checks:
+        - each block is all zeros or a well-formed stamp (magic, address, crc32 over the block) - no mix,
+          no garbage;
+        - its sequence is one that was really written to that address (in STATE or HISTORY);
+        - every write acknowledged by a successful fsync (seq <= last F) is there, or a newer version;
+        - the blocks form a PREFIX of the write sequence: with C = the highest sequence read, every address
+          reads exactly the newest version written to it with seq <= C.
+      On success rewrites STATE to what was read and prints a summary; exit 1 with the reasons otherwise.
+
+Block layout (little endian): magic b"BVSTAMP1" | addr u64 | seq u64 | payload (derived from addr, seq) |
+crc32 u32 of everything before it, in the last 4 bytes.
+"""
+import argparse
+import mmap
+import os
+import random
+import struct
+import sys
+import zlib
+
+BS = 4096
+MAGIC = b"BVSTAMP1"
+HDR = struct.Struct("<8sQQ")
+
+
+def make_block(addr, seq):
+    rnd = random.Random(addr * 1000003 + seq)
+    body = HDR.pack(MAGIC, addr, seq) + rnd.randbytes(BS - HDR.size - 4)
+    return body + struct.pack("<I", zlib.crc32(body))
+
+
+def parse_block(data, addr):
+    """Returns ("zero", None), ("ok", seq) or ("bad", reason)."""
+    if data.count(0) == BS:
+        return "zero", None
+    magic, a, seq = HDR.unpack_from(data)
+    if magic != MAGIC:
+        return "bad", "no stamp (garbage)"
+    (crc,) = struct.unpack_from("<I", data, BS - 4)
+    if zlib.crc32(data[: BS - 4]) != crc:
+        return "bad", f"checksum mismatch (a mix or torn block), header says addr={a} seq={seq}"
+    if a != addr:
+        return "bad", f"stamp of address {a} found at address {addr}"
+    if data != make_block(addr, seq):
+        return "bad", f"payload differs from what seq {seq} wrote"
+    return "ok", seq
+
+
+def cmd_write(args):
+    rng = random.Random(args.seed)
+    fd = os.open(args.image, os.O_RDWR | os.O_DIRECT)
+    hist = open(args.history, "a")
+    buf = mmap.mmap(-1, BS)  # page aligned, as O_DIRECT needs
+    seq = args.start_seq
+    last_done = None
+    n = 0
+    fsyncs = 0
+    why = "max writes reached"
+    def interval():
+        # mostly short gaps between fsyncs, sometimes a long unsynced burst (fills and wraps the log)
+        return rng.randint(1, 8) if rng.random() < 0.8 else rng.randint(32, 256)
+    next_sync = interval()
+    try:
+        while n < args.max_writes:
+            addr = rng.randrange(args.blocks)
+            hist.write(f"W {seq} {addr}\n")
+            hist.flush()
+            buf.seek(0)
+            buf.write(make_block(addr, seq))
+            try:
+                w = os.pwritev(fd, [buf], addr * BS)
+            except OSError as e:
+                why = f"write of seq {seq} failed: {e}"
+                break
+            if w != BS:
+                why = f"short write of seq {seq}: {w}"
+                break
+            last_done = seq
+            seq += 1
+            n += 1
+            next_sync -= 1
+            if next_sync == 0:
+                next_sync = interval()
+                try:
+                    os.fsync(fd)
+                except OSError as e:
+                    why = f"fsync after seq {last_done} failed: {e}"
+                    break
+                hist.write(f"F {last_done}\n")
+                hist.flush()
+                os.fsync(hist.fileno())
+                fsyncs += 1
+    finally:
+        hist.flush()
+        os.fsync(hist.fileno())
+        hist.close()
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    print(f"writer: {n} writes, {fsyncs} fsyncs, last completed seq {last_done}; stopped: {why}")
+    return 0
+
+
+def read_history(path):
+    writes = {}  # addr -> list of seqs, ascending
+    acked = None
+    max_seq = None
+    with open(path) as f:
+        for line in f:
+            parts = line.split()
+            if len(parts) == 3 and parts[0] == "W":
+                seq, addr = int(parts[1]), int(parts[2])
+                writes.setdefault(addr, []).append(seq)
+                max_seq = seq if max_seq is None else max(max_seq, seq)
+            elif len(parts) == 2 and parts[0] == "F":
+                acked = int(parts[1]) if acked is None else max(acked, int(parts[1]))
+            # a torn last line (none expected: the writer is not the one killed) is ignored
+    return writes, acked, max_seq
+
+
+def read_state(path):
+    state = {}
+    if os.path.exists(path):
+        with open(path) as f:
+            for line in f:
+                a, s = line.split()
+                state[int(a)] = int(s)
+    return state
+
+
+def cmd_verify(args):
+    writes, acked, max_seq = read_history(args.history)
+    state = read_state(args.state)
+    fd = os.open(args.image, os.O_RDONLY | os.O_DIRECT)
+    buf = mmap.mmap(-1, BS)
+    got = {}
+    problems = []
+    for addr in range(args.blocks):
+        n = os.preadv(fd, [buf], addr * BS)
+        if n != BS:
+            problems.append(f"addr {addr}: short read {n}")
+            continue
+        kind, val = parse_block(bytes(buf), addr)
+        if kind == "bad":
+            problems.append(f"addr {addr}: {val}")
+        elif kind == "ok":
+            got[addr] = val
+    # Blocks past the tested region must still be zero (nothing was written there).
+    size = os.fstat(fd).st_size
+    tail_checked = 0
+    for addr in range(args.blocks, min(args.blocks + 64, size // BS)):
+        os.preadv(fd, [buf], addr * BS)
+        tail_checked += 1
+        if bytes(buf).count(0) != BS:
+            problems.append(f"addr {addr} (never written) is not zero")
+    os.close(fd)
+
+    # Each block: a version really written there, and not older than the last fsync'ed one.
+    for addr in set(got) | set(state) | set(writes):
+        cur = got.get(addr)
+        valid = set(writes.get(addr, []))
+        if addr in state:
+            valid.add(state[addr])
+        if cur is not None and cur not in valid:
+            problems.append(f"addr {addr}: seq {cur} was never written to this address")
+        if acked is not None:
+            need = [s for s in writes.get(addr, []) if s <= acked]
+            if need and (cur is None or cur < need[-1]):
+                problems.append(
+                    f"addr {addr}: fsync'ed write seq {need[-1]} lost (reads {'zeros' if cur is None else 'seq ' + str(cur)})")
+        if cur is None and addr in state:
+            problems.append(f"addr {addr}: held seq {state[addr]} before this cycle, now reads zeros")
+
+    # Prefix: C = the newest sequence present from this cycle; each address must read the newest write <= C.
+    new_seen = [s for a, s in got.items() if s in set(writes.get(a, []))]
+    cut = max(new_seen) if new_seen else None
+    for addr in set(got) | set(state) | set(writes):
+        cands = [s for s in writes.get(addr, []) if cut is not None and s <= cut]
+        expect = cands[-1] if cands else state.get(addr)
+        if got.get(addr) != expect:
+            problems.append(f"addr {addr}: reads {got.get(addr)}, but the prefix up to seq {cut} says {expect} (not a prefix)")
+
+    n_writes = sum(len(v) for v in writes.values())
+    lost = 0 if max_seq is None or cut is None else sum(
+        1 for v in writes.values() for s in v if s > cut)
+    print(f"verify: {n_writes} writes this cycle (seq up to {max_seq}), last fsync'ed seq {acked}, "
+          f"prefix cut at seq {cut}; {len(got)} stamped blocks, {tail_checked} tail blocks zero-checked, "
+          f"{lost if cut is not None else n_writes} unsynced writes not present")
+    if problems:
+        for p in problems[:50]:
+            print("  PROBLEM:", p)
+        if len(problems) > 50:
+            print(f"  ... and {len(problems) - 50} more")
+        return 1
+    with open(args.state + ".tmp", "w") as f:
+        for a in sorted(got):
+            f.write(f"{a} {got[a]}\n")
+    os.replace(args.state + ".tmp", args.state)
+    return 0
+
+
+def main():
+    p = argparse.ArgumentParser()
+    sub = p.add_subparsers(dest="cmd", required=True)
+    w = sub.add_parser("write")
+    w.add_argument("image")
+    w.add_argument("history")
+    w.add_argument("--start-seq", type=int, required=True)
+    w.add_argument("--blocks", type=int, required=True)
+    w.add_argument("--seed", type=int, default=None)
+    w.add_argument("--max-writes", type=int, default=10**9)
+    v = sub.add_parser("verify")
+    v.add_argument("image")
+    v.add_argument("history")
+    v.add_argument("state")
+    v.add_argument("--blocks", type=int, required=True)
+    args = p.parse_args()
+    return cmd_write(args) if args.cmd == "write" else cmd_verify(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
