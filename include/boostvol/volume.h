@@ -19,6 +19,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "boostvol/status.h"
@@ -106,6 +107,11 @@ class Volume {
   // Migrates every block written before the call home, durably; reports progress.
   virtual Status Drain(const ProgressFn& progress) = 0;
   virtual VolumeStatus GetStatus() = 0;
+  // Live tunables (docs/tuning.md), persisted in meta.db's settings table and
+  // applied at once: migrate_start_fraction (0..1), idle_migrate_ms,
+  // max_batch_bytes. InvalidArgument for an unknown key or a bad value.
+  virtual Status SetTunable(const std::string& key, const std::string& value) = 0;
+  virtual std::vector<std::pair<std::string, std::string>> GetTunables() = 0;
   // Clean stop: flush, stop the migrator, write the checkpoint, release the lock.
   virtual Status Close() = 0;
 };
@@ -117,6 +123,20 @@ struct CheckReport {
   std::vector<std::string> problems;  // empty = consistent
   std::string summary;
 };
+
+struct RepairReport {
+  uint64_t records_kept = 0;       // records of the consistent prefix kept
+  uint64_t records_dropped = 0;    // records after the damage, dropped
+  std::vector<uint64_t> lost_blocks;  // image blocks whose newest copy was dropped
+  std::string summary;
+};
+
+// Offline repair (`boostvol check --repair`): brings a damaged volume back to
+// a consistent prefix of its log: keeps every record before the first damaged
+// one, drops the rest (reporting which image blocks lose their newest copy),
+// rebuilds meta.db's catalogue if it is damaged, and leaves a volume that
+// mounts. Never touches a record it keeps.
+Status RepairVolume(const std::string& fast_dir, const ProgressFn& progress, RepairReport* report, Env* env = nullptr);
 
 // Offline check (the volume must not be mounted; Busy otherwise): verifies
 // meta.db's integrity and ranges, every live log record's checksums and

@@ -8,7 +8,7 @@
 #include <unordered_set>
 
 #include "boostvol/volume.h"
-#include "home/home.h"
+#include "home/home_factory.h"
 #include "log/log_scanner.h"
 #include "meta/meta_store.h"
 #include "util/env.h"
@@ -58,13 +58,11 @@ Status CheckVolume(const std::string& fast_dir, const ProgressFn& progress, Chec
   if (li.size != log_blocks * log::kBlockSize)
     problem("FAST/log is " + std::to_string(li.size) + " bytes; meta.db says " + std::to_string(log_blocks * log::kBlockSize));
 
-  if (row.home.rfind("dir:", 0) != 0) {
-    problem("meta.db names a home of unknown kind: " + row.home);
-    return Status::OK();
-  }
   std::unique_ptr<home::Home> home;
   home::HomeOpenReport hr;
-  s = home::OpenDirectoryHome(env, row.home.substr(4), uuid, row.image_size, row.home_journal, &home, &hr);
+  home::HomeOptions ho;
+  ho.use_journal = row.home_journal;
+  s = home::OpenHome(env, row.home, uuid, row.image_size, ho, &home, &hr);
   if (!s.ok()) {
     problem("home: " + s.ToString());
     report->summary = "the home copy cannot be opened";

@@ -8,7 +8,7 @@
 #include <unistd.h>
 
 #include "boostvol/volume.h"
-#include "home/home.h"
+#include "home/home_factory.h"
 #include "log/log_format.h"
 #include "log/record.h"
 #include "meta/meta_store.h"
@@ -31,23 +31,16 @@ Status CheckDir(const std::string& role, const std::string& path) {
   return Status::OK();
 }
 
-std::string AbsolutePath(const std::string& p) {
-  char* r = ::realpath(p.c_str(), nullptr);
-  if (r == nullptr) return p;
-  std::string out(r);
-  ::free(r);
-  return out;
-}
-
 }  // namespace
 
 Status CreateVolume(const CreateOptions& o) {
   Env* env = o.env ? o.env : Env::Posix();
   BV_RETURN_IF_ERROR(CheckDir("FAST", o.fast_dir));
-  BV_RETURN_IF_ERROR(CheckDir("SLOW", o.slow_dir));
+  const bool slow_is_dir = o.slow_dir.rfind("rbd:", 0) != 0;
+  if (slow_is_dir) BV_RETURN_IF_ERROR(CheckDir("SLOW", o.slow_dir));
   struct stat fs, ss;
-  if (::stat(o.fast_dir.c_str(), &fs) == 0 && ::stat(o.slow_dir.c_str(), &ss) == 0 && fs.st_dev == ss.st_dev &&
-      fs.st_ino == ss.st_ino)
+  if (slow_is_dir && ::stat(o.fast_dir.c_str(), &fs) == 0 && ::stat(o.slow_dir.c_str(), &ss) == 0 &&
+      fs.st_dev == ss.st_dev && fs.st_ino == ss.st_ino)
     return Status::InvalidArgument("FAST and SLOW are the same directory; the cache and the home need their own");
   if (o.image_size == 0 || o.image_size % kBlockSize != 0)
     return Status::InvalidArgument("image size must be a positive multiple of 4 KiB");
@@ -66,13 +59,14 @@ Status CreateVolume(const CreateOptions& o) {
 
   std::unique_ptr<Dir> fast, slow;
   BV_RETURN_IF_ERROR(env->OpenDir(o.fast_dir, &fast));
-  BV_RETURN_IF_ERROR(env->OpenDir(o.slow_dir, &slow));
+  if (slow_is_dir) BV_RETURN_IF_ERROR(env->OpenDir(o.slow_dir, &slow));
   for (const char* name : {"meta.db", "log", "meta.db-wal"}) {
     bool e = false;
     BV_RETURN_IF_ERROR(fast->Exists(name, &e));
     if (e) return Status::Busy("FAST " + o.fast_dir + " already holds a volume (" + name + " exists); refusing to overwrite it");
   }
   for (const char* name : {"boostvol-home", "image"}) {
+    if (!slow) break;
     bool e = false;
     BV_RETURN_IF_ERROR(slow->Exists(name, &e));
     if (e) return Status::Busy("SLOW " + o.slow_dir + " already holds a home copy (" + name + " exists); refusing to overwrite it");
@@ -83,10 +77,11 @@ Status CreateVolume(const CreateOptions& o) {
   BV_RETURN_IF_ERROR(s);
 
   log::Uuid uuid = log::NewRandomUuid();
+  const std::string home_uri = home::HomeUriFromArgument(o.slow_dir);
   uint64_t log_bytes = segment_count * o.segment_size;
   bool created_log = false, created_home = false;
   auto undo = [&](Status why) {
-    if (created_home) {
+    if (created_home && slow) {
       (void)slow->Remove("image");
       (void)slow->Remove("boostvol-home");
       (void)slow->Remove("boostvol-journal");
@@ -110,7 +105,9 @@ Status CreateVolume(const CreateOptions& o) {
     if (s.ok()) s = logf->Sync();
     if (!s.ok()) return undo(s);
   }
-  s = home::CreateDirectoryHome(env, AbsolutePath(o.slow_dir), uuid, o.image_size);
+  home::HomeOptions ho;
+  ho.use_journal = o.home_journal;
+  s = home::CreateHome(env, home_uri, uuid, o.image_size, ho);
   if (!s.ok()) return undo(s);  // it removes what it made itself
   created_home = true;
 
@@ -120,7 +117,7 @@ Status CreateVolume(const CreateOptions& o) {
   row.block_size = kBlockSize;
   row.segment_blocks = o.segment_size / kBlockSize;
   row.segment_count = static_cast<uint32_t>(segment_count);
-  row.home = "dir:" + AbsolutePath(o.slow_dir);
+  row.home = home_uri;
   row.created_unix = std::time(nullptr);
   row.home_journal = o.home_journal;
   std::unique_ptr<meta::MetaStore> meta;
@@ -128,7 +125,7 @@ Status CreateVolume(const CreateOptions& o) {
   if (!s.ok()) return undo(s);
   meta.reset();
   s = fast->Sync();
-  if (s.ok()) s = slow->Sync();
+  if (s.ok() && slow) s = slow->Sync();
   if (!s.ok()) return undo(s);
   if (!o.home_journal)
     spdlog::warn("volume created WITHOUT the home journal: if FAST is lost, the home copy in {} may be a mix of "

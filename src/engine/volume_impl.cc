@@ -1,6 +1,8 @@
 #include "engine/volume_impl.h"
 
+#include <cerrno>
 #include <chrono>
+#include <cstdlib>
 #include <cstring>
 #include <spdlog/spdlog.h>
 #include <thread>
@@ -229,6 +231,10 @@ void VolumeImpl::OnSegmentDurable(const log::LiveSegment& seg) {
 }
 
 void VolumeImpl::Housekeeping() {
+  if (NowMs() - last_counters_save_ms_.load() >= 10000) {
+    last_counters_save_ms_ = NowMs();
+    SaveCounters();
+  }
   std::vector<meta::SealedSegment> segs;
   {
     MutexLock l(&pending_mu_);
@@ -241,6 +247,47 @@ void VolumeImpl::Housekeeping() {
     MutexLock l(&pending_mu_);
     pending_sealed_.insert(pending_sealed_.begin(), segs.begin(), segs.end());
   }
+}
+
+Status VolumeImpl::ApplyTunable(const std::string& key, const std::string& value) {
+  char* end = nullptr;
+  errno = 0;
+  if (key == "migrate_start_fraction") {
+    double f = std::strtod(value.c_str(), &end);
+    if (errno || end == value.c_str() || *end || !(f >= 0 && f <= 1))
+      return Status::InvalidArgument("migrate_start_fraction must be a number from 0 to 1");
+    migrator_->SetStartFraction(f);
+  } else if (key == "idle_migrate_ms" || key == "max_batch_bytes") {
+    unsigned long long v = std::strtoull(value.c_str(), &end, 10);
+    if (errno || end == value.c_str() || *end || value[0] == '-')
+      return Status::InvalidArgument(key + " must be a whole number");
+    if (key == "idle_migrate_ms") {
+      if (v > 86400000) return Status::InvalidArgument("idle_migrate_ms must be at most 86400000 (a day)");
+      migrator_->SetIdleMs(static_cast<uint32_t>(v));
+    } else {
+      if (v < kBlockSize || v > (1ull << 30)) return Status::InvalidArgument("max_batch_bytes must be 4096 .. 1073741824");
+      migrator_->SetMaxBatchBytes(v);
+    }
+  } else {
+    return Status::InvalidArgument("unknown tunable '" + key +
+                                   "' (known: migrate_start_fraction, idle_migrate_ms, max_batch_bytes)");
+  }
+  return Status::OK();
+}
+
+Status VolumeImpl::SetTunable(const std::string& key, const std::string& value) {
+  BV_RETURN_IF_ERROR(ApplyTunable(key, value));
+  Status s = meta_->SetSetting(key, value);
+  if (!s.ok()) spdlog::error("tunable {}={} applied but not saved in meta.db: {}", key, value, s.ToString());
+  else spdlog::info("tunable {} set to {}", key, value);
+  migrator_->Kick();
+  return s;
+}
+
+std::vector<std::pair<std::string, std::string>> VolumeImpl::GetTunables() {
+  return {{"migrate_start_fraction", std::to_string(migrator_->start_fraction())},
+          {"idle_migrate_ms", std::to_string(migrator_->idle_ms())},
+          {"max_batch_bytes", std::to_string(migrator_->max_batch_bytes())}};
 }
 
 VolumeStatus VolumeImpl::GetStatus() {
@@ -291,6 +338,21 @@ VolumeStatus VolumeImpl::GetStatus() {
   return st;
 }
 
+void VolumeImpl::SaveCounters() {
+  VolumeStatus st = GetStatus();
+  Status cs = meta_->SaveCounters({{"writes", static_cast<int64_t>(st.writes)},
+                                   {"reads", static_cast<int64_t>(st.reads)},
+                                   {"bytes_written", static_cast<int64_t>(st.bytes_written)},
+                                   {"bytes_read", static_cast<int64_t>(st.bytes_read)},
+                                   {"flushes", static_cast<int64_t>(st.flushes)},
+                                   {"read_blocks_cache", static_cast<int64_t>(st.read_blocks_cache)},
+                                   {"read_blocks_home", static_cast<int64_t>(st.read_blocks_home)},
+                                   {"dirty_blocks", static_cast<int64_t>(st.dirty_blocks)},
+                                   {"migrated_blocks", static_cast<int64_t>(st.migrated_blocks)},
+                                   {"migration_batches", static_cast<int64_t>(st.migration_batches)}});
+  if (!cs.ok()) spdlog::warn("saving counters in meta.db failed: {}", cs.ToString());
+}
+
 Status VolumeImpl::Close() {
   if (closed_.exchange(true)) return Status::OK();
   Status result;
@@ -308,15 +370,7 @@ Status VolumeImpl::Close() {
     }
   }
   Housekeeping();
-  VolumeStatus st = GetStatus();
-  Status cs = meta_->SaveCounters({{"writes", static_cast<int64_t>(st.writes)},
-                                   {"reads", static_cast<int64_t>(st.reads)},
-                                   {"bytes_written", static_cast<int64_t>(st.bytes_written)},
-                                   {"bytes_read", static_cast<int64_t>(st.bytes_read)},
-                                   {"flushes", static_cast<int64_t>(st.flushes)},
-                                   {"read_blocks_cache", static_cast<int64_t>(st.read_blocks_cache)},
-                                   {"read_blocks_home", static_cast<int64_t>(st.read_blocks_home)}});
-  if (!cs.ok()) spdlog::warn("saving counters failed: {}", cs.ToString());
+  SaveCounters();
   if (result.ok() && writer_) {
     cp.watermark = home_->watermark();
     {

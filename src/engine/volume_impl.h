@@ -44,6 +44,8 @@ class VolumeImpl : public Volume {
   Status Flush() override;
   Status Drain(const ProgressFn& progress) override;
   VolumeStatus GetStatus() override;
+  Status SetTunable(const std::string& key, const std::string& value) override;
+  std::vector<std::pair<std::string, std::string>> GetTunables() override;
   Status Close() override;
 
   // Migrates one batch now (tests drive migration by hand with this).
@@ -69,6 +71,8 @@ class VolumeImpl : public Volume {
   void OnMigrated(const std::vector<meta::IndexEntry>& migrated, uint64_t first_segment, uint64_t end_segment);
   void OnSegmentDurable(const log::LiveSegment& seg);
   void Housekeeping();
+  Status ApplyTunable(const std::string& key, const std::string& value);
+  void SaveCounters();
   uint64_t NowMs() const;
   uint32_t SlotOf(uint32_t pos) const { return pos / row_.segment_blocks; }
 
@@ -99,6 +103,7 @@ class VolumeImpl : public Volume {
   std::vector<meta::SealedSegment> pending_sealed_ BV_GUARDED_BY(pending_mu_);
 
   std::atomic<uint64_t> last_write_ms_{0};
+  std::atomic<uint64_t> last_counters_save_ms_{0};
   std::atomic<uint64_t> reads_{0}, writes_{0}, flushes_{0}, bytes_read_{0}, bytes_written_{0};
   std::atomic<uint64_t> read_blocks_cache_{0}, read_blocks_home_{0}, checksum_failures_{0};
   std::atomic<bool> closed_{false};

@@ -8,22 +8,12 @@
 #include <unistd.h>
 
 #include "engine/volume_impl.h"
+#include "home/home_factory.h"
 #include "log/log_scanner.h"
 
 namespace boostvol {
 
 using log::kBlockSize;
-
-namespace {
-
-Status ParseHome(const std::string& home, std::string* dir) {
-  if (home.rfind("dir:", 0) != 0 || home.size() < 5 || home[4] != '/')
-    return Status::Corruption("meta.db names a home of unknown kind: '" + home + "'");
-  *dir = home.substr(4);
-  return Status::OK();
-}
-
-}  // namespace
 
 // Builds a VolumeImpl step by step; any failure leaves nothing changed on disk
 // except what recovery legitimately finishes (a journal replay at home).
@@ -62,11 +52,11 @@ class VolumeOpener {
     }
 
     // The home.
-    std::string slow;
-    BV_RETURN_IF_ERROR(ParseHome(row.home, &slow));
+    const std::string& slow = row.home;
     home::HomeOpenReport report;
-    s = home::OpenDirectoryHome(v->env_, slow, v->uuid_, row.image_size, row.home_journal, &v->home_, &report);
-    if (!s.ok()) return s;
+    home::HomeOptions ho;
+    ho.use_journal = row.home_journal;
+    BV_RETURN_IF_ERROR(home::OpenHome(v->env_, row.home, v->uuid_, row.image_size, ho, &v->home_, &report));
     if (report.journal_replayed) spdlog::info("finished a migration batch interrupted by a crash (home journal replayed)");
 
     // Where the log starts: the home's watermark is authoritative.
@@ -117,13 +107,13 @@ class VolumeOpener {
         dirty = v->index_->size();
       }
       if (dirty > 0) {
-        return Status::Busy("the home copy " + slow + "/image was modified outside boostvol (" + report.change_detail +
+        return Status::Busy("the home copy (" + slow + ") was modified outside boostvol (" + report.change_detail +
                             ") while the cache holds " + std::to_string(dirty) +
                             " blocks not yet written home; mounting would overlay stale cached blocks on it. "
                             "Restore the home copy, or if the outside change is what you want, discard the cache "
                             "(move FAST away) and create a new volume");
       }
-      spdlog::warn("the home copy {}/image was modified outside boostvol ({}); the cache holds no dirty blocks, "
+      spdlog::warn("the home copy ({}) was modified outside boostvol ({}); the cache holds no dirty blocks, "
                    "so the change is accepted", slow, report.change_detail);
       BV_RETURN_IF_ERROR(v->home_->Restamp());
     }
@@ -164,6 +154,19 @@ class VolumeOpener {
     };
     mo.housekeeping = [raw] { raw->Housekeeping(); };
     v->migrator_ = std::make_unique<Migrator>(mo);
+    for (const char* key : {"migrate_start_fraction", "idle_migrate_ms", "max_batch_bytes"}) {
+      std::string value;
+      bool found = false;
+      if (v->meta_->GetSetting(key, &value, &found).ok() && found) {
+        Status ts = v->ApplyTunable(key, value);
+        if (!ts.ok()) spdlog::warn("ignoring the saved tunable {}={}: {}", key, value, ts.message());
+      }
+    }
+    // meta.db may lag the home's watermark after a crash between the two.
+    if (start.record_seq > meta_wm.record_seq) {
+      Status ms = v->meta_->CommitMigration(start, meta::MigrationStats{});
+      if (!ms.ok()) spdlog::warn("bringing meta.db's watermark up to the home's failed: {}", ms.ToString());
+    }
     v->last_write_ms_ = v->NowMs();
     if (o.start_migrator) v->migrator_->Start();
     {

@@ -21,7 +21,11 @@ struct BlockRef {
 
 }  // namespace
 
-Migrator::Migrator(const MigratorOptions& options) : o_(options) {
+Migrator::Migrator(const MigratorOptions& options)
+    : o_(options),
+      start_fraction_(options.start_fraction),
+      idle_ms_(options.idle_ms),
+      max_batch_bytes_(options.max_batch_bytes) {
   MutexLock l(&mu_);
   stats_.state = "idle";
 }
@@ -60,8 +64,8 @@ bool Migrator::ShouldMigrate(const std::vector<log::LiveSegment>& segs) {
     if (drainers_ > 0) return true;
   }
   if (ws.waiting_for_space) return true;
-  if (ws.live_segments >= o_.start_fraction * o_.segment_count) return true;
-  if (o_.idle_for_ms && o_.idle_for_ms() >= o_.idle_ms) {
+  if (ws.live_segments >= start_fraction_.load() * o_.segment_count) return true;
+  if (o_.idle_for_ms && o_.idle_for_ms() >= idle_ms_.load()) {
     if (segs.empty()) o_.writer->SealSegment();  // let the open segment go home too
     return true;
   }
@@ -104,7 +108,7 @@ Status Migrator::MigrateOnce(bool* did) {
   // Take whole segments up to the batch size (at least one).
   size_t take = 0;
   uint64_t bytes = 0;
-  while (take < segs.size() && (take == 0 || bytes + uint64_t{segs[take].data_blocks} * log::kBlockSize <= o_.max_batch_bytes)) {
+  while (take < segs.size() && (take == 0 || bytes + uint64_t{segs[take].data_blocks} * log::kBlockSize <= max_batch_bytes_.load())) {
     bytes += uint64_t{segs[take].data_blocks} * log::kBlockSize;
     take++;
   }

@@ -81,6 +81,14 @@ class Migrator {
   // Waits through home outages (retrying); fails only if stopped.
   Status Drain(const ProgressFn& progress) BV_EXCLUDES(mu_);
 
+  // Live tunables (thread-safe).
+  void SetStartFraction(double f) { start_fraction_ = f; }
+  void SetIdleMs(uint32_t ms) { idle_ms_ = ms; }
+  void SetMaxBatchBytes(uint64_t b) { max_batch_bytes_ = b; }
+  double start_fraction() const { return start_fraction_; }
+  uint32_t idle_ms() const { return idle_ms_; }
+  uint64_t max_batch_bytes() const { return max_batch_bytes_; }
+
   struct Stats {
     std::string state;  // idle | migrating | backoff | stopped
     std::string last_error;
@@ -95,6 +103,9 @@ class Migrator {
   bool ShouldMigrate(const std::vector<log::LiveSegment>& segs);
 
   const MigratorOptions o_;
+  std::atomic<double> start_fraction_;
+  std::atomic<uint32_t> idle_ms_;
+  std::atomic<uint64_t> max_batch_bytes_;
   Mutex run_mu_ BV_ACQUIRED_BEFORE(mu_);  // one batch at a time
   Mutex mu_;
   CondVar cv_{&mu_};
