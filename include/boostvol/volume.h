@@ -36,6 +36,10 @@ struct CreateOptions {
   uint32_t segment_size = 4 << 20;  // bytes per log segment
   bool home_journal = true;         // DESIGN.md 2.7 (false: home is unsafe without FAST)
   Env* env = nullptr;               // nullptr = the real file system
+  // Start a fresh cache on the existing home in slow_dir (a directory home or rbd:POOL/IMAGE) instead of
+  // creating one: image_size may be 0 (the home's size is used). Refused while another cache holds the home.
+  bool adopt = false;
+  std::string* adopt_summary = nullptr;  // if set, receives what adopt found and did (for the user)
 };
 
 // Creates a new volume. Refuses, changing nothing: missing or unwritable

@@ -52,5 +52,7 @@ void AddStatusCommand(CLI::App& app, const GlobalOptions& g, int* exit_code);
 void AddDrainCommand(CLI::App& app, const GlobalOptions& g, int* exit_code);
 void AddCheckCommand(CLI::App& app, const GlobalOptions& g, int* exit_code);
 void AddUnmountCommand(CLI::App& app, const GlobalOptions& g, int* exit_code);
+void AddSetCommand(CLI::App& app, const GlobalOptions& g, int* exit_code);
+void AddGetCommand(CLI::App& app, const GlobalOptions& g, int* exit_code);
 
 }  // namespace boostvol::cli

@@ -1,6 +1,9 @@
 // boostvol create FAST SLOW --size 8G [--cache-size 2G] [--segment-size 4M] [--no-home-journal]
+// boostvol create FAST rbd:POOL/IMAGE --size 8G [--ceph-conf PATH] [--ceph-id NAME]   (docs/rbd-home.md)
+// boostvol create FAST SLOW|rbd:POOL/IMAGE --adopt    a fresh cache on an existing home
 #include <CLI/CLI.hpp>
 #include <cstdio>
+#include <cstdlib>
 
 #include "boostvol/volume.h"
 #include "cli/cli.h"
@@ -13,6 +16,8 @@ namespace {
 struct CreateArgs {
   std::string fast, slow, size, cache_size, segment_size = "4M";
   bool no_home_journal = false;
+  bool adopt = false;
+  std::string ceph_conf, ceph_id;
 };
 
 int RunCreate(const CreateArgs& a, const GlobalOptions& g) {
@@ -20,8 +25,26 @@ int RunCreate(const CreateArgs& a, const GlobalOptions& g) {
   CreateOptions o;
   o.fast_dir = a.fast;
   o.slow_dir = a.slow;
-  if (Status s = ParseSize(a.size, &o.image_size); !s.ok()) return Fail(s, "--size");
-  if (o.image_size == 0 || o.image_size % 4096 != 0) {
+  o.adopt = a.adopt;
+  const bool rbd = a.slow.rfind("rbd:", 0) == 0;
+  if ((!a.ceph_conf.empty() || !a.ceph_id.empty()) && !rbd) {
+    return Fail(kExitUsage, "--ceph-conf and --ceph-id apply to an RBD home (SLOW given as rbd:POOL/IMAGE)");
+  }
+  if (!a.ceph_conf.empty()) {
+    // Stored in the home's URI in meta.db, so made absolute (the daemon runs in /).
+    char* abs = ::realpath(a.ceph_conf.c_str(), nullptr);
+    if (abs == nullptr) return Fail(kExitUsage, "--ceph-conf " + a.ceph_conf + ": no such file");
+    o.slow_dir += ":conf=" + std::string(abs);
+    std::free(abs);
+  }
+  if (!a.ceph_id.empty()) o.slow_dir += ":id=" + a.ceph_id;
+  std::string adopt_summary;
+  o.adopt_summary = &adopt_summary;
+  if (a.size.empty() && !a.adopt) return Fail(kExitUsage, "--size is required (except with --adopt)");
+  if (!a.size.empty()) {
+    if (Status s = ParseSize(a.size, &o.image_size); !s.ok()) return Fail(s, "--size");
+  }
+  if (!a.adopt && (o.image_size == 0 || o.image_size % 4096 != 0)) {
     return Fail(kExitUsage, "--size " + a.size + ": the image size must be a positive multiple of 4 KiB");
   }
   if (!a.cache_size.empty()) {
@@ -43,9 +66,11 @@ int RunCreate(const CreateArgs& a, const GlobalOptions& g) {
                  "boostvol: WARNING: if the data is disposable or FAST is as safe as SLOW.\n");
   }
   Status s = CreateVolume(o);
-  if (!s.ok()) return Fail(s, "cannot create the volume");
-  std::printf("created a boostvol volume: image %s, home %s/image, cache %s in %s (segments of %s)%s\n",
-              FormatBytes(o.image_size).c_str(), a.slow.c_str(),
+  if (!s.ok()) return Fail(s, a.adopt ? "cannot adopt the home" : "cannot create the volume");
+  if (a.adopt) std::printf("adopted: %s\n", adopt_summary.c_str());
+  std::printf("created a boostvol volume: image %s, home %s%s, cache %s in %s (segments of %s)%s\n",
+              a.adopt ? "of the adopted home's size" : FormatBytes(o.image_size).c_str(), a.slow.c_str(),
+              rbd ? "" : "/image",
               o.cache_size ? FormatBytes(o.cache_size).c_str() : "default size", a.fast.c_str(),
               FormatBytes(o.segment_size).c_str(), a.no_home_journal ? ", NO home journal" : "");
   std::printf("mount it with: boostvol mount %s MOUNTPOINT\n", a.fast.c_str());
@@ -59,8 +84,17 @@ void AddCreateCommand(CLI::App& app, const GlobalOptions& g, int* exit_code) {
   CLI::App* c = app.add_subcommand("create", "Create a new volume: a log in FAST, the home copy of the image in SLOW");
   c->footer(kExitCodesHelp);
   c->add_option("FAST", a->fast, "Fast directory (SSD): metadata and the log; must exist")->required();
-  c->add_option("SLOW", a->slow, "Slow directory: the home copy SLOW/image; must exist")->required();
-  c->add_option("--size", a->size, "Image size, e.g. 8G, 512M, 1.5T (binary units; multiple of 4 KiB)")->required();
+  c->add_option("SLOW", a->slow,
+                "Slow directory (the home copy SLOW/image; must exist), or rbd:POOL/IMAGE for an RBD image in a "
+                "Ceph cluster")
+      ->required();
+  c->add_option("--size", a->size,
+                "Image size, e.g. 8G, 512M, 1.5T (binary units; multiple of 4 KiB); not needed with --adopt");
+  c->add_flag("--adopt", a->adopt,
+              "Start a fresh cache on an EXISTING home (a volume's SLOW or rbd:POOL/IMAGE, e.g. after its cache "
+              "was lost): finishes its interrupted batch, keeps its data; refused while another cache holds it");
+  c->add_option("--ceph-conf", a->ceph_conf, "ceph.conf for an rbd: home (default: $CEPH_CONF, /etc/ceph/ceph.conf)");
+  c->add_option("--ceph-id", a->ceph_id, "Ceph client name for an rbd: home, without 'client.' (default: admin)");
   c->add_option("--cache-size", a->cache_size, "Log size on FAST (default: min(image, 1 GiB))");
   c->add_option("--segment-size", a->segment_size, "Log segment size")->capture_default_str();
   c->add_flag("--no-home-journal", a->no_home_journal,

@@ -1,4 +1,4 @@
-// boostvol mount FAST MOUNTPOINT [-f] [-o OPTS] [--log-level LEVEL]
+// boostvol mount FAST MOUNTPOINT [-f] [-o OPTS] [--loop [--loop-direct-io on|off]] [--log-level LEVEL]
 //
 // Startup order (DESIGN.md 7 and docs/architecture.md):
 //   1. resolve paths, refuse what is obviously wrong (no threads yet);
@@ -8,24 +8,33 @@
 //   5. block SIGTERM/SIGINT/SIGHUP: threads started now (engine, control) never
 //      take them; the FUSE loop thread unblocks them for itself and its workers;
 //   6. Volume::Open (lock, recovery with progress), control socket, FUSE mount;
-//   7. report ready; serve until unmounted, signalled or told to stop;
+//   7. report ready (to the parent, and to systemd through $NOTIFY_SOCKET);
+//      with --loop, attach MOUNTPOINT/image to a loop device first (the
+//      parent does it; with -f a helper thread, while FUSE serves losetup);
+//      serve until unmounted, signalled or told to stop;
 //   8. stop the control socket, Volume::Close() (checkpoint), exit 0.
 #include <sys/prctl.h>
 #include <signal.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
 #include <spdlog/spdlog.h>
+#include <thread>
 
 #include "boostvol/volume.h"
 #include "cli/cli.h"
 #include "cli/daemon.h"
 #include "cli/logging.h"
+#include "cli/loop.h"
 #include "cli/mounts.h"
+#include "control/control_client.h"
 #include "control/control_server.h"
+#include "control/rate_meter.h"
 #include "fuse/fuse_server.h"
 
 #ifndef PR_SET_IO_FLUSHER
@@ -39,6 +48,8 @@ struct MountArgs {
   std::string fast, mountpoint, log_level;
   std::vector<std::string> options;
   bool foreground = false;
+  bool loop = false;                // --loop or -o loop_attach
+  std::string loop_direct_io = "on";  // --loop-direct-io or -o loop_direct_io=
 };
 
 // What the control socket may do to the running daemon.
@@ -48,11 +59,82 @@ class DaemonControl : public control::ControlHandler {
   VolumeStatus GetStatus() override { return volume_->GetStatus(); }
   Status Drain(const ProgressFn& progress) override { return volume_->Drain(progress); }
   void RequestStop() override { stopper_->RequestStop(); }
+  control::StatusRates GetRates() override { return rates_.Rates(); }
+  Status SetTunable(const std::string& key, const std::string& value) override {
+    return volume_->SetTunable(key, value);
+  }
+  std::vector<std::pair<std::string, std::string>> GetTunables() override { return volume_->GetTunables(); }
+
+  // Samples the byte counters once a second for the rates, until StopSampling().
+  void StartSampling() {
+    sampler_ = std::thread([this] {
+      for (;;) {
+        {
+          MutexLock l(&mu_);
+          if (stop_) return;
+        }
+        const VolumeStatus st = volume_->GetStatus();
+        const uint64_t bs = st.log_total_blocks ? st.cache_bytes / st.log_total_blocks : 4096;
+        rates_.AddSample(control::RateMeter::Clock::now(), st.bytes_written, st.migrated_bytes, st.dirty_blocks * bs);
+        MutexLock l(&mu_);
+        if (stop_) return;
+        cv_.WaitFor(std::chrono::seconds(1));
+      }
+    });
+  }
+  void StopSampling() {
+    {
+      MutexLock l(&mu_);
+      stop_ = true;
+      cv_.SignalAll();
+    }
+    if (sampler_.joinable()) sampler_.join();
+  }
 
  private:
   Volume* const volume_;
   FuseStopper* const stopper_;
+  control::RateMeter rates_;
+  Mutex mu_;
+  CondVar cv_{&mu_};
+  bool stop_ BV_GUARDED_BY(mu_) = false;
+  std::thread sampler_;
 };
+
+// Takes boostvol's own -o options (loop_attach, loop_direct_io=on|off) out
+// of the list handed to FUSE.
+Status TakeOwnOptions(MountArgs* a) {
+  std::vector<std::string> rest;
+  for (const std::string& o : a->options) {
+    if (o == "loop_attach") {
+      a->loop = true;
+    } else if (o.rfind("loop_direct_io=", 0) == 0) {
+      a->loop_direct_io = o.substr(15);
+    } else {
+      rest.push_back(o);
+    }
+  }
+  a->options = std::move(rest);
+  if (a->loop_direct_io != "on" && a->loop_direct_io != "off") {
+    return Status::InvalidArgument("loop direct I/O must be 'on' or 'off', not '" + a->loop_direct_io + "'");
+  }
+  return Status::OK();
+}
+
+// --loop: attach MOUNTPOINT/image and say which device it got.
+Status AttachAndReport(const MountArgs& a, const std::string& mnt, std::string* dev) {
+  const bool want_dio = a.loop_direct_io == "on";
+  bool dio = false;
+  BV_RETURN_IF_ERROR(AttachLoop(mnt + "/image", want_dio, dev, &dio));
+  std::printf("%s\n", dev->c_str());
+  std::fflush(stdout);
+  if (want_dio && !dio) {
+    std::fprintf(stderr, "boostvol: warning: %s runs with buffered I/O: the kernel refused direct I/O on %s/image\n",
+                 dev->c_str(), mnt.c_str());
+  }
+  spdlog::info("attached {}/image to {} (direct I/O {})", mnt, *dev, dio ? "on" : "off");
+  return Status::OK();
+}
 
 void SetIoFlusher() {
   if (::prctl(PR_SET_IO_FLUSHER, 1, 0, 0, 0) == 0) {
@@ -100,9 +182,11 @@ int Serve(const MountArgs& a, const std::string& fast, const std::string& mnt, S
 
   FuseStopper stopper;
   DaemonControl handler(volume.get(), &stopper);
+  handler.StartSampling();
   std::unique_ptr<control::ControlServer> ctl;
   if (Status s = control::ControlServer::Start(fast, &handler, &ctl); !s.ok()) {
     spdlog::error("cannot start the control socket: {}", s.ToString());
+    handler.StopSampling();
     (void)volume->Close();
     rep->Failed(ExitCodeFor(s), "cannot start the control socket: " + s.ToString());
     return ExitCodeFor(s);
@@ -113,16 +197,39 @@ int Serve(const MountArgs& a, const std::string& fast, const std::string& mnt, S
   fo.fsname = "boostvol:" + fast;
   fo.options = a.options;
   fo.stopper = &stopper;
+  // -f --loop: losetup opens MOUNTPOINT/image, which this process serves, so
+  // it runs on a helper thread once the FUSE loop is up.
+  std::thread looper;
+  std::atomic<bool> loop_failed{false};
+  const std::string ready = "READY=1\nSTATUS=serving " + mnt + "/image";
   fo.on_mounted = [&] {
     if (a.foreground) {
       std::fprintf(stderr, "boostvol: %s mounted on %s/image; stop with Ctrl-C or: boostvol unmount %s\n",
                    fast.c_str(), mnt.c_str(), mnt.c_str());
     }
     rep->Ready();
+    if (a.foreground && a.loop) {
+      looper = std::thread([&] {
+        std::string dev;
+        if (Status ls = AttachAndReport(a, mnt, &dev); !ls.ok()) {
+          spdlog::error("{}; stopping", ls.message());
+          std::fprintf(stderr, "boostvol: %s; unmounting\n", ls.message().c_str());
+          loop_failed = true;
+          stopper.RequestStop();
+          return;
+        }
+        NotifySystemd(ready + " on " + dev);
+      });
+    } else {
+      NotifySystemd(ready);
+    }
   };
   Status served = RunFuseServer(volume.get(), fo);
+  NotifySystemd("STOPPING=1");
+  if (looper.joinable()) looper.join();
   ctl->Stop();
   ctl.reset();
+  handler.StopSampling();
   Status closed = volume->Close();
   if (!served.ok()) {
     spdlog::error("{}", served.ToString());
@@ -134,8 +241,11 @@ int Serve(const MountArgs& a, const std::string& fast, const std::string& mnt, S
     return kExitIo;
   }
   spdlog::info("clean stop: checkpoint written, lock released");
-  return kExitOk;
+  return loop_failed ? kExitIo : kExitOk;
 }
+
+int RunDaemon(const MountArgs& a, const std::string& fast, const std::string& mnt, const std::string& level,
+              StartupReporter* rep);
 
 int RunMount(MountArgs a, const GlobalOptions& g) {
   const std::string level = !a.log_level.empty() ? a.log_level : !g.log_level.empty() ? g.log_level : "info";
@@ -168,19 +278,42 @@ int RunMount(MountArgs a, const GlobalOptions& g) {
     for (std::string& one : SplitMountOptions(o)) opts.push_back(std::move(one));
   }
   a.options = std::move(opts);
+  if (Status s = TakeOwnOptions(&a); !s.ok()) return Fail(s);
+  if (a.loop && ::geteuid() != 0) {
+    return Fail(kExitUsage, "--loop needs root (losetup); as a user, mount without it and run: udisksctl loop-setup -f " +
+                                mnt + "/image");
+  }
 
   ::umask(077);
   StartupReporter rep;
   if (!a.foreground) {
     int code = 0;
-    if (rep.Daemonize(&code)) return code;
+    if (!rep.Daemonize(&code)) return RunDaemon(a, fast, mnt, level, &rep);
+    if (code != kExitOk || !a.loop) return code;
+    // The daemon is serving; attach the loop device from here.
+    std::string dev;
+    if (Status s = AttachAndReport(a, mnt, &dev); !s.ok()) {
+      Fail(s);
+      std::fprintf(stderr, "boostvol: unmounting %s again\n", mnt.c_str());
+      if (control::RequestStop(fast).ok()) {
+        std::string note;
+        for (int i = 0; i < 600 && VolumeLockHeld(fast, &note); ++i) ::usleep(100 * 1000);
+      }
+      return ExitCodeFor(s);
+    }
+    return kExitOk;
   }
+  return RunDaemon(a, fast, mnt, level, &rep);
+}
+
+int RunDaemon(const MountArgs& a, const std::string& fast, const std::string& mnt, const std::string& level,
+              StartupReporter* rep) {
   Status ls = a.foreground ? LogToStderr(level) : LogToFastDir(fast, level);
   if (!ls.ok()) {
-    rep.Failed(ExitCodeFor(ls), ls.ToString());
+    rep->Failed(ExitCodeFor(ls), ls.ToString());
     return ExitCodeFor(ls);
   }
-  return Serve(a, fast, mnt, &rep);
+  return Serve(a, fast, mnt, rep);
 }
 
 }  // namespace
@@ -189,14 +322,24 @@ void AddMountCommand(CLI::App& app, const GlobalOptions& g, int* exit_code) {
   auto a = std::make_shared<MountArgs>();
   CLI::App* c = app.add_subcommand(
       "mount", "Open the volume in FAST and serve it as MOUNTPOINT/image (runs in the background unless -f)");
-  c->footer(std::string("Attach the image with: losetup -f --show MOUNTPOINT/image\n") +
+  c->footer(std::string("Attach the image with --loop, or: losetup -f --show --direct-io=on MOUNTPOINT/image "
+                        "(as a user: udisksctl loop-setup -f MOUNTPOINT/image)\n") +
             "The daemon logs to FAST/boostvol.log in the background. Mount options: allow_other, ro, uid=N, gid=N "
-            "and other FUSE mount options; fstab-only options (defaults, nofail, _netdev, ...) are ignored.\n" +
+            "and other FUSE mount options, plus boostvol's loop_attach and loop_direct_io=on|off; fstab-only "
+            "options (defaults, nofail, _netdev, x-*, ...) are ignored.\n"
+            "Also a mount helper: mount -t fuse.boostvol FAST MOUNTPOINT -o OPTS, and /etc/fstab (docs/cli.md).\n" +
             kExitCodesHelp);
   c->add_option("FAST", a->fast, "The volume's fast directory")->required();
   c->add_option("MOUNTPOINT", a->mountpoint, "An existing directory where `image` appears")->required();
   c->add_flag("-f,--foreground", a->foreground, "Stay in the foreground and log to stderr");
   c->add_option("-o", a->options, "Mount options, comma-separated (may repeat)")->allow_extra_args(false);
+  c->add_flag("--loop", a->loop,
+              "Then attach MOUNTPOINT/image to a free loop device (losetup -f --show) and print the device; needs "
+              "root. Also -o loop_attach");
+  c->add_option("--loop-direct-io", a->loop_direct_io,
+                "on (default): the loop device does direct I/O on the image, so its data is not cached twice in "
+                "the page cache; off: buffered. Also -o loop_direct_io=on|off")
+      ->check(CLI::IsMember({"on", "off"}));
   c->add_option("--log-level", a->log_level, "trace, debug, info (default), warn, error, critical, off");
   c->callback([a, &g, exit_code] { *exit_code = RunMount(*a, g); });
 }

@@ -1,9 +1,16 @@
-// boostvol status FAST|MOUNTPOINT [--json]
+// boostvol status FAST|MOUNTPOINT [--json] [--watch [SECONDS]]
 //
-// A running daemon answers over FAST/control.sock (live numbers); otherwise
-// meta.db is read (read-only) for what it knows about the stopped volume.
+// A running daemon answers over FAST/control.sock (live numbers, with the
+// rates it measured over the last seconds); otherwise meta.db is read
+// (read-only) for what it knows about the stopped volume. The JSON is
+// documented in docs/status-json.md (schema_version 1).
+#include <unistd.h>
+
 #include <CLI/CLI.hpp>
+#include <chrono>
 #include <cstdio>
+#include <cstdlib>
+#include <thread>
 
 #include "boostvol/volume.h"
 #include "cli/cli.h"
@@ -20,7 +27,23 @@ namespace {
 struct StatusArgs {
   std::string target;
   bool json = false;
+  bool watching = false;           // --watch given
+  std::vector<std::string> watch;  // its SECONDS, if given
 };
+
+std::string Duration(uint64_t s) {
+  char buf[48];
+  if (s >= 86400) std::snprintf(buf, sizeof(buf), "%llud %02lluh", static_cast<unsigned long long>(s / 86400),
+                                static_cast<unsigned long long>((s / 3600) % 24));
+  else if (s >= 3600) std::snprintf(buf, sizeof(buf), "%lluh %02llum", static_cast<unsigned long long>(s / 3600),
+                                    static_cast<unsigned long long>((s / 60) % 60));
+  else if (s >= 60) std::snprintf(buf, sizeof(buf), "%llum %02llus", static_cast<unsigned long long>(s / 60),
+                                  static_cast<unsigned long long>(s % 60));
+  else std::snprintf(buf, sizeof(buf), "%llus", static_cast<unsigned long long>(s));
+  return buf;
+}
+
+std::string Rate(uint64_t bytes_per_s) { return FormatBytes(bytes_per_s) + "/s"; }
 
 std::string Pct(uint64_t part, uint64_t whole) {
   if (whole == 0) return "0.0%";
@@ -38,7 +61,7 @@ std::string WithMembers(std::string json, const std::string& extra) {
   return json;
 }
 
-void PrintLive(const VolumeStatus& s, const std::string& mountpoint) {
+void PrintLive(const VolumeStatus& s, const control::StatusRates& r, const std::string& mountpoint) {
   const uint64_t bs = s.log_total_blocks ? s.cache_bytes / s.log_total_blocks : 4096;
   const uint64_t dirty_bytes = s.dirty_blocks * bs;
   std::printf("volume     %s\n", s.uuid.c_str());
@@ -60,6 +83,15 @@ void PrintLive(const VolumeStatus& s, const std::string& mountpoint) {
               static_cast<unsigned long long>(s.flushes), static_cast<unsigned long long>(s.write_waits));
   std::printf("migrator   %s; %s migrated in %llu batches\n", s.migrator_state.c_str(),
               FormatBytes(s.migrated_bytes).c_str(), static_cast<unsigned long long>(s.migration_batches));
+  if (r.window_s == 0) {
+    std::printf("rates      not measured yet (the daemon samples every second)\n");
+  } else {
+    std::string eta = dirty_bytes == 0      ? "nothing to migrate"
+                      : r.drain_eta_known ? "all home in ~" + Duration(r.drain_eta_s) + " at this rate"
+                                          : "nothing migrated in the last " + Duration(r.window_s) + ", so no ETA";
+    std::printf("rates      writes %s, migration %s over the last %s; %s\n", Rate(r.write_bytes_per_s).c_str(),
+                Rate(r.migrate_bytes_per_s).c_str(), Duration(r.window_s).c_str(), eta.c_str());
+  }
   std::printf("log        records: home below %llu, durable to %llu, next %llu\n",
               static_cast<unsigned long long>(s.watermark_record), static_cast<unsigned long long>(s.durable_record),
               static_cast<unsigned long long>(s.next_record));
@@ -125,9 +157,10 @@ int Offline(const std::string& fast, const StatusArgs& a) {
       else if (name == "migration.bytes") s.migrated_bytes = u;
       else if (name == "migration.batches") s.migration_batches = u;
     }
-    std::printf("%s\n", WithMembers(control::VolumeStatusToJson(s),
-                                    std::string("\"mounted\":false,\"clean_stop\":") + (clean ? "true" : "false") +
-                                        ",\"sealed_segments\":" + std::to_string(sealed.size()))
+    std::printf("%s\n", control::StatusLineJson(s, control::StatusRates{},
+                                               std::string("\"mounted\":false,\"clean_stop\":") +
+                                                   (clean ? "true" : "false") +
+                                                   ",\"sealed_segments\":" + std::to_string(sealed.size()))
                             .c_str());
     return kExitOk;
   }
@@ -154,13 +187,12 @@ int Offline(const std::string& fast, const StatusArgs& a) {
   return kExitOk;
 }
 
-int RunStatus(const StatusArgs& a, const GlobalOptions& g) {
-  if (Status s = LogToStderr(g.log_level.empty() ? "warn" : g.log_level); !s.ok()) return Fail(s);
-  std::string fast, mountpoint;
-  if (Status s = ResolveVolumeArg(a.target, &fast, &mountpoint); !s.ok()) return Fail(s);
+// One report: live from the daemon, else offline from meta.db.
+int ShowOnce(const std::string& fast, std::string mountpoint, const StatusArgs& a) {
   VolumeStatus st;
+  control::StatusRates rates;
   std::string json;
-  Status s = control::QueryStatus(fast, &st, &json);
+  Status s = control::QueryStatus(fast, &st, &json, &rates);
   if (s.ok()) {
     if (mountpoint.empty()) FindMountOfFast(fast, &mountpoint);
     if (a.json) {
@@ -168,12 +200,44 @@ int RunStatus(const StatusArgs& a, const GlobalOptions& g) {
       if (!mountpoint.empty()) extra += ",\"mountpoint\":" + control::JsonQuote(mountpoint);
       std::printf("%s\n", WithMembers(json, extra).c_str());
     } else {
-      PrintLive(st, mountpoint);
+      PrintLive(st, rates, mountpoint);
     }
     return kExitOk;
   }
   if (!s.IsNotFound()) return Fail(s, "cannot ask the daemon");
   return Offline(fast, a);
+}
+
+int RunStatus(const StatusArgs& a, const GlobalOptions& g) {
+  if (Status s = LogToStderr(g.log_level.empty() ? "warn" : g.log_level); !s.ok()) return Fail(s);
+  std::string fast, mountpoint;
+  if (Status s = ResolveVolumeArg(a.target, &fast, &mountpoint); !s.ok()) return Fail(s);
+  if (!a.watching) return ShowOnce(fast, mountpoint, a);
+
+  double every = 2;
+  // CLI11 records a bare --watch as "" or "true".
+  if (!a.watch.empty() && !a.watch.front().empty() && a.watch.front() != "true") {
+    char* end = nullptr;
+    every = std::strtod(a.watch.front().c_str(), &end);
+    if (end == a.watch.front().c_str() || *end != '\0' || !(every >= 0.1 && every <= 86400)) {
+      return Fail(kExitUsage, "--watch takes seconds from 0.1 to 86400, not '" + a.watch.front() + "'");
+    }
+  }
+  // On a terminal: redraw in place (home, then clear each line's rest and
+  // below). Otherwise one report after another, separated by a blank line.
+  const bool tty = ::isatty(STDOUT_FILENO) == 1;
+  for (bool first = true;; first = false) {
+    if (tty) std::fputs(first ? "\033[H\033[2J" : "\033[H", stdout);
+    else if (!first) std::fputc('\n', stdout);
+    if (tty && !a.json) {
+      std::printf("every %gs: boostvol status %s   (Ctrl-C to stop)\033[K\n\033[K\n", every, a.target.c_str());
+    }
+    int rc = ShowOnce(fast, mountpoint, a);
+    if (tty) std::fputs("\033[J", stdout);
+    std::fflush(stdout);
+    if (rc != kExitOk) return rc;
+    std::this_thread::sleep_for(std::chrono::duration<double>(every));
+  }
 }
 
 }  // namespace
@@ -183,8 +247,14 @@ void AddStatusCommand(CLI::App& app, const GlobalOptions& g, int* exit_code) {
   CLI::App* c = app.add_subcommand("status", "Show a volume's state: live from its daemon, or from meta.db if stopped");
   c->footer(kExitCodesHelp);
   c->add_option("TARGET", a->target, "The volume's FAST dir or its mountpoint")->required();
-  c->add_flag("--json", a->json, "One line of JSON (the daemon's VolumeStatus fields, plus \"mounted\")");
-  c->callback([a, &g, exit_code] { *exit_code = RunStatus(*a, g); });
+  c->add_flag("--json", a->json, "One line of JSON, schema in docs/status-json.md (schema_version 1)");
+  CLI::Option* watch = c->add_option("--watch", a->watch, "Repeat every SECONDS (default 2), redrawing in place on a terminal")
+      ->expected(0, 1)
+      ->type_name("[SECONDS]");
+  c->callback([a, watch, &g, exit_code] {
+    a->watching = watch->count() > 0;
+    *exit_code = RunStatus(*a, g);
+  });
 }
 
 }  // namespace boostvol::cli

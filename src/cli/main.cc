@@ -7,6 +7,7 @@
 //   boostvol drain FAST|MOUNTPOINT
 //   boostvol check FAST
 //   boostvol unmount MOUNTPOINT
+//   boostvol set FAST|MOUNTPOINT KEY=VALUE...; boostvol get FAST|MOUNTPOINT [KEY]
 //
 // Also runs as a mount helper: invoked as mount.boostvol or
 // mount.fuse.boostvol, or by mount.fuse3 as "boostvol FAST MOUNTPOINT -o
@@ -21,7 +22,7 @@
 
 namespace {
 
-const char* const kCommands[] = {"create", "mount", "status", "drain", "check", "unmount", "umount", "help"};
+const char* const kCommands[] = {"create", "mount", "status", "drain", "check", "unmount", "umount", "set", "get", "help"};
 
 // Rewrites mount-helper invocations into "boostvol mount ...".
 std::vector<std::string> NormalizeArgs(int argc, char** argv) {
@@ -59,6 +60,8 @@ int main(int argc, char** argv) {
   AddDrainCommand(app, g, &exit_code);
   AddCheckCommand(app, g, &exit_code);
   AddUnmountCommand(app, g, &exit_code);
+  AddSetCommand(app, g, &exit_code);
+  AddGetCommand(app, g, &exit_code);
 
   std::vector<std::string> args = NormalizeArgs(argc, argv);
   std::vector<char*> cargs;

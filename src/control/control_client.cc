@@ -92,7 +92,7 @@ Status ControlRequest(const std::string& fast_dir, const std::string& command, i
   return Status::OK();
 }
 
-Status QueryStatus(const std::string& fast_dir, VolumeStatus* st, std::string* json) {
+Status QueryStatus(const std::string& fast_dir, VolumeStatus* st, std::string* json, StatusRates* rates) {
   std::string reply;
   bool got = false;
   BV_RETURN_IF_ERROR(ControlRequest(fast_dir, "status", 10000, [&](const std::string& line) {
@@ -104,7 +104,37 @@ Status QueryStatus(const std::string& fast_dir, VolumeStatus* st, std::string* j
   if (!got) return Status::IoError(0, "the daemon closed the connection without a status");
   if (reply.rfind("error ", 0) == 0) return DaemonError(reply.substr(6));
   if (json != nullptr) *json = reply;
+  if (rates != nullptr) BV_RETURN_IF_ERROR(StatusRatesFromJson(reply, rates));
   return VolumeStatusFromJson(reply, st);
+}
+
+Status RequestSetTunable(const std::string& fast_dir, const std::string& key, const std::string& value) {
+  for (const std::string& s : {key, value}) {
+    if (s.empty() || s.find_first_of(" \n\r") != std::string::npos) {
+      return Status::InvalidArgument("a tunable's name and value may not be empty or contain spaces");
+    }
+  }
+  Status result = Status::IoError(0, "the daemon did not answer 'set'");
+  BV_RETURN_IF_ERROR(ControlRequest(fast_dir, "set " + key + " " + value, 10000, [&](const std::string& line) {
+    if (line == "ok") result = Status::OK();
+    else if (line.rfind("error ", 0) == 0) result = Status::InvalidArgument(line.substr(6));
+  }));
+  return result;
+}
+
+Status RequestGetTunables(const std::string& fast_dir, std::vector<std::pair<std::string, std::string>>* out) {
+  out->clear();
+  Status result = Status::IoError(0, "the daemon did not answer 'get'");
+  BV_RETURN_IF_ERROR(ControlRequest(fast_dir, "get", 10000, [&](const std::string& line) {
+    if (line == "ok") {
+      result = Status::OK();
+    } else if (line.rfind("error ", 0) == 0) {
+      result = DaemonError(line.substr(6));
+    } else if (size_t sp = line.find(' '); sp != std::string::npos) {
+      out->emplace_back(line.substr(0, sp), line.substr(sp + 1));
+    }
+  }));
+  return result;
 }
 
 Status RequestDrain(const std::string& fast_dir, const ProgressFn& progress) {

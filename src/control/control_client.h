@@ -11,9 +11,12 @@
 
 #include <functional>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "boostvol/status.h"
 #include "boostvol/volume.h"
+#include "control/status_json.h"
 
 namespace boostvol::control {
 
@@ -22,8 +25,17 @@ namespace boostvol::control {
 Status ControlRequest(const std::string& fast_dir, const std::string& command, int timeout_ms,
                       const std::function<void(const std::string&)>& on_line);
 
-// status: the live VolumeStatus. Also sets *json to the raw line if json != nullptr.
-Status QueryStatus(const std::string& fast_dir, VolumeStatus* st, std::string* json = nullptr);
+// status: the live VolumeStatus. Also sets *json to the raw line if json !=
+// nullptr, and *rates to the daemon's rates if rates != nullptr.
+Status QueryStatus(const std::string& fast_dir, VolumeStatus* st, std::string* json = nullptr,
+                   StatusRates* rates = nullptr);
+
+// set KEY VALUE: OK once the daemon applied and saved it; InvalidArgument
+// with the daemon's message if it refused.
+Status RequestSetTunable(const std::string& fast_dir, const std::string& key, const std::string& value);
+
+// get: the daemon's current tunables, in its order.
+Status RequestGetTunables(const std::string& fast_dir, std::vector<std::pair<std::string, std::string>>* out);
 
 // drain: calls progress for each `progress` line; OK on `ok`, the daemon's
 // message on `error` (IoError, errno 0).

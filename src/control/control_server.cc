@@ -199,9 +199,25 @@ void ControlServer::Serve(Connection* c) {
     std::string cmd;
     if (!ReadCommand(fd, &cmd)) {
       spdlog::warn("control: no complete command from pid {} within 5 s", cred.pid);
-      SendAll(fd, "error expected one command line: status, drain or stop\n");
+      SendAll(fd, "error expected one command line: status, drain, stop, get or set KEY VALUE\n");
     } else if (cmd == "status") {
-      SendAll(fd, VolumeStatusToJson(handler_->GetStatus()) + "\n");
+      SendAll(fd, StatusLineJson(handler_->GetStatus(), handler_->GetRates()) + "\n");
+    } else if (cmd == "get") {
+      for (const auto& [key, value] : handler_->GetTunables()) {
+        if (!SendAll(fd, key + " " + value + "\n")) break;
+      }
+      SendAll(fd, "ok\n");
+    } else if (cmd.rfind("set ", 0) == 0) {
+      const std::string rest = cmd.substr(4);
+      const size_t sp = rest.find(' ');
+      if (sp == std::string::npos || sp == 0 || sp + 1 >= rest.size()) {
+        SendAll(fd, "error usage: set KEY VALUE\n");
+      } else {
+        const std::string key = rest.substr(0, sp), value = rest.substr(sp + 1);
+        spdlog::info("control: set {}={} requested by pid {}", OneLine(key), OneLine(value), cred.pid);
+        Status s = handler_->SetTunable(key, value);
+        SendAll(fd, s.ok() ? std::string("ok\n") : "error " + OneLine(s.message()) + "\n");
+      }
     } else if (cmd == "drain") {
       spdlog::info("control: drain requested by pid {}", cred.pid);
       bool peer_gone = false;
@@ -224,7 +240,7 @@ void ControlServer::Serve(Connection* c) {
       handler_->RequestStop();
     } else {
       spdlog::warn("control: unknown command '{}' from pid {}", OneLine(cmd.substr(0, 64)), cred.pid);
-      SendAll(fd, "error unknown command; expected status, drain or stop\n");
+      SendAll(fd, "error unknown command; expected status, drain, stop, get or set KEY VALUE\n");
     }
   }
   // The fd stays open (closed after the join) so Stop() never shuts down a

@@ -19,11 +19,13 @@
 #include <memory>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "boostvol/status.h"
 #include "boostvol/volume.h"
 #include "control/socket_address.h"
+#include "control/status_json.h"
 #include "util/thread_annotations.h"
 
 namespace boostvol::control {
@@ -36,6 +38,13 @@ class ControlHandler {
   virtual Status Drain(const ProgressFn& progress) = 0;
   // Asks the daemon to unmount and exit cleanly; returns at once.
   virtual void RequestStop() = 0;
+  // Rates for the status line (default: not measured).
+  virtual StatusRates GetRates() { return StatusRates{}; }
+  // Live tunables (Volume::SetTunable / GetTunables). The defaults refuse.
+  virtual Status SetTunable(const std::string& key, const std::string& value) {
+    return Status::Unsupported("this daemon has no tunables");
+  }
+  virtual std::vector<std::pair<std::string, std::string>> GetTunables() { return {}; }
 };
 
 class ControlServer {

@@ -44,7 +44,7 @@ void ForEachField(VolumeStatus& st, F&& f) {
 
 // A parsed member value: exactly one of the three kinds.
 struct Value {
-  enum Kind { kString, kNumber, kBool } kind = kString;
+  enum Kind { kString, kNumber, kBool, kNull } kind = kString;
   std::string str;
   uint64_t num = 0;
   bool b = false;
@@ -193,6 +193,10 @@ class Parser {
       v->b = false;
       return Status::OK();
     }
+    if (EatWord("null")) {
+      v->kind = Value::kNull;
+      return Status::OK();
+    }
     if (pos_ < in_.size() && in_[pos_] >= '0' && in_[pos_] <= '9') {
       v->kind = Value::kNumber;
       uint64_t n = 0;
@@ -205,7 +209,7 @@ class Parser {
       v->num = n;
       return Status::OK();
     }
-    return Error("expected a string, an unsigned integer or a boolean");
+    return Error("expected a string, an unsigned integer, a boolean or null");
   }
 
   std::string_view in_;
@@ -264,6 +268,38 @@ std::string VolumeStatusToJson(const VolumeStatus& st_in) {
   });
   out += '}';
   return out;
+}
+
+std::string StatusLineJson(const VolumeStatus& st, const StatusRates& r, const std::string& extra) {
+  std::string body = VolumeStatusToJson(st);  // "{...}"
+  std::string out = "{\"schema_version\":" + std::to_string(kStatusSchemaVersion) + ",";
+  out.append(body, 1, body.size() - 2);
+  out += ",\"rate_window_s\":" + std::to_string(r.window_s);
+  out += ",\"write_bytes_per_s\":" + std::to_string(r.write_bytes_per_s);
+  out += ",\"migrate_bytes_per_s\":" + std::to_string(r.migrate_bytes_per_s);
+  out += ",\"drain_eta_s\":" + (r.drain_eta_known ? std::to_string(r.drain_eta_s) : std::string("null"));
+  if (!extra.empty()) out += "," + extra;
+  out += '}';
+  return out;
+}
+
+Status StatusRatesFromJson(std::string_view json, StatusRates* r) {
+  std::map<std::string, Value> members;
+  BV_RETURN_IF_ERROR(Parser(json).ParseObject(&members));
+  *r = StatusRates{};
+  auto num = [&](const char* name, uint64_t* out) {
+    auto it = members.find(name);
+    if (it != members.end() && it->second.kind == Value::kNumber) *out = it->second.num;
+  };
+  num("rate_window_s", &r->window_s);
+  num("write_bytes_per_s", &r->write_bytes_per_s);
+  num("migrate_bytes_per_s", &r->migrate_bytes_per_s);
+  auto it = members.find("drain_eta_s");
+  if (it != members.end() && it->second.kind == Value::kNumber) {
+    r->drain_eta_known = true;
+    r->drain_eta_s = it->second.num;
+  }
+  return Status::OK();
 }
 
 Status VolumeStatusFromJson(std::string_view json, VolumeStatus* st) {

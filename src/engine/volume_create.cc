@@ -36,19 +36,33 @@ Status CheckDir(const std::string& role, const std::string& path) {
 Status CreateVolume(const CreateOptions& o) {
   Env* env = o.env ? o.env : Env::Posix();
   BV_RETURN_IF_ERROR(CheckDir("FAST", o.fast_dir));
+  home::HomeOptions ho;
+  ho.use_journal = o.home_journal;
+  uint64_t image_size = o.image_size;
+  if (o.adopt) {
+    // The adopted home decides the size; the lock check here is repeated by AdoptHome below.
+    if (o.slow_dir.rfind("rbd:", 0) != 0) BV_RETURN_IF_ERROR(CheckDir("SLOW", o.slow_dir));
+    home::HomeSummary hs;
+    Status hs_status = home::InspectHome(env, home::HomeUriFromArgument(o.slow_dir), ho, &hs);
+    if (!hs_status.ok()) return hs_status;
+    if (image_size != 0 && image_size != hs.image_size)
+      return Status::InvalidArgument("--size " + std::to_string(image_size) + " differs from the adopted home's " +
+                                     std::to_string(hs.image_size) + " bytes (omit --size with --adopt)");
+    image_size = hs.image_size;
+  }
   const bool slow_is_dir = o.slow_dir.rfind("rbd:", 0) != 0;
   if (slow_is_dir) BV_RETURN_IF_ERROR(CheckDir("SLOW", o.slow_dir));
   struct stat fs, ss;
   if (slow_is_dir && ::stat(o.fast_dir.c_str(), &fs) == 0 && ::stat(o.slow_dir.c_str(), &ss) == 0 &&
       fs.st_dev == ss.st_dev && fs.st_ino == ss.st_ino)
     return Status::InvalidArgument("FAST and SLOW are the same directory; the cache and the home need their own");
-  if (o.image_size == 0 || o.image_size % kBlockSize != 0)
+  if (image_size == 0 || image_size % kBlockSize != 0)
     return Status::InvalidArgument("image size must be a positive multiple of 4 KiB");
-  if (o.image_size / kBlockSize > log::kMaxImageBlocks) return Status::InvalidArgument("image size is over the 16 TiB limit");
+  if (image_size / kBlockSize > log::kMaxImageBlocks) return Status::InvalidArgument("image size is over the 16 TiB limit");
   if (o.segment_size % kBlockSize != 0 || o.segment_size / kBlockSize < log::kMinSegmentBlocks ||
       o.segment_size / kBlockSize > log::kMaxSegmentBlocks)
     return Status::InvalidArgument("segment size must be a multiple of 4 KiB between 16 KiB and 256 MiB");
-  uint64_t cache = o.cache_size ? o.cache_size : std::min<uint64_t>(o.image_size, uint64_t{1} << 30);
+  uint64_t cache = o.cache_size ? o.cache_size : std::min<uint64_t>(image_size, uint64_t{1} << 30);
   uint64_t segment_count = cache / o.segment_size;
   if (segment_count < log::kMinSegments)
     return Status::InvalidArgument("cache size " + std::to_string(cache) + " holds fewer than " +
@@ -66,7 +80,7 @@ Status CreateVolume(const CreateOptions& o) {
     if (e) return Status::Busy("FAST " + o.fast_dir + " already holds a volume (" + name + " exists); refusing to overwrite it");
   }
   for (const char* name : {"boostvol-home", "image"}) {
-    if (!slow) break;
+    if (!slow || o.adopt) break;
     bool e = false;
     BV_RETURN_IF_ERROR(slow->Exists(name, &e));
     if (e) return Status::Busy("SLOW " + o.slow_dir + " already holds a home copy (" + name + " exists); refusing to overwrite it");
@@ -105,15 +119,21 @@ Status CreateVolume(const CreateOptions& o) {
     if (s.ok()) s = logf->Sync();
     if (!s.ok()) return undo(s);
   }
-  home::HomeOptions ho;
-  ho.use_journal = o.home_journal;
-  s = home::CreateHome(env, home_uri, uuid, o.image_size, ho);
-  if (!s.ok()) return undo(s);  // it removes what it made itself
-  created_home = true;
+  if (o.adopt) {
+    // Never undone: an adopted home keeps its data; if what follows fails, adopting it again is safe.
+    home::AdoptReport ar;
+    s = home::AdoptHome(env, home_uri, uuid, image_size, ho, &ar);
+    if (!s.ok()) return undo(s);
+    if (o.adopt_summary) *o.adopt_summary = ar.summary;
+  } else {
+    s = home::CreateHome(env, home_uri, uuid, image_size, ho);
+    if (!s.ok()) return undo(s);  // it removes what it made itself
+    created_home = true;
+  }
 
   meta::VolumeRow row;
   row.uuid = log::UuidToString(uuid);
-  row.image_size = o.image_size;
+  row.image_size = image_size;
   row.block_size = kBlockSize;
   row.segment_blocks = o.segment_size / kBlockSize;
   row.segment_count = static_cast<uint32_t>(segment_count);
@@ -130,7 +150,7 @@ Status CreateVolume(const CreateOptions& o) {
   if (!o.home_journal)
     spdlog::warn("volume created WITHOUT the home journal: if FAST is lost, the home copy in {} may be a mix of "
                  "old and new blocks that no filesystem checker can repair", o.slow_dir);
-  spdlog::info("created volume {}: image {} bytes, cache {} bytes ({} segments of {} bytes)", row.uuid, o.image_size,
+  spdlog::info("created volume {}: image {} bytes, cache {} bytes ({} segments of {} bytes)", row.uuid, image_size,
                log_bytes, segment_count, o.segment_size);
   return Status::OK();
 }

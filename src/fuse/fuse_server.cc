@@ -3,6 +3,7 @@
 // fuse_reply_err, through Fail(), which also logs it; no exception leaves an
 // entry point (Guard()).
 #define FUSE_USE_VERSION 312  // the newest API level libfuse 3.14 defines
+#include <cstdlib>
 #include <fuse_lowlevel.h>
 
 #include "fuse/fuse_server.h"
@@ -706,8 +707,12 @@ Status RunFuseServer(Volume* volume, const FuseServerOptions& opts) {
 
     fuse_loop_config* cfg = fuse_loop_cfg_create();
     fuse_loop_cfg_set_clone_fd(cfg, 1);
-    fuse_loop_cfg_set_idle_threads(cfg, opts.max_idle_threads);
-    fuse_loop_cfg_set_max_threads(cfg, opts.max_threads);
+    unsigned idle = opts.max_idle_threads, max = opts.max_threads;
+    if (const char* t = std::getenv("BOOSTVOL_FUSE_THREADS")) {  // experiments; see docs/tuning.md
+      idle = max = static_cast<unsigned>(std::max(1, std::atoi(t)));
+    }
+    fuse_loop_cfg_set_idle_threads(cfg, idle);
+    fuse_loop_cfg_set_max_threads(cfg, max);
     rc = fuse_session_loop_mt(se, cfg);
     fuse_loop_cfg_destroy(cfg);
 

@@ -1096,6 +1096,28 @@ Status MetaStore::CommitMigration(const Watermark& wm, const MigrationStats& sta
   return txn.Commit();
 }
 
+Status MetaStore::ForgetSegmentsFrom(uint64_t segment_seq) {
+  MutexLock l(&mu_);
+  Db d{db_, path_};
+  const std::string doing = "forgetting sealed segments from " + std::to_string(segment_seq);
+  BV_RETURN_IF_ERROR(RequireWritable(d, doing));
+  if (segment_seq > static_cast<uint64_t>(kMaxInt)) segment_seq = static_cast<uint64_t>(kMaxInt);
+  Txn txn(d);
+  BV_RETURN_IF_ERROR(txn.Begin(true, doing));
+  {
+    Stmt st(d);
+    BV_RETURN_IF_ERROR(st.Prepare("UPDATE segments SET state = 'free', segment_seq = NULL, first_record = NULL, "
+                                  "last_record = NULL, data_blocks = NULL, sealed_unix = NULL "
+                                  "WHERE state = 'sealed' AND (segment_seq IS NULL OR segment_seq >= ?)",
+                                  doing));
+    st.BindInt(1, static_cast<int64_t>(segment_seq));
+    BV_RETURN_IF_ERROR(st.Run());
+  }
+  BV_RETURN_IF_ERROR(ExecSql(d, "DELETE FROM checkpoint", "dropping the checkpoint"));
+  BV_RETURN_IF_ERROR(ExecSql(d, "UPDATE volume SET clean_shutdown = 0 WHERE id = 1", "marking the stop unclean"));
+  return txn.Commit();
+}
+
 Status MetaStore::SaveCheckpoint(const Checkpoint& cp) {
   MutexLock l(&mu_);
   Db d{db_, path_};

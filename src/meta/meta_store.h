@@ -110,6 +110,13 @@ class MetaStore {
   // One transaction: the watermark moves to `wm`; rows of segments before it
   // become 'free'; stats are added to the counters.
   Status CommitMigration(const Watermark& wm, const MigrationStats& stats);
+  // For `boostvol check --repair` (RepairVolume) only, offline. One
+  // transaction: every 'sealed' row of a segment >= segment_seq (and every
+  // sealed row whose segment_seq is missing) becomes 'free', the checkpoint
+  // is deleted and the stop is marked unclean, so meta.db no longer claims
+  // records from that segment on durable and the next mount replays the log.
+  // ForgetSegmentsFrom(0) drops every sealed row (a damaged catalogue).
+  Status ForgetSegmentsFrom(uint64_t segment_seq);
 
   // One transaction: stores the checkpoint and marks the stop clean.
   Status SaveCheckpoint(const Checkpoint& cp);
