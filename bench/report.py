@@ -141,7 +141,8 @@ for mode in ("on", "off"):
 w("## ext4, restart, memory (loop `--direct-io=on`, slow dir = local dir)\n")
 w("| measure | " + " | ".join(LABEL[s] for s in SYSTEMS) + " | boostvol / plain file | boostvol / best peer |")
 w("|---|" + "---|" * (len(SYSTEMS) + 2))
-rows2 = [("untar", "ext4: untar /usr/include ×3 + syncfs, s (lower is better)", False),
+untar_n = machine.get("params", "").split("untar_n=")[-1].split()[0] if "untar_n=" in machine.get("params", "") else "?"
+rows2 = [("untar", f"ext4: untar /usr/include ×{untar_n} + syncfs, s (lower is better)", False),
          ("coldread", "cold 4k random read QD16 after a restart, IOPS", True),
          ("stop_s", "clean stop (unmount, incl. write-back), s", False),
          ("mount_clean_s", "mount after that clean stop, s", False),
@@ -212,9 +213,15 @@ if iops_log:
         if tot and st.get("log_used_blocks", 0) >= 0.9 * tot:
             full_t = t
             break
+    # fio logs nothing for a second with no completed write: those seconds are 0 IOPS (a stall), up to the end
+    # of the run as the status sampler saw it
+    end_t = max([t for t, _ in status] + [t for t, _ in pts] + [0])
+    have_s = {int(round(t)) for t, _ in pts}
+    pts = sorted(pts + [(float(s_), 0.0) for s_ in range(1, int(end_t)) if s_ not in have_s])
+    stall = sum(1 for _, v in pts if v == 0)
     before = [v for t, v in pts if 2 <= t < (full_t if full_t is not None else 1e9)]
     after = [v for t, v in pts if full_t is not None and t >= full_t + 5]
-    cliff = (statistics.median(before) if before else None, statistics.median(after) if after else None, full_t)
+    cliff = (statistics.median(before) if before else None, statistics.median(after) if after else None, full_t, stall)
     # plot
     fig, ax = plt.subplots(figsize=(10, 5))
     ax.plot([t for t, _ in pts], [v for _, v in pts], lw=1, label="boostvol 4k randwrite IOPS (per second)", color="C0")
@@ -223,7 +230,8 @@ if iops_log:
         ax.axhline(sd, color="C3", ls="--", lw=1, label=f"slow disk alone, 4k randwrite IOPS ({sd:.0f})")
     ax.set_xlabel("seconds")
     ax.set_ylabel("IOPS")
-    ax.set_yscale("log")
+    ax.set_yscale("symlog", linthresh=100)
+    ax.set_ylim(bottom=0)
     ax2 = ax.twinx()
     if status:
         ax2.plot([t for t, _ in status], [100.0 * st.get("log_used_blocks", 0) / max(1, st.get("log_total_blocks", 1)) for _, st in status],
@@ -252,10 +260,11 @@ w("|---|---|---|---|")
 sdr, sdr_t = one("slowdisk", "randwrite")
 sdf, sdf_t = one("slowdisk", "fsyncwrite")
 if cliff:
-    b, a, ft = cliff
+    b, a, ft, stall = cliff
     w(f"| 4k random write QD16, IOPS, while the cache has room (median per second) | {sdr_t} | {fmt(b)} | {ratio(b, sdr)} |")
     w(f"| … once the cache is full (from {fmt(ft) if ft is not None else '-'} s on; median per second) | {sdr_t} | "
       f"{fmt(a) if ft is not None else 'cache never filled'} | {ratio(a, sdr) if ft is not None else '-'} |")
+    w(f"| seconds with no write completed at all (stalls) | | {stall} | |")
 avg, avg_t = one("bvslow", "sust_iops_avg")
 w(f"| 4k random write QD16, IOPS, average over the sustained run | {sdr_t} | {avg_t} | {ratio(avg, sdr)} |")
 w(f"| 4k write + fsync each QD1, IOPS | {sdf_t} | (see part 1: boostvol's fsync stops at FAST) | |")
@@ -287,6 +296,61 @@ w("")
 if cliff:
     w("![sustained random writes](sustained.png)\n")
 
+# ---- the targets of issue 5, checked against this run (loop --direct-io=on) ----
+def med(sysname, mode, key):
+    return stat(sysname, mode, key)[0]
+
+
+def best_peer(mode, key, exclude=()):
+    c = [(med(p, mode, key), p) for p in PEERS if p not in exclude and med(p, mode, key) is not None
+         and not verify_failed(p, mode)]
+    return max(c) if c else (None, None)
+
+
+def verdict(ok):
+    return "-" if ok is None else ("met" if ok else "**not met**")
+
+
+tg = []
+bvok = not verify_failed("boostvol", "on")
+for mode in ("on", "off"):
+    bw, rw_, rr, sq, fs = (med("boostvol", mode, k) for k in ("randwrite", "randwrite", "randread", "seqwrite", "fsyncwrite"))
+    if not bvok and mode == "on" or verify_failed("boostvol", mode):
+        bw = rr = sq = fs = None
+    raw = {k: med("raw", mode, k) for k in ("randwrite", "randread", "seqwrite", "fsyncwrite")}
+    bp, bpn = best_peer(mode, "randwrite")
+    sp, spn = best_peer(mode, "seqwrite")
+    fp, _ = best_peer(mode, "fsyncwrite", exclude=("s3backer",))
+    tg.append((f"4k randwrite ≥0.7× plain file (dio={mode})", f"{fmt(bw)} vs {fmt(raw['randwrite'])}: {ratio(bw, raw['randwrite'])}",
+               verdict(None if bw is None or not raw["randwrite"] else bw >= 0.7 * raw["randwrite"])))
+    tg.append((f"4k randwrite ≥1.5× best FUSE peer (dio={mode})", f"{fmt(bw)} vs {fmt(bp)} ({bpn}): {ratio(bw, bp)}",
+               verdict(None if bw is None or not bp else bw >= 1.5 * bp)))
+    tg.append((f"4k randread of cached data ≥0.75× plain file (dio={mode})", f"{fmt(rr)} vs {fmt(raw['randread'])}: {ratio(rr, raw['randread'])}",
+               verdict(None if rr is None or not raw["randread"] else rr >= 0.75 * raw["randread"])))
+    tg.append((f"1M seq write ≥1.5 GB/s and ahead of every FUSE peer (dio={mode})", f"{fmt(sq)} MB/s vs best peer {fmt(sp)} ({spn})",
+               verdict(None if sq is None else sq >= 1500 and (sp is None or sq > sp))))
+    tg.append((f"4k write+fsync QD1 ≥0.8× plain file (dio={mode})", f"{fmt(fs)} vs {fmt(raw['fsyncwrite'])}: {ratio(fs, raw['fsyncwrite'])}",
+               verdict(None if fs is None or not raw["fsyncwrite"] else fs >= 0.8 * raw["fsyncwrite"])))
+if cliff:
+    b = cliff[0]
+    tg.append(("slow disk: 4k randwrite ≥30× the disk alone while the cache has room", f"{fmt(b)} vs {fmt(sdr)}: {ratio(b, sdr)}",
+               verdict(None if b is None or not sdr else b >= 30 * sdr)))
+tg.append(("slow disk: drain ≥5× the disk's own 4k randwrite rate", f"{fmt(dm)} MB/s vs {fmt(sd_mbps)} MB/s: {ratio(dm, sd_mbps)}",
+           verdict(None if dm is None or not sd_mbps else dm >= 5 * sd_mbps)))
+tg.append(("slow disk: dd larger than the cache never slower than the disk alone", f"{fmt(ddB)} vs {fmt(ddS)} MB/s",
+           verdict(None if ddB is None or ddS is None else ddB >= ddS)))
+rpb = med("bvslow", "-", "rss_per_block")
+tg.append(("≤24 bytes of daemon memory per cached 4 KiB block", f"{fmt(rpb)} B", verdict(None if rpb is None else rpb <= 24)))
+mc = [x for x in (med("boostvol", "-", "mount_clean_s"), med("bvslow", "-", "mount_clean_s")) if x is not None]
+tg.append(("mount after a clean stop <1 s", " / ".join(f"{fmt(x)} s" for x in mc) + " (local dir / slow disk, full cache)",
+           verdict(None if not mc else max(mc) < 1)))
+w("## Targets of issue 5, as measured in this run\n")
+w("| target | measured | |")
+w("|---|---|---|")
+for t in tg:
+    w(f"| {t[0]} | {t[1]} | {t[2]} |")
+w("")
+
 # ---- plots of part 1 ----
 have = [s for s in SYSTEMS if any(k[0] == s for k in vals)]
 if have:
@@ -310,7 +374,7 @@ if have:
     fig.savefig(os.path.join(outdir, "fio.png"), dpi=100)
     plt.close(fig)
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    for ax, (key, name) in zip(axes, (("untar", "ext4 untar ×3 + syncfs, s (lower is better)"),
+    for ax, (key, name) in zip(axes, (("untar", f"ext4 untar ×{untar_n} + syncfs, s (lower is better)"),
                                      ("coldread", "cold 4k randread after restart, IOPS"))):
         ys = [stat(s, "-", key)[0] or 0 for s in have]
         ax.bar(range(len(have)), ys, color=[f"C{i}" for i in range(len(have))])
@@ -318,7 +382,7 @@ if have:
         ax.set_xticklabels(have, rotation=30, ha="right", fontsize=8)
         ax.set_title(name, fontsize=9)
         if key == "untar" and max(ys) > 20 * max(min(y for y in ys if y > 0) if any(ys) else 1, 1e-9):
-            ax.set_yscale("log")
+            ax.set_yscale("symlog", linthresh=100)
         for x, y in zip(range(len(have)), ys):
             ax.text(x, y, fmt(y), ha="center", va="bottom", fontsize=7)
     fig.tight_layout()

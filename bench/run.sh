@@ -61,7 +61,8 @@ done
 $PY -c 'import matplotlib' 2>/dev/null || { echo "needs python3-matplotlib: sudo bench/install-deps.sh" >&2; exit 1; }
 
 IMAGE_SIZE=4G IMAGE_BYTES=$((4 << 30)) REGION=1G CACHE=2G
-if ((QUICK)); then SCACHE_MB=512 SUST=60 UNTAR_N=3; else SCACHE_MB=2048 SUST=240 UNTAR_N=3; fi
+if ((QUICK)); then SCACHE_MB=512 SUST=60 UNTAR_N=1 UNTAR_TIMEOUT=240 PREFILL_MB=256 DRAIN_TIMEOUT=600
+else SCACHE_MB=2048 SUST=240 UNTAR_N=3 UNTAR_TIMEOUT=1200 PREFILL_MB=1024 DRAIN_TIMEOUT=3600; fi
 DD_MB=$((SCACHE_MB * 3 / 2))
 OUTDIR=$SRC/docs/benchmarks
 WORK=$DIR/run.$$
@@ -99,7 +100,7 @@ cleanup() {
   # second pass: FUSE mounts whose daemon only went away now (the slow disk under boostvol's SLOW)
   for x in "${FSMOUNTS[@]}"; do umount -l "$x" 2>/dev/null; done
   for x in "${LOOPS[@]}"; do losetup -d "$x" 2>/dev/null; done
-  for x in "${FUSEMOUNTS[@]}"; do mountpoint -q "$x" 2>/dev/null && umount -l "$x"; done
+  for x in "${FUSEMOUNTS[@]}"; do findmnt -n "$x" >/dev/null 2>&1 && umount -l "$x"; done
   if ((KEEP)); then echo "kept $WORK" >&2; else rm -rf --one-file-system "$WORK"; rmdir "$DIR" 2>/dev/null; fi
 }
 trap cleanup EXIT
@@ -175,7 +176,7 @@ run_fio() {
     randrw) a+=(--rw=randrw --rwmixread=70 --bs=4k --iodepth=16); rw=rw ;;
     fsyncwrite) a+=(--rw=randwrite --bs=4k --iodepth=1 --fsync=1); rw=write ;;
     verify)
-      a=(--name=verify --filename="$dev" --direct=1 --ioengine=libaio --offset=1G --size=256M --rw=randwrite
+      a=(--name=verify --filename="$dev" --direct=1 --ioengine=libaio --offset=1G --size=64M --rw=randwrite
         --bssplit=4k/60:64k/30:1m/10 --iodepth=16 --verify=crc32c --do_verify=1 --verify_fatal=1
         --verify_backlog=0 --output-format=json)
       rw=write ;;
@@ -279,10 +280,14 @@ untar_job() {  # RUN SYS DEV: mkfs.ext4, mount, untar x N, syncfs, verify
   timeout 60 mount -o noinit_itable "$dev" "$fs" || { rec "$run" "$sys" - untar FAIL; return 1; }
   FSMOUNTS+=("$fs")
   t0=$(date +%s.%N)
-  for ((i = 1; i <= UNTAR_N; i++)); do
-    mkdir -p "$fs/t$i"; timeout 1200 tar -C "$fs/t$i" -xf "$TARBALL" || ok=FAIL
-  done
-  timeout 1200 sync -f "$fs" || ok=FAIL
+  # the whole untar x N + syncfs under one timeout: a system slower than that is reported as ">TIMEOUT s"
+  if ! timeout "$UNTAR_TIMEOUT" bash -c 'for ((i = 1; i <= $2; i++)); do mkdir -p "$1/t$i" && tar -C "$1/t$i" -xf "$3" || exit 1; done; sync -f "$1"' \
+      _ "$fs" "$UNTAR_N" "$TARBALL"; then
+    rec "$run" "$sys" - untar "TIMEOUT>$UNTAR_TIMEOUT"
+    log "  $sys untar x$UNTAR_N + syncfs: timed out or failed after $UNTAR_TIMEOUT s"
+    sync -f "$fs"; timeout 600 umount "$fs" || umount -l "$fs"; forget FSMOUNTS "$fs"
+    return 1
+  fi
   t1=$(date +%s.%N)
   timeout 120 umount "$fs"; forget FSMOUNTS "$fs"
   # verify after a remount (reads come back through the system)
@@ -377,9 +382,9 @@ bench_slowdisk() {
   local save=$RUNTIME; ((RUNTIME < 20)) && RUNTIME=20
   # the disk alone: a 1 GiB file on its ext4
   log "slow disk alone"
-  out=$(dd_stream 1024 "$WORK/slowfs/alone.img") && rec 1 slowdisk - prefill_MBps "${out% *}"
-  run_fio 1 slowdisk - randwrite "$WORK/slowfs/alone.img"
-  run_fio 1 slowdisk - fsyncwrite "$WORK/slowfs/alone.img"
+  out=$(dd_stream "$PREFILL_MB" "$WORK/slowfs/alone.img") && rec 1 slowdisk - prefill_MBps "${out% *}"
+  REGION=${PREFILL_MB}M run_fio 1 slowdisk - randwrite "$WORK/slowfs/alone.img"
+  REGION=${PREFILL_MB}M run_fio 1 slowdisk - fsyncwrite "$WORK/slowfs/alone.img"
   rm -f "$WORK/slowfs/alone.img"; sync -f "$WORK/slowfs"
   out=$(dd_stream "$DD_MB" "$WORK/slowfs/dd.img") && { rec 1 slowdisk - dd_MBps "${out% *}"; log "  slow disk dd ${DD_MB} MiB: ${out% *} MB/s"; }
   rm -f "$WORK/slowfs/dd.img"; sync -f "$WORK/slowfs"
@@ -397,7 +402,7 @@ bench_slowdisk() {
   local sampler=$!; PIDS+=("$sampler")
   local c0 c1; c0=$(ticks "${DPIDS[0]}")
   date +%s.%N >"$WORK/sust-start"
-  timeout $((SUST + 300)) fio --name=sustained --filename="$bvdev" --direct=1 --ioengine=libaio --rw=randwrite --bs=4k \
+  timeout $((SUST + 120)) fio --name=sustained --filename="$bvdev" --direct=1 --ioengine=libaio --rw=randwrite --bs=4k \
     --iodepth=16 --size="$IMAGE_SIZE" --time_based --runtime="$SUST" --write_iops_log="$WORK/sust" --log_avg_msec=1000 \
     --output-format=json >"$WORK/sust.json" 2>"$WORK/sust.err" || log "  sustained fio failed: $(tail -n 2 "$WORK/sust.err")"
   c1=$(ticks "${DPIDS[0]}")
@@ -413,10 +418,15 @@ bench_slowdisk() {
   # kill -9 with the cache full, then mount (recovery)
   detach "$bvdev"
   p=${DPIDS[0]}
-  kill -KILL "$p"; wait_gone "$p" 30; forget PIDS "$p"
-  mountpoint -q "$m" && { fusermount3 -uz "$m" || umount -l "$m"; }
+  kill -KILL "$p"; wait_gone "$p" 300 || log "  daemon $p still alive 300 s after kill -9"; forget PIDS "$p"
+  findmnt -n "$m" >/dev/null 2>&1 && { fusermount3 -uz "$m" || umount -l "$m"; }
   forget FUSEMOUNTS "$m"
-  t0=$(date +%s.%N); start_boostvol "$f" "$s" "$m" || { rec 1 bvslow - mount_kill9_s FAIL; slowdisk_down; return 1; }; t1=$(date +%s.%N)
+  t0=$(date +%s.%N)
+  if ! start_boostvol "$f" "$s" "$m"; then
+    log "  mount after kill -9 failed: $(tail -n 3 "$WORK/boostvol.cli.log" | tr '\n' ' ')"
+    rec 1 bvslow - mount_kill9_s FAIL; slowdisk_down; return 1
+  fi
+  t1=$(date +%s.%N)
   rec 1 bvslow - mount_kill9_s "$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')"
   st=$(bv_status "$m"); rec 1 bvslow - dirty_after_kill9 "$(json_get dirty_blocks <<<"$st")"
   log "  mount after kill -9 with a full cache: $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }') s"
@@ -428,13 +438,14 @@ bench_slowdisk() {
   # drain the backlog
   st=$(bv_status "$m"); dirty=$(json_get dirty_blocks <<<"$st")
   t0=$(date +%s.%N)
-  if timeout 3600 "$BIN" drain "$m" >"$WORK/drain.out" 2>&1; then
+  if timeout "$DRAIN_TIMEOUT" "$BIN" drain "$m" >"$WORK/drain.out" 2>&1; then
     t1=$(date +%s.%N)
     rec 1 bvslow - drain_s "$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }')"
     rec 1 bvslow - drain_MBps "$(awk -v a="$t0" -v b="$t1" -v d="$dirty" 'BEGIN { printf "%.1f", d * 4096 / 1e6 / (b - a) }')"
     rec 1 bvslow - drain_blocks "$dirty"
     log "  drain of $dirty dirty blocks: $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }') s"
-  else rec 1 bvslow - drain_s FAIL; log "  drain failed: $(tail -n 2 "$WORK/drain.out")"; fi
+  else rec 1 bvslow - drain_s "FAIL/TIMEOUT>${DRAIN_TIMEOUT}"; log "  drain failed or timed out: $(tail -n 2 "$WORK/drain.out" | tr '\n' ' ')"; fi
+  rec 1 bvslow - migrated_bytes_end "$(json_get migrated_bytes <<<"$(bv_status "$m")")"
   # dd of more than the cache
   attach "$IMG" on && {
     out=$(dd_stream "$DD_MB" "$DEV") && { rec 1 bvslow - dd_MBps "${out% *}"; log "  boostvol dd ${DD_MB} MiB: ${out% *} MB/s"; } || rec 1 bvslow - dd_MBps FAIL
@@ -454,7 +465,7 @@ describe() {
     echo "disk	$src ($fs) on $(lsblk -dno NAME,SIZE,ROTA,MODEL "/dev/$dev" 2>/dev/null | tr -s ' ' | sed 's/ $//') (ROTA 0 = non-rotational)"
     echo "versions	$(fio --version), $(qemu-storage-daemon --version | head -n1 | cut -d'(' -f1), $(s3backer --version 2>&1 | head -n1), $(nbdkit --version), $(nbdfuse --version 2>&1 | head -n1)"
     echo "boostvol	$BIN, commit $(git -C "$SRC" rev-parse --short HEAD 2>/dev/null)$(git -C "$SRC" diff --quiet HEAD -- src include 2>/dev/null || echo ' + uncommitted engine changes'), built $(date -r "$BIN" '+%Y-%m-%d %H:%M')"
-    echo "params	runs=$RUNS runtime=${RUNTIME}s quick=$QUICK untar_n=$UNTAR_N slow_cache=${SCACHE_MB}MiB sust=${SUST}s dd=${DD_MB}MiB"
+    echo "params	runs=$RUNS runtime=${RUNTIME}s quick=$QUICK untar_n=$UNTAR_N untar_timeout=${UNTAR_TIMEOUT}s slow_cache=${SCACHE_MB}MiB sust=${SUST}s dd=${DD_MB}MiB"
   } >"$WORK/machine.tsv"
 }
 

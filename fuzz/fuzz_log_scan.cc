@@ -67,10 +67,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         for (size_t j = 0; j < kBlockSize; j++) block[j] = static_cast<uint8_t>(fill + j * (i + 1));
         hdr->entries[i].lba = lba;
         hdr->entries[i].block_crc = BlockCrc(lba, block.data());
-        logf.WriteAt(base + (i + 1) * kBlockSize, block.data(), kBlockSize);
+        (void)logf.WriteAt(base + (i + 1) * kBlockSize, block.data(), kBlockSize);
       }
       EncodeHeader(hdr.get(), block.data());
-      logf.WriteAt(base, block.data(), kBlockSize);
+      (void)logf.WriteAt(base, block.data(), kBlockSize);
       prev_crc = hdr->header_crc;
       used += 1 + n;
       seq++;
@@ -115,7 +115,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (left_in_record == 0) {  // the first block of a record: its header is just before it
       FUZZ_CHECK(pos % sb != 0, "a record's data at block 0 of a segment");
       uint8_t h[kBlockSize];
-      logf.ReadAt(uint64_t{pos - 1} * kBlockSize, h, kBlockSize);
+      (void)logf.ReadAt(uint64_t{pos - 1} * kBlockSize, h, kBlockSize);
       FUZZ_CHECK(DecodeHeader(h, uuid, check_hdr.get()).ok(), "accepted a record whose header does not decode");
       FUZZ_CHECK(check_hdr->record_seq == start.record_seq + records, "accepted seq %llu, expected %llu",
                  static_cast<unsigned long long>(check_hdr->record_seq),
@@ -132,7 +132,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     uint32_t i = check_hdr->nblocks - left_in_record;
     FUZZ_CHECK(check_hdr->entries[i].lba == lba && check_hdr->entries[i].block_crc == crc, "block differs from its entry");
     uint8_t b[kBlockSize];
-    logf.ReadAt(uint64_t{pos} * kBlockSize, b, kBlockSize);
+    (void)logf.ReadAt(uint64_t{pos} * kBlockSize, b, kBlockSize);
     FUZZ_CHECK(BlockCrc(lba, b) == crc, "accepted a block that fails its crc");
     left_in_record--;
     last_pos = pos;

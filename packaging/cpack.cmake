@@ -10,6 +10,10 @@
 # (from fuse3), which runs `boostvol FAST MOUNTPOINT -o OPTS` found on PATH.
 
 include(GNUInstallDirs)
+# `cpack` (and `ninja install`) install what is built and do not build
+# everything first: build the binary and the man pages, then package:
+#   ninja -C build boostvol boostvol_man && (cd build && cpack -G DEB)
+set(CMAKE_SKIP_INSTALL_ALL_DEPENDENCY TRUE)
 set(BOOSTVOL_PKG_DIR ${CMAKE_CURRENT_SOURCE_DIR}/packaging)
 
 # Man pages, gzipped with -n (no name or time: reproducible).
@@ -60,7 +64,7 @@ if(BOOSTVOL_DPKG_SHLIBDEPS)
   set(CPACK_DEBIAN_PACKAGE_DEPENDS "fuse3")
 else()
   set(CPACK_DEBIAN_PACKAGE_DEPENDS
-    "fuse3, libfuse3-3 (>= 3.14), libsqlite3-0 (>= 3.37), libspdlog1.10, libfmt9, libc6, libstdc++6, libgcc-s1")
+    "fuse3, libfuse3-3 (>= 3.14), libsqlite3-0 (>= 3.37), libspdlog1.10-fmt9 | libspdlog1.10, libfmt9, libc6, libstdc++6, libgcc-s1")
 endif()
 set(CPACK_DEBIAN_PACKAGE_RECOMMENDS "util-linux")
 set(CPACK_DEBIAN_PACKAGE_SUGGESTS "udisks2, sqlite3")

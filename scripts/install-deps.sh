@@ -13,6 +13,13 @@ PACKAGES=(
   fuse3 sqlite3
   # tests, demo and benchmarks
   util-linux mount kmod procps e2fsprogs xfsprogs btrfs-progs fio python3 shellcheck
+  # the RBD home (docs/rbd-home.md): librbd/librados to build it, a monitor and an OSD for its test cluster
+  # (the same list as scripts/install-ceph.sh; ~50 packages, about 50 s to install on a 2-core machine)
+  librbd-dev librados-dev ceph-common ceph-mon ceph-osd uuid-runtime iproute2
+  # fault tests (tests/e2e/fault_*.sh): a SLOW that can be made to fail (nbdkit error filter; nbdfuse is in libnbd-bin)
+  nbdkit libnbd-bin
+  # packaging tests (tests/e2e/deb_package.sh): dpkg-shlibdeps, man, completion, systemd-analyze verify
+  dpkg-dev man-db bash-completion systemd
 )
 
 missing=()

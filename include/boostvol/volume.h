@@ -64,6 +64,9 @@ struct OpenOptions {
   uint32_t idle_migrate_ms = 2000;      // migrate everything after this long without writes
   uint32_t max_batch_bytes = 64 << 20;  // largest migration batch
   bool start_migrator = true;           // tests may drive migration by hand
+  // After this long of continuous failures writing FAST/log, the volume
+  // degrades to write-through to the home (DESIGN.md 4).
+  uint32_t log_fail_after_ms = 10000;
 };
 
 struct VolumeStatus {

@@ -132,7 +132,9 @@ Status AttachAndReport(const MountArgs& a, const std::string& mnt, std::string* 
     std::fprintf(stderr, "boostvol: warning: %s runs with buffered I/O: the kernel refused direct I/O on %s/image\n",
                  dev->c_str(), mnt.c_str());
   }
-  spdlog::info("attached {}/image to {} (direct I/O {})", mnt, *dev, dio ? "on" : "off");
+  // Only the daemon has a logger set up; the parent's default one would
+  // write to stdout, which scripts read for the device.
+  if (a.foreground) spdlog::info("attached {}/image to {} (direct I/O {})", mnt, *dev, dio ? "on" : "off");
   return Status::OK();
 }
 

@@ -5,6 +5,7 @@
 // GetTunables (applied at once and saved in meta.db's settings table).
 // Without one: meta.db's settings table directly, under FAST/lock, after the
 // same validation the engine applies; the next mount applies them.
+#include "engine/tunables.h"
 #include <fcntl.h>
 #include <sys/file.h>
 #include <unistd.h>
@@ -27,37 +28,12 @@ namespace {
 
 using Pairs = std::vector<std::pair<std::string, std::string>>;
 
-const char* const kTunables[] = {"migrate_start_fraction", "idle_migrate_ms", "max_batch_bytes"};
+// The engine's defaults, as the engine prints them.
+Pairs Defaults() { return TunablesToStrings(TunableValues{}); }
 
-// The engine's defaults (OpenOptions), as the engine prints them.
-Pairs Defaults() {
-  OpenOptions o;
-  return {{"migrate_start_fraction", std::to_string(o.migrate_start_fraction)},
-          {"idle_migrate_ms", std::to_string(o.idle_migrate_ms)},
-          {"max_batch_bytes", std::to_string(o.max_batch_bytes)}};
-}
-
-// The same rules as VolumeImpl::ApplyTunable (keep them in step).
 Status ValidateTunable(const std::string& key, const std::string& value) {
-  char* end = nullptr;
-  errno = 0;
-  if (key == "migrate_start_fraction") {
-    double f = std::strtod(value.c_str(), &end);
-    if (errno || end == value.c_str() || *end || !(f >= 0 && f <= 1))
-      return Status::InvalidArgument("migrate_start_fraction must be a number from 0 to 1");
-  } else if (key == "idle_migrate_ms" || key == "max_batch_bytes") {
-    unsigned long long v = std::strtoull(value.c_str(), &end, 10);
-    if (errno || end == value.c_str() || *end || value[0] == '-')
-      return Status::InvalidArgument(key + " must be a whole number");
-    if (key == "idle_migrate_ms" && v > 86400000)
-      return Status::InvalidArgument("idle_migrate_ms must be at most 86400000 (a day)");
-    if (key == "max_batch_bytes" && (v < 4096 || v > (1ull << 30)))
-      return Status::InvalidArgument("max_batch_bytes must be 4096 .. 1073741824");
-  } else {
-    return Status::InvalidArgument("unknown tunable '" + key +
-                                   "' (known: migrate_start_fraction, idle_migrate_ms, max_batch_bytes)");
-  }
-  return Status::OK();
+  TunableValues v;
+  return ParseTunable(key, value, &v);
 }
 
 // Holds FAST/lock (exclusive) while meta.db is changed offline, so a mount
@@ -132,9 +108,10 @@ int RunGet(const GetArgs& a, const GlobalOptions& g) {
   if (Status s = LogToStderr(g.log_level.empty() ? "warn" : g.log_level); !s.ok()) return Fail(s);
   for (const std::string& k : a.keys) {
     bool known = false;
-    for (const char* t : kTunables) known = known || k == t;
+    for (const std::string& t : TunableNames()) known = known || k == t;
     if (!known) {
-      return Fail(kExitUsage, "unknown tunable '" + k + "' (known: migrate_start_fraction, idle_migrate_ms, max_batch_bytes)");
+      TunableValues v;
+      return Fail(kExitUsage, ParseTunable(k, "0", &v).message());
     }
   }
   std::string fast, mountpoint;
@@ -167,7 +144,9 @@ int RunGet(const GetArgs& a, const GlobalOptions& g) {
 constexpr const char* kTunablesHelp =
     "Tunables (docs/cli.md): migrate_start_fraction (0..1, default 0.5: start migrating when this share of the "
     "log is dirty), idle_migrate_ms (default 2000: migrate everything after this long without writes), "
-    "max_batch_bytes (4096..1073741824, default 67108864: the largest migration batch).";
+    "max_batch_bytes (4096..1073741824, default 67108864: the largest migration batch), "
+    "migrate_gap_blocks (0..4096, default 64: dirty blocks this close go home as one write, the gap read "
+    "from home first).";
 
 }  // namespace
 

@@ -1,14 +1,18 @@
 #include "cli/loop.h"
 
+#include <fcntl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstddef>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <vector>
 
 namespace boostvol::cli {
 
@@ -31,11 +35,16 @@ Status AttachLoop(const std::string& image, bool direct_io, std::string* dev, bo
   if (pid == 0) {
     ::dup2(out[1], STDOUT_FILENO);
     ::dup2(err_pipe[1], STDERR_FILENO);
-    if (direct_io) {
-      ::execlp("losetup", "losetup", "-f", "--show", "--direct-io=on", image.c_str(), static_cast<char*>(nullptr));
-    } else {
-      ::execlp("losetup", "losetup", "-f", "--show", image.c_str(), static_cast<char*>(nullptr));
-    }
+    std::vector<const char*> argv = {"losetup", "-f", "--show"};
+    if (direct_io) argv.push_back("--direct-io=on");
+    argv.push_back(image.c_str());
+    argv.push_back(nullptr);
+    char* const* args = const_cast<char* const*>(argv.data());
+    // mount.fuse3 runs us with an empty environment (no PATH), so try
+    // util-linux's usual places first.
+    ::execv("/usr/sbin/losetup", args);
+    ::execv("/sbin/losetup", args);
+    ::execvp("losetup", args);
     std::fprintf(stderr, "cannot run losetup: %s\n", std::strerror(errno));
     ::_exit(127);
   }

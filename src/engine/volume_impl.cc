@@ -7,6 +7,7 @@
 #include <spdlog/spdlog.h>
 #include <thread>
 
+#include "engine/tunables.h"
 #include "log/record.h"
 
 namespace boostvol {
@@ -42,7 +43,7 @@ Status VolumeImpl::ReadBlocks(uint64_t lba0, uint32_t n, uint8_t* out) {
     if (!where[i].cached) {
       uint32_t j = i + 1;
       while (j < n && !where[j].cached) j++;
-      Status s = home_->Read((lba0 + i) * kBlockSize, dst, size_t{j - i} * kBlockSize);
+      Status s = ReadHome((lba0 + i) * kBlockSize, dst, size_t{j - i} * kBlockSize);
       if (!s.ok() && result.ok()) result = s;
       read_blocks_home_ += j - i;
       i = j;
@@ -79,6 +80,26 @@ Status VolumeImpl::ReadBlocks(uint64_t lba0, uint32_t n, uint8_t* out) {
   for (i = 0; i < n; i++)
     if (where[i].cached) slot_readers_[SlotOf(where[i].value.pos)].fetch_sub(1, std::memory_order_release);
   return result;
+}
+
+Status VolumeImpl::ReadHome(uint64_t offset, uint8_t* dst, size_t n) {
+  // DESIGN.md 4: a read of a block that lives only at home fails after
+  // bounded retries, and only that read; nothing else changes state.
+  static constexpr int kTries = 3;
+  Status s;
+  for (int attempt = 0; attempt < kTries; attempt++) {
+    if (attempt > 0) std::this_thread::sleep_for(std::chrono::milliseconds(50 << attempt));
+    s = home_->Read(offset, dst, n);
+    if (s.ok()) {
+      if (attempt > 0) spdlog::info("read of home offset {} succeeded after {} retries", offset, attempt);
+      return s;
+    }
+  }
+  home_read_failures_++;
+  spdlog::error("reading {} bytes at offset {} from the home copy failed {} times: {}. This read returns EIO; "
+                "blocks held in the cache stay readable. Check the slow directory.",
+                n, offset, kTries, s.ToString());
+  return Status::IoError(s.err() ? s.err() : 5, "the home copy cannot be read: " + s.message());
 }
 
 Status VolumeImpl::ReadBlockVersion(uint64_t lba, uint8_t* out, Version* v) {
@@ -169,14 +190,32 @@ Status VolumeImpl::Write(uint64_t offset, size_t len, const void* buf) {
   };
   for (uint64_t i = 0; i < n; i++) crcs[i] = log::BlockCrc(lba0 + i, block_ptr(lba0 + i));
 
+  if (degraded_) {
+    MutexLock l(&write_mu_);
+    BV_RETURN_IF_ERROR(WriteThroughLocked(offset, len, src));
+    last_write_ms_ = NowMs();
+    return Status::OK();
+  }
   for (;;) {
     {
       MutexLock l(&write_mu_);
+      if (degraded_) {
+        BV_RETURN_IF_ERROR(WriteThroughLocked(offset, len, src));
+        break;
+      }
       bool stale = false;
       for (int i = 0; i < npartial; i++) stale |= !VersionStillCurrent(partial[i].lba, partial[i].v);
       if (!stale) {
-        for (uint64_t i = 0; i < n; i++)
-          BV_RETURN_IF_ERROR(writer_->Append(lba0 + i, block_ptr(lba0 + i), crcs[i], &VolumeImpl::IndexPlaced, this));
+        Status s;
+        uint64_t i = 0;
+        for (; i < n && s.ok(); i++) s = writer_->Append(lba0 + i, block_ptr(lba0 + i), crcs[i], &VolumeImpl::IndexPlaced, this);
+        if (!s.ok()) {
+          if (!writer_->failed()) return s;  // only a stopping volume
+          // The log failed under us: what went in is in its failure state;
+          // the degraded path writes all of it home, then this write whole.
+          BV_RETURN_IF_ERROR(EnterDegradedLocked());
+          BV_RETURN_IF_ERROR(WriteThroughLocked(offset, len, src));
+        }
         break;
       }
     }
@@ -198,7 +237,97 @@ void VolumeImpl::IndexPlaced(void* ctx, uint64_t lba, uint32_t pos, uint32_t crc
 
 Status VolumeImpl::Flush() {
   flushes_++;
-  return writer_->Sync();
+  if (!degraded_) {
+    Status s = writer_->Sync();
+    if (s.ok() || !writer_->failed()) return s;
+    MutexLock l(&write_mu_);
+    BV_RETURN_IF_ERROR(EnterDegradedLocked());
+  }
+  // Write-through: the barrier is the home's sync. Retried until it holds:
+  // an fsync is never acknowledged before the data is durable.
+  for (int backoff_ms = 100;; backoff_ms = std::min(backoff_ms * 2, 5000)) {
+    Status s = home_->SyncThrough();
+    if (s.ok()) return s;
+    if (closed_) return s;
+    std::this_thread::sleep_for(std::chrono::milliseconds(backoff_ms));
+  }
+}
+
+Status VolumeImpl::WriteThroughLocked(uint64_t offset, size_t len, const uint8_t* src) {
+  for (int backoff_ms = 100;; backoff_ms = std::min(backoff_ms * 2, 5000)) {
+    Status s = home_->WriteThrough(offset, src, len);
+    if (s.ok()) break;
+    if (closed_) return s;
+    std::this_thread::sleep_for(std::chrono::milliseconds(backoff_ms));
+  }
+  // A block whose only copy was in the unreadable log is readable again.
+  WriterLock il(&index_mu_);
+  for (uint64_t lba = offset / kBlockSize; lba < (offset + len + kBlockSize - 1) / kBlockSize; lba++) {
+    IndexValue v;
+    if (index_->Lookup(static_cast<uint32_t>(lba), &v)) index_->RemoveIf(static_cast<uint32_t>(lba), v);
+  }
+  migrate_epoch_++;
+  return Status::OK();
+}
+
+Status VolumeImpl::EnterDegradedLocked() {
+  if (degraded_) return Status::OK();
+  spdlog::error("the log on FAST has failed: draining what it holds home, then writing through to {}",
+                home_->Describe());
+  log::LogWriter::FailureState fs;
+  writer_->TakeFailureState(&fs);
+  // 1. Durable records still in the log go home in batches (the migrator
+  //    thread is kept out by the migrator's run lock).
+  std::vector<uint64_t> unreadable;
+  BV_RETURN_IF_ERROR(migrator_->MigrateSegments(fs.durable_segments, &unreadable));
+  // 2. Blocks never made durable in the log are still in RAM: write them
+  //    home in log order (a later copy overwrites an earlier one).
+  for (const auto& b : fs.undurable) {
+    for (int backoff_ms = 100;; backoff_ms = std::min(backoff_ms * 2, 5000)) {
+      Status s = home_->WriteThrough(b.lba * kBlockSize, b.data.data(), kBlockSize);
+      if (s.ok()) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(backoff_ms));
+    }
+  }
+  for (int backoff_ms = 100;; backoff_ms = std::min(backoff_ms * 2, 5000)) {
+    if (home_->SyncThrough().ok()) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(backoff_ms));
+  }
+  // 3. Index: blocks now home read from home; what remains points into
+  //    unreadable segments (lost: reads of them fail, writes revive them).
+  uint64_t lost = 0;
+  {
+    WriterLock l(&index_mu_);
+    for (const auto& b : fs.undurable) index_->RemoveIf(static_cast<uint32_t>(b.lba), IndexValue{b.pos, b.crc});
+    migrate_epoch_++;
+    lost = index_->size();
+    if (lost > 0) {
+      std::string addrs;
+      int shown = 0;
+      index_->ForEach([&](uint32_t lba, IndexValue) {
+        if (shown++ < 32) addrs += (addrs.empty() ? "" : ", ") + std::to_string(lba);
+      });
+      spdlog::error("{} image block(s) had their only copy in the unreadable part of the log; reads of them fail "
+                    "until they are written again. Blocks: {}{}",
+                    lost, addrs, lost > 32 ? ", ..." : "");
+    }
+  }
+  lost_blocks_ = lost;
+  // 4. Move the home's watermark past every record ever issued, so that no
+  //    log copy is replayed over write-through data at the next mount.
+  home::Batch bump;
+  bump.end.segment_seq = fs.current_segment + 1;
+  bump.end.record_seq = fs.next_seq;
+  for (int backoff_ms = 100;; backoff_ms = std::min(backoff_ms * 2, 5000)) {
+    Status s = home_->ApplyBatch(bump);
+    if (s.ok()) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(backoff_ms));
+  }
+  degraded_ = true;
+  spdlog::error("volume degraded to write-through: {} durable segments and {} buffered blocks went home; "
+                "writes now go straight to {}. Remount after fixing FAST to use the cache again",
+                fs.durable_segments.size(), fs.undurable.size(), home_->Describe());
+  return Status::OK();
 }
 
 Status VolumeImpl::Drain(const ProgressFn& progress) { return migrator_->Drain(progress); }
@@ -250,28 +379,12 @@ void VolumeImpl::Housekeeping() {
 }
 
 Status VolumeImpl::ApplyTunable(const std::string& key, const std::string& value) {
-  char* end = nullptr;
-  errno = 0;
-  if (key == "migrate_start_fraction") {
-    double f = std::strtod(value.c_str(), &end);
-    if (errno || end == value.c_str() || *end || !(f >= 0 && f <= 1))
-      return Status::InvalidArgument("migrate_start_fraction must be a number from 0 to 1");
-    migrator_->SetStartFraction(f);
-  } else if (key == "idle_migrate_ms" || key == "max_batch_bytes") {
-    unsigned long long v = std::strtoull(value.c_str(), &end, 10);
-    if (errno || end == value.c_str() || *end || value[0] == '-')
-      return Status::InvalidArgument(key + " must be a whole number");
-    if (key == "idle_migrate_ms") {
-      if (v > 86400000) return Status::InvalidArgument("idle_migrate_ms must be at most 86400000 (a day)");
-      migrator_->SetIdleMs(static_cast<uint32_t>(v));
-    } else {
-      if (v < kBlockSize || v > (1ull << 30)) return Status::InvalidArgument("max_batch_bytes must be 4096 .. 1073741824");
-      migrator_->SetMaxBatchBytes(v);
-    }
-  } else {
-    return Status::InvalidArgument("unknown tunable '" + key +
-                                   "' (known: migrate_start_fraction, idle_migrate_ms, max_batch_bytes)");
-  }
+  TunableValues v;
+  BV_RETURN_IF_ERROR(ParseTunable(key, value, &v));
+  if (key == "migrate_start_fraction") migrator_->SetStartFraction(v.migrate_start_fraction);
+  else if (key == "idle_migrate_ms") migrator_->SetIdleMs(v.idle_migrate_ms);
+  else if (key == "max_batch_bytes") migrator_->SetMaxBatchBytes(v.max_batch_bytes);
+  else if (key == "migrate_gap_blocks") migrator_->SetGapBlocks(v.migrate_gap_blocks);
   return Status::OK();
 }
 
@@ -285,9 +398,12 @@ Status VolumeImpl::SetTunable(const std::string& key, const std::string& value) 
 }
 
 std::vector<std::pair<std::string, std::string>> VolumeImpl::GetTunables() {
-  return {{"migrate_start_fraction", std::to_string(migrator_->start_fraction())},
-          {"idle_migrate_ms", std::to_string(migrator_->idle_ms())},
-          {"max_batch_bytes", std::to_string(migrator_->max_batch_bytes())}};
+  TunableValues v;
+  v.migrate_start_fraction = migrator_->start_fraction();
+  v.idle_migrate_ms = migrator_->idle_ms();
+  v.max_batch_bytes = migrator_->max_batch_bytes();
+  v.migrate_gap_blocks = migrator_->gap_blocks();
+  return TunablesToStrings(v);
 }
 
 VolumeStatus VolumeImpl::GetStatus() {
@@ -324,6 +440,14 @@ VolumeStatus VolumeImpl::GetStatus() {
       st.last_error = ms.last_error;
     }
   }
+  if (degraded_) {
+    st.health = "degraded-write-through";
+    if (st.last_error.empty()) st.last_error = "the log on FAST failed; writes go straight home";
+    if (lost_blocks_ > 0)
+      st.last_error += "; " + std::to_string(lost_blocks_.load()) + " block(s) lost with the unreadable log";
+  }
+  if (home_read_failures_ > 0 && st.last_error.empty())
+    st.last_error = std::to_string(home_read_failures_.load()) + " read(s) of the home copy failed";
   if (checksum_failures_ > 0 && st.last_error.empty())
     st.last_error = std::to_string(checksum_failures_.load()) + " cached block(s) failed their checksum";
   st.reads = reads_;

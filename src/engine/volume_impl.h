@@ -63,6 +63,12 @@ class VolumeImpl : public Volume {
 
   // Reads n whole blocks starting at lba into out.
   Status ReadBlocks(uint64_t lba, uint32_t n, uint8_t* out);
+  // DESIGN.md 4, "fast dir fails": drains what the failed log still holds
+  // home and switches every later write to write-through.
+  Status EnterDegradedLocked() BV_REQUIRES(write_mu_);
+  Status WriteThroughLocked(uint64_t offset, size_t len, const uint8_t* src) BV_REQUIRES(write_mu_);
+  // Reads from home with bounded retries.
+  Status ReadHome(uint64_t offset, uint8_t* dst, size_t n);
   // Reads one block and reports the version it read (for merging).
   Status ReadBlockVersion(uint64_t lba, uint8_t* out, Version* v);
   // LogWriter::PlacedFn: indexes a block as it enters the log.
@@ -105,8 +111,10 @@ class VolumeImpl : public Volume {
   std::atomic<uint64_t> last_write_ms_{0};
   std::atomic<uint64_t> last_counters_save_ms_{0};
   std::atomic<uint64_t> reads_{0}, writes_{0}, flushes_{0}, bytes_read_{0}, bytes_written_{0};
-  std::atomic<uint64_t> read_blocks_cache_{0}, read_blocks_home_{0}, checksum_failures_{0};
+  std::atomic<uint64_t> read_blocks_cache_{0}, read_blocks_home_{0}, checksum_failures_{0}, home_read_failures_{0};
   std::atomic<bool> closed_{false};
+  std::atomic<bool> degraded_{false};   // write-through: the log has failed
+  std::atomic<uint64_t> lost_blocks_{0};  // blocks whose only copy was in an unreadable log
 };
 
 }  // namespace boostvol

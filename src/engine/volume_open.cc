@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "engine/volume_impl.h"
+#include "engine/tunables.h"
 #include "home/home_factory.h"
 #include "log/log_scanner.h"
 
@@ -85,6 +86,7 @@ class VolumeOpener {
     wo.uuid = v->uuid_;
     wo.segment_blocks = row.segment_blocks;
     wo.segment_count = row.segment_count;
+    wo.fail_after_ms = o.log_fail_after_ms;
 
     meta::Checkpoint cp;
     bool have_cp = false;
@@ -154,7 +156,7 @@ class VolumeOpener {
     };
     mo.housekeeping = [raw] { raw->Housekeeping(); };
     v->migrator_ = std::make_unique<Migrator>(mo);
-    for (const char* key : {"migrate_start_fraction", "idle_migrate_ms", "max_batch_bytes"}) {
+    for (const std::string& key : TunableNames()) {
       std::string value;
       bool found = false;
       if (v->meta_->GetSetting(key, &value, &found).ok() && found) {

@@ -531,6 +531,22 @@ class DirectoryHome final : public Home {
     return Status::OK();
   }
 
+  Status WriteThrough(uint64_t offset, const void* data, size_t n) override {
+    if (offset > size_ || n > size_ - offset)
+      return Fail(Status::InvalidArgument("write-through past the image's end"), "this is a bug; please report it");
+    Status s = image_->WriteAt(offset, data, n);
+    if (!s.ok()) return Fail(WithContext(s, "writing through to " + image_->name()), kRetryHint);
+    return s;
+  }
+
+  Status SyncThrough() override {
+    MutexLock l(&apply_mu_);
+    Status s = image_->Sync();
+    if (s.ok()) s = WriteStamp(watermark());
+    if (!s.ok()) return Fail(WithContext(s, "syncing write-through data in " + image_->name()), kRetryHint);
+    return s;
+  }
+
   Status Restamp() override {
     MutexLock l(&apply_mu_);
     FileInfo info;

@@ -68,6 +68,16 @@ class Home {
   virtual Status Restamp() = 0;
   // "dir:/path/to/SLOW"
   virtual std::string Describe() const = 0;
+
+  // Write-through, for a volume whose log has failed (DESIGN.md 4): writes
+  // straight into the home copy, bypassing batches. Only used after the log
+  // was drained and the watermark moved past every record, so no older log
+  // copy can ever overwrite what is written here. SyncThrough makes every
+  // WriteThrough before it durable and restamps (the change is ours).
+  virtual Status WriteThrough(uint64_t offset, const void* data, size_t n) {
+    return Status::Unsupported("this home has no write-through");
+  }
+  virtual Status SyncThrough() { return Status::Unsupported("this home has no write-through"); }
 };
 
 // Files of a directory home (all 0600, opened without following symlinks):

@@ -57,6 +57,10 @@ class LockedHome final : public Home {
   Status ApplyBatch(const Batch& batch) override { return inner_->ApplyBatch(batch); }
   Status Restamp() override { return inner_->Restamp(); }
   std::string Describe() const override { return inner_->Describe(); }
+  Status WriteThrough(uint64_t offset, const void* data, size_t n) override {
+    return inner_->WriteThrough(offset, data, n);
+  }
+  Status SyncThrough() override { return inner_->SyncThrough(); }
 
  private:
   std::unique_ptr<Home> inner_;

@@ -269,7 +269,7 @@ std::string LockHolder(Connection* c) {
   }
   char note[512] = {};
   size_t len = sizeof note - 1;
-  if (rbd_metadata_get(c->image, kOwnerKey, note, &len) == 0) who += (who.empty() ? "" : ": ") + std::string(note);
+  if (rbd_metadata_get(c->image, kOwnerKey, note, &len) == 0) who += " (last taken by " + std::string(note) + ")";
   return who.empty() ? "an unknown client" : who;
 }
 
@@ -580,6 +580,27 @@ class RbdHome final : public Home {
   }
 
   std::string Describe() const override { return where_; }
+
+  // Write-through (a volume whose log failed): straight into the image, fenced like a batch.
+  Status WriteThrough(uint64_t offset, const void* data, size_t n) override {
+    if (offset > size_ || n > size_ - offset) return Status::InvalidArgument("write-through past the image's end");
+    MutexLock l(&apply_mu_);
+    BV_RETURN_IF_ERROR(EnsureLock());
+    ReaderLock cl(&conn_mu_);
+    ssize_t r = rbd_write2(conn_->image, offset, n, static_cast<const char*>(data), 0);
+    if (r < 0) return NoteFail(CephError(static_cast<int>(r), "writing through to " + where_));
+    return Status::OK();
+  }
+  Status SyncThrough() override {
+    MutexLock l(&apply_mu_);
+    BV_RETURN_IF_ERROR(EnsureLock());
+    ReaderLock cl(&conn_mu_);
+    int r = rbd_flush(conn_->image);
+    if (r < 0) return NoteFail(CephError(r, "flushing " + where_));
+    Status s = WriteStampTo(conn_.get(), where_, uuid_, size_, watermark());
+    if (!s.ok()) return NoteFail(s);
+    return s;
+  }
 
   // Open's second half: the journal left by a crash, if any.
   Status Recover(const Stamp& stamp, HomeOpenReport* report) {

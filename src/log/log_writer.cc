@@ -33,6 +33,7 @@ LogWriter::LogWriter(const LogWriterOptions& o)
       segment_blocks_(o.segment_blocks),
       segment_count_(o.segment_count),
       max_record_age_ms_(o.max_record_age_ms),
+      fail_after_ms_(o.fail_after_ms),
       on_segment_durable_(o.on_segment_durable) {
   MutexLock l(&mu_);
   for (uint32_t i = 0; i < std::max<uint32_t>(o.buffers, 2); i++) {
@@ -77,6 +78,7 @@ bool LogWriter::BufferHolds(const Buffer& b, uint32_t pos) const {
 
 Status LogWriter::OpenRecordLocked() {
   for (;;) {
+    if (failed_) return Status::IoError(5, "the log on FAST has failed");
     if (stopping_) return Status::Aborted("the log is stopping");
     LiveSegment* cur = CurrentSegmentLocked();
     if (cur->sealed || segment_blocks_ - cur->used_blocks < 2) {
@@ -146,6 +148,7 @@ void LogWriter::SealRecordLocked() {
 
 Status LogWriter::Append(uint64_t lba, const uint8_t* block, uint32_t crc, PlacedFn placed, void* ctx) {
   MutexLock l(&mu_);
+  if (failed_) return Status::IoError(5, "the log on FAST has failed");
   if (stopping_) return Status::Aborted("the log is stopping");
   if (open_ == nullptr) BV_RETURN_IF_ERROR(OpenRecordLocked());
   Buffer* b = open_;
@@ -182,6 +185,7 @@ Status LogWriter::Sync() {
   sync_wanted_seq_ = std::max(sync_wanted_seq_, target);
   flusher_cv_.Signal();
   while (durable_seq_ < target) {
+    if (failed_) return Status::IoError(5, "the log on FAST has failed");
     if (flusher_exited_) return Status::IoError(5, "the log stopped before the sync completed");
     durable_cv_.WaitFor(std::chrono::milliseconds(100));
   }
@@ -225,10 +229,26 @@ Status LogWriter::WriteBuffer(Buffer* b) {
   return file_->WriteAt(uint64_t{b->start_pos} * kBlockSize, b->mem.get(), size_t{kBlockSize} * (1 + b->hdr.nblocks));
 }
 
+bool LogWriter::NoteFailureLocked(const Status& s, const char* what) {
+  write_retries_++;
+  if (failures_++ == 0) {
+    failing_since_ = std::chrono::steady_clock::now();
+    spdlog::error("log {} failed, retrying: {}", what, s.ToString());
+  }
+  if (std::chrono::steady_clock::now() - failing_since_ >= std::chrono::milliseconds(fail_after_ms_)) {
+    spdlog::error("the log on FAST has failed for {} ms ({} attempts, last: {}); the volume degrades to "
+                  "write-through to the home copy. Check FAST's storage; remount to use the cache again",
+                  fail_after_ms_, failures_, s.ToString());
+    failed_ = true;
+    return true;
+  }
+  return stopping_ && failures_ > 3;
+}
+
 void LogWriter::FlusherLoop() {
   Clock::time_point last_sync = Clock::now();
-  int failures = 0;
   MutexLock l(&mu_);
+  int& failures = failures_;
   for (;;) {
     // Seal an open record that has waited long enough.
     if (open_ != nullptr && open_->hdr.nblocks > 0 &&
@@ -289,9 +309,7 @@ void LogWriter::FlusherLoop() {
         written_seq_ = batch[i]->hdr.record_seq;
       }
       if (!s.ok()) {
-        write_retries_++;
-        if (failures++ == 0) spdlog::error("log write failed, retrying: {}", s.ToString());
-        if (stopping_ && failures > 3) break;
+        if (NoteFailureLocked(s, "write")) break;
         flusher_cv_.WaitFor(std::chrono::milliseconds(std::min(1000, 10 << std::min(failures, 6))));
         continue;
       }
@@ -318,8 +336,7 @@ void LogWriter::FlusherLoop() {
     } else {
       // fsyncgate: the kernel may have dropped the pages. Rewrite every
       // record not known durable before syncing again.
-      write_retries_++;
-      if (failures++ == 0) spdlog::error("log fdatasync failed, rewriting unsynced records: {}", s.ToString());
+      bool give_up = NoteFailureLocked(s, "fdatasync");
       while (!written_.empty()) {
         Buffer* b = written_.back();
         written_.pop_back();
@@ -327,7 +344,7 @@ void LogWriter::FlusherLoop() {
         queue_.push_front(b);
       }
       written_seq_ = durable_seq_;
-      if (stopping_ && failures > 3) break;
+      if (give_up) break;
       flusher_cv_.WaitFor(std::chrono::milliseconds(std::min(1000, 10 << std::min(failures, 6))));
     }
   }
@@ -358,6 +375,40 @@ Status LogWriter::Stop(meta::TailState* tail) {
   tail->segment_seq = cur.segment_seq;
   tail->next_block_in_segment = cur.used_blocks;
   return result;
+}
+
+bool LogWriter::failed() {
+  MutexLock l(&mu_);
+  return failed_;
+}
+
+void LogWriter::TakeFailureState(FailureState* out) {
+  MutexLock l(&mu_);
+  if (open_ != nullptr) SealRecordLocked();
+  *out = FailureState{};
+  auto take = [&](Buffer* b) {
+    for (uint32_t i = 0; i < b->hdr.nblocks; i++) {
+      PendingBlock pb;
+      pb.lba = b->hdr.entries[i].lba;
+      pb.pos = b->start_pos + 1 + i;
+      pb.crc = b->hdr.entries[i].block_crc;
+      const uint8_t* d = b->mem.get() + size_t{kBlockSize} * (1 + i);
+      pb.data.assign(d, d + kBlockSize);
+      out->undurable.push_back(std::move(pb));
+    }
+  };
+  for (Buffer* b : written_) take(b);
+  for (Buffer* b : queue_) take(b);
+  for (const LiveSegment& seg : live_) {
+    if (seg.first_record == 0 || seg.first_record > durable_seq_) continue;
+    LiveSegment t = seg;
+    t.last_record = std::min(seg.last_record, durable_seq_);
+    t.sealed = t.durable = true;
+    out->durable_segments.push_back(t);
+  }
+  out->durable_seq = durable_seq_;
+  out->next_seq = next_seq_;
+  out->current_segment = live_.back().segment_seq;
 }
 
 LogWriter::Stats LogWriter::GetStats() {

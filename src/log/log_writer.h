@@ -28,6 +28,7 @@
 // Append calls is the log order the caller observes.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <deque>
 #include <functional>
@@ -65,6 +66,10 @@ struct LogWriterOptions {
   uint64_t durable_seq = 0;           // records <= this are durable
   uint32_t buffers = 16;              // record buffers in the pool
   uint32_t max_record_age_ms = 20;    // seal an open record after this long
+  // After this long of continuous write or sync failures the log is declared
+  // failed (DESIGN.md 4): Append and Sync return IoError at once, and the
+  // volume degrades to write-through (TakeUndurable hands it the blocks).
+  uint32_t fail_after_ms = 10000;
   // Called (from the flusher thread, no lock held) when a segment becomes
   // durable and sealed: the migrator may take it, meta.db may record it.
   std::function<void(const LiveSegment&)> on_segment_durable;
@@ -112,6 +117,25 @@ class LogWriter {
   // resume from. Further Appends fail.
   Status Stop(meta::TailState* tail) BV_EXCLUDES(mu_);
 
+  // True once the log has failed for good (see fail_after_ms).
+  bool failed() BV_EXCLUDES(mu_);
+
+  // What a failed log still holds.
+  struct PendingBlock {
+    uint64_t lba;
+    uint32_t pos, crc;
+    std::vector<uint8_t> data;  // 4096 bytes
+  };
+  struct FailureState {
+    std::vector<PendingBlock> undurable;   // appended, never made durable, in log order
+    std::vector<LiveSegment> durable_segments;  // live segments trimmed to their durable records
+    uint64_t durable_seq = 0;
+    uint64_t next_seq = 0;
+    uint64_t current_segment = 0;
+  };
+  // Only after failed(): everything the caller needs to finish the log's job.
+  void TakeFailureState(FailureState* out) BV_EXCLUDES(mu_);
+
   struct Stats {
     uint64_t next_seq, durable_seq, written_seq;
     uint64_t oldest_segment, current_segment;
@@ -129,6 +153,8 @@ class LogWriter {
   enum class BufState { kFree, kFilling, kQueued, kWritten };
 
   void FlusherLoop();
+  // Counts a failed write or sync; true when it is time to give up.
+  bool NoteFailureLocked(const Status& s, const char* what) BV_REQUIRES(mu_);
   Status OpenRecordLocked() BV_REQUIRES(mu_);
   void SealRecordLocked() BV_REQUIRES(mu_);
   bool BufferHolds(const Buffer& b, uint32_t pos) const;
@@ -140,6 +166,7 @@ class LogWriter {
   const uint32_t segment_blocks_;
   const uint32_t segment_count_;
   const uint32_t max_record_age_ms_;
+  const uint32_t fail_after_ms_;
   const std::function<void(const LiveSegment&)> on_segment_durable_;
 
   Mutex mu_;
@@ -158,6 +185,9 @@ class LogWriter {
   uint64_t sync_wanted_seq_ BV_GUARDED_BY(mu_) = 0;  // someone waits for this to be durable
   bool stopping_ BV_GUARDED_BY(mu_) = false;
   bool flusher_exited_ BV_GUARDED_BY(mu_) = false;
+  bool failed_ BV_GUARDED_BY(mu_) = false;
+  int failures_ BV_GUARDED_BY(mu_) = 0;  // consecutive failures
+  std::chrono::steady_clock::time_point failing_since_ BV_GUARDED_BY(mu_);
   bool waiting_for_space_ BV_GUARDED_BY(mu_) = false;
   uint64_t append_waits_ BV_GUARDED_BY(mu_) = 0;
   uint64_t syncs_ BV_GUARDED_BY(mu_) = 0;

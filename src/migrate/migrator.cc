@@ -80,6 +80,13 @@ void Migrator::Loop() {
       if (stop_) return;
     }
     if (o_.housekeeping) o_.housekeeping();
+    if (o_.writer->failed()) {  // the volume drains the failed log itself (MigrateSegments)
+      MutexLock l(&mu_);
+      if (stop_) return;
+      stats_.state = "idle";
+      cv_.WaitFor(std::chrono::milliseconds(500));
+      continue;
+    }
     std::vector<log::LiveSegment> segs = o_.writer->MigratableSegments();
     bool did = false;
     Status s;
@@ -105,10 +112,20 @@ Status Migrator::MigrateOnce(bool* did) {
   *did = false;
   std::vector<log::LiveSegment> segs = o_.writer->MigratableSegments();
   if (segs.empty()) return Status::OK();
-  // Take whole segments up to the batch size (at least one).
+  // Take whole segments up to the batch size (at least one). Writers waiting
+  // for log space get small batches (space comes back sooner); an explicit
+  // drain gets large ones (denser batches merge better).
+  uint64_t limit = max_batch_bytes_.load();
+  bool draining;
+  {
+    MutexLock l(&mu_);
+    draining = drainers_ > 0;
+  }
+  if (o_.writer->GetStats().waiting_for_space) limit = std::min<uint64_t>(limit, 8u << 20);
+  else if (draining) limit *= 4;
   size_t take = 0;
   uint64_t bytes = 0;
-  while (take < segs.size() && (take == 0 || bytes + uint64_t{segs[take].data_blocks} * log::kBlockSize <= max_batch_bytes_.load())) {
+  while (take < segs.size() && (take == 0 || bytes + uint64_t{segs[take].data_blocks} * log::kBlockSize <= limit)) {
     bytes += uint64_t{segs[take].data_blocks} * log::kBlockSize;
     take++;
   }
@@ -139,7 +156,8 @@ Status Migrator::MigrateOnce(bool* did) {
   return s;
 }
 
-Status Migrator::MigrateBatch(const std::vector<log::LiveSegment>& segs) {
+Status Migrator::MigrateBatch(const std::vector<log::LiveSegment>& segs, bool* log_failed) {
+  if (log_failed) *log_failed = false;
   // 1. Read and verify every record of the batch.
   std::vector<std::vector<uint8_t>> record_data;
   std::vector<BlockRef> refs;
@@ -153,6 +171,7 @@ Status Migrator::MigrateBatch(const std::vector<log::LiveSegment>& segs) {
       Status s = log::ReadRecord(o_.log, o_.uuid, slot_start + used, seq, seg.segment_seq, nullptr,
                                  o_.segment_blocks - used, hdr.get(), &data);
       if (!s.ok()) {
+        if (log_failed) *log_failed = true;
         return Status::Corruption("log record " + std::to_string(seq) + " in segment " +
                                   std::to_string(seg.segment_seq) + " cannot be migrated: " + s.message() +
                                   ". Run `boostvol check FAST`");
@@ -178,19 +197,59 @@ Status Migrator::MigrateBatch(const std::vector<log::LiveSegment>& segs) {
   });
   refs.erase(std::unique(refs.begin(), refs.end(), [](const BlockRef& a, const BlockRef& b) { return a.lba == b.lba; }),
              refs.end());
-  std::vector<uint8_t> buf(refs.size() * log::kBlockSize);
+  // Spans: runs of dirty blocks whose gaps are at most gap_blocks. A span of
+  // three or more extents is written whole, its gaps read from home first:
+  // one read and one write instead of one write per extent (on a disk that
+  // pays per request, random writes become sequential ones).
+  const uint32_t gap = gap_blocks_.load();
+  struct Span {
+    size_t first, last;  // indexes into refs
+    uint32_t extents;
+  };
+  std::vector<Span> spans;
+  for (size_t i = 0; i < refs.size(); i++) {
+    bool joins = i > 0 && refs[i].lba - refs[i - 1].lba - 1 <= gap &&
+                 refs[i].lba - refs[spans.back().first].lba < (64u << 20) / log::kBlockSize;
+    if (!joins) {
+      spans.push_back(Span{i, i, 1});
+    } else {
+      if (refs[i].lba != refs[i - 1].lba + 1) spans.back().extents++;
+      spans.back().last = i;
+    }
+  }
+  uint64_t buf_blocks = 0;
+  for (const Span& sp : spans)
+    buf_blocks += sp.extents >= 3 ? refs[sp.last].lba - refs[sp.first].lba + 1 : sp.last - sp.first + 1;
+  std::vector<uint8_t> buf(buf_blocks * log::kBlockSize);
   home::Batch batch;
   batch.end.segment_seq = segs.back().segment_seq + 1;
   batch.end.record_seq = segs.back().last_record + 1;
-  for (size_t i = 0; i < refs.size(); i++) {
-    std::memcpy(buf.data() + i * log::kBlockSize, refs[i].data, log::kBlockSize);
-    if (i > 0 && refs[i].lba == refs[i - 1].lba + 1 && batch.extents.back().length < (64u << 20)) {
-      batch.extents.back().length += log::kBlockSize;
-    } else {
-      batch.extents.push_back(home::Extent{uint64_t{refs[i].lba} * log::kBlockSize, log::kBlockSize,
-                                           buf.data() + i * log::kBlockSize});
+  uint8_t* out = buf.data();
+  uint64_t filled_blocks = 0;
+  for (const Span& sp : spans) {
+    if (sp.extents >= 3) {
+      uint64_t first_lba = refs[sp.first].lba, n = refs[sp.last].lba - first_lba + 1;
+      BV_RETURN_IF_ERROR(o_.home->Read(first_lba * log::kBlockSize, out, n * log::kBlockSize));
+      for (size_t i = sp.first; i <= sp.last; i++)
+        std::memcpy(out + (refs[i].lba - first_lba) * log::kBlockSize, refs[i].data, log::kBlockSize);
+      batch.extents.push_back(home::Extent{first_lba * log::kBlockSize, static_cast<uint32_t>(n * log::kBlockSize), out});
+      filled_blocks += n - (sp.last - sp.first + 1);
+      out += n * log::kBlockSize;
+      continue;
+    }
+    for (size_t i = sp.first; i <= sp.last; i++) {
+      std::memcpy(out, refs[i].data, log::kBlockSize);
+      if (i > sp.first && refs[i].lba == refs[i - 1].lba + 1) {
+        batch.extents.back().length += log::kBlockSize;
+      } else {
+        batch.extents.push_back(home::Extent{uint64_t{refs[i].lba} * log::kBlockSize, log::kBlockSize, out});
+      }
+      out += log::kBlockSize;
     }
   }
+  if (filled_blocks > 0)
+    spdlog::debug("batch: {} dirty blocks in {} extents, {} gap blocks filled from home", refs.size(),
+                  batch.extents.size(), filled_blocks);
   record_data.clear();
   BV_RETURN_IF_ERROR(o_.home->ApplyBatch(batch));
 
@@ -205,10 +264,16 @@ Status Migrator::MigrateBatch(const std::vector<log::LiveSegment>& segs) {
   ms.blocks = refs.size();
   ms.bytes = refs.size() * uint64_t{log::kBlockSize};
   ms.extents = batch.extents.size();
-  BV_RETURN_IF_ERROR(o_.meta->CommitMigration(batch.end, ms));
+  Status cs = o_.meta->CommitMigration(batch.end, ms);
+  if (!cs.ok()) {
+    if (!draining_failed_log_) return cs;
+    // The log (and meta.db beside it) has failed: the home's stamp, which is
+    // authoritative, already says this batch is home; nothing is reused.
+    spdlog::warn("recording a migration batch in meta.db failed ({}); the home's stamp has it", cs.ToString());
+  }
 
   // 5. The slots may be reused.
-  o_.writer->ReleaseSegmentsBefore(batch.end.segment_seq);
+  if (!draining_failed_log_) o_.writer->ReleaseSegmentsBefore(batch.end.segment_seq);
   MutexLock l(&mu_);
   stats_.batches++;
   stats_.blocks += ms.blocks;
@@ -216,6 +281,35 @@ Status Migrator::MigrateBatch(const std::vector<log::LiveSegment>& segs) {
   stats_.extents += ms.extents;
   spdlog::debug("migrated segments {}..{}: {} blocks in {} extents", segs.front().segment_seq, segs.back().segment_seq,
                 ms.blocks, ms.extents);
+  return Status::OK();
+}
+
+Status Migrator::MigrateSegments(const std::vector<log::LiveSegment>& segs, std::vector<uint64_t>* unreadable) {
+  MutexLock run(&run_mu_);
+  draining_failed_log_ = true;
+  int backoff_ms = 100;
+  for (const log::LiveSegment& seg : segs) {
+    if (seg.segment_seq < o_.home->watermark().segment_seq) continue;  // already home
+    for (;;) {
+      bool log_failed = false;
+      Status s = MigrateBatch({seg}, &log_failed);
+      if (s.ok()) break;
+      if (log_failed) {
+        spdlog::error("segment {} of the failed log cannot be read ({}); its blocks are lost", seg.segment_seq,
+                      s.ToString());
+        unreadable->push_back(seg.segment_seq);
+        break;
+      }
+      {
+        MutexLock l(&mu_);
+        if (stop_) return Status::Aborted("the volume is stopping");
+        stats_.state = "backoff";
+        stats_.last_error = s.ToString();
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(backoff_ms));
+      backoff_ms = std::min(backoff_ms * 2, 5000);
+    }
+  }
   return Status::OK();
 }
 

@@ -77,6 +77,13 @@ class Migrator {
   // For tests and for Drain; the background thread uses it too.
   Status MigrateOnce(bool* did) BV_EXCLUDES(mu_);
 
+  // Migrates exactly these segments (a failed log's durable part, see
+  // LogWriter::TakeFailureState), retrying home failures with backoff for as
+  // long as it takes. Segments whose log records cannot be read are skipped
+  // and their seqs returned in *unreadable (their blocks are lost).
+  Status MigrateSegments(const std::vector<log::LiveSegment>& segs, std::vector<uint64_t>* unreadable)
+      BV_EXCLUDES(mu_);
+
   // Returns once every block written before the call is home (durably).
   // Waits through home outages (retrying); fails only if stopped.
   Status Drain(const ProgressFn& progress) BV_EXCLUDES(mu_);
@@ -85,6 +92,8 @@ class Migrator {
   void SetStartFraction(double f) { start_fraction_ = f; }
   void SetIdleMs(uint32_t ms) { idle_ms_ = ms; }
   void SetMaxBatchBytes(uint64_t b) { max_batch_bytes_ = b; }
+  void SetGapBlocks(uint32_t g) { gap_blocks_ = g; }
+  uint32_t gap_blocks() const { return gap_blocks_; }
   double start_fraction() const { return start_fraction_; }
   uint32_t idle_ms() const { return idle_ms_; }
   uint64_t max_batch_bytes() const { return max_batch_bytes_; }
@@ -99,14 +108,17 @@ class Migrator {
 
  private:
   void Loop();
-  Status MigrateBatch(const std::vector<log::LiveSegment>& segs);
+  // *log_failed tells a failure to read the log from a failure of the home.
+  Status MigrateBatch(const std::vector<log::LiveSegment>& segs, bool* log_failed = nullptr) BV_REQUIRES(run_mu_);
   bool ShouldMigrate(const std::vector<log::LiveSegment>& segs);
 
   const MigratorOptions o_;
   std::atomic<double> start_fraction_;
   std::atomic<uint32_t> idle_ms_;
   std::atomic<uint64_t> max_batch_bytes_;
+  std::atomic<uint32_t> gap_blocks_{64};
   Mutex run_mu_ BV_ACQUIRED_BEFORE(mu_);  // one batch at a time
+  bool draining_failed_log_ BV_GUARDED_BY(run_mu_) = false;
   Mutex mu_;
   CondVar cv_{&mu_};
   bool stop_ BV_GUARDED_BY(mu_) = false;

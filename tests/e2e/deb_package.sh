@@ -23,6 +23,8 @@ BUILD=$(cd "$(dirname "$BOOSTVOL_BIN")" && pwd)
 [[ -f $BUILD/CPackConfig.cmake ]] || fail "no CPackConfig.cmake in $BUILD: configure with a CMakeLists.txt that includes packaging/cpack.cmake"
 
 section "build the .deb"
+check "the binary and the man pages are built"
+expect_rc 0 timeout 1800 cmake --build "$BUILD" --target boostvol boostvol_man
 check "cpack -G DEB"
 expect_rc 0 timeout 900 cpack -G DEB -B "$E2E_DIR/pkg" --config "$BUILD/CPackConfig.cmake"
 DEB=$(find "$E2E_DIR/pkg" -maxdepth 1 -name 'boostvol_*.deb' | head -n1)
@@ -34,7 +36,7 @@ dpkg-deb -f "$DEB" Package Version Architecture Depends Section | sed 's/^/    |
 assert_eq "Package" "$(dpkg-deb -f "$DEB" Package)" boostvol
 deps=$(dpkg-deb -f "$DEB" Depends)
 check "Depends names fuse3 and the shared libraries"
-for d in fuse3 libfuse3-3 libsqlite3-0 libspdlog1.10; do
+for d in fuse3 libfuse3-3 libsqlite3-0 'libspdlog1\.10(-fmt9)?'; do
   grep -qE "(^|, )$d( |,|$)" <<<"$deps" || fail "Depends lacks $d: $deps"
 done
 ok "Depends: $deps"

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # fstab_mount: boostvol through mount(8), as people already mount things.
 #
-#  1. `mount -t fuse.boostvol FAST MNT -o ...` goes through mount.fuse3, which runs `boostvol FAST MNT -o OPTS`
-#     (found on PATH: here a dir holding a symlink to the binary under test). fstab-only options (nofail, _netdev,
-#     x-systemd.*, comment=, noauto) are dropped, FUSE options (allow_other) reach the mount.
+#  1. `mount -t fuse.boostvol FAST MNT -o ...` goes through mount.fuse3, which runs `boostvol FAST MNT -o OPTS`.
+#     mount(8) runs helpers with PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin, so the test
+#     runs in a private mount namespace where a tmpfs over /usr/local/sbin holds a link to the binary under test
+#     (nothing outside the namespace changes). fstab-only options (nofail, _netdev, x-systemd.*, comment=, noauto)
+#     are dropped, FUSE options (allow_other) reach the mount.
 #  2. Data written with O_DIRECT + fsync and kept in the log (the migrator held back by tunables) survives a plain
 #     `umount MNT`: the daemon gets FUSE's destroy, writes its checkpoint (clean_shutdown = 1 in meta.db), exits, and
 #     the dirty data is still in the log (sealed segments / dirty blocks > 0), nothing lost.
@@ -13,18 +15,25 @@
 # shellcheck source=SCRIPTDIR/../lib/e2e_lib.sh
 source "$(dirname "$0")/../lib/e2e_lib.sh"
 
-need_root
-need_fuse
-need_loop
-need_cmd mount umount mount.fuse3 sqlite3 python3 sha256sum
+if [[ -z ${E2E_IN_NS:-} ]]; then
+  need_root
+  need_fuse
+  need_loop
+  need_cmd mount umount mount.fuse3 unshare sqlite3 python3 sha256sum
+  exec unshare -m --propagation private env E2E_IN_NS=1 bash "$0" "$@"
+fi
 e2e_init
 
 FAST=$E2E_DIR/fast
 SLOW=$E2E_DIR/slow
 MNT=$E2E_DIR/mnt
-mkdir -p "$E2E_DIR/bin" "$MNT"
-ln -s "$BOOSTVOL_BIN" "$E2E_DIR/bin/boostvol"
-export PATH="$E2E_DIR/bin:$PATH"
+mkdir -p "$MNT"
+section "boostvol on mount(8)'s helper PATH, in this namespace only"
+mount -t tmpfs -o size=64k,mode=755 tmpfs /usr/local/sbin
+ln -s "$(readlink -f "$BOOSTVOL_BIN")" /usr/local/sbin/boostvol
+check "the helper PATH finds the binary under test"
+assert_eq "boostvol" "$(PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin command -v boostvol)" \
+  /usr/local/sbin/boostvol
 E2E_FASTS+=("$FAST")
 E2E_BV_MOUNTS+=("$MNT")
 

@@ -91,7 +91,7 @@ osd pool default pgp num = 8
 osd pool default pg autoscale mode = off
 osd crush chooseleaf type = 0
 # a killed client's watch (and so its exclusive lock) lapses after this many seconds (default 30)
-osd client watch timeout = 10
+osd client watch timeout = 5
 
 [mon]
 mon data = $dir/mon.a

@@ -8,16 +8,30 @@
       fsyncs HISTORY. Stops at the first error (the daemon was killed) or after M writes; exit 0 either way,
       printing what happened.
 
-  verify IMAGE HISTORY STATE --blocks B
+  verify IMAGE HISTORY STATE --blocks B [--zero-check N|all]
       STATE holds the verified contents of the image before this cycle ("addr seq" lines; absent = zeros),
-      HISTORY this cycle's writes. Reads every block in [0, B) with O_DIRECT and checks:
+      HISTORY this cycle's writes. Reads every block in [0, B) with O_DIRECT (1 MiB at a time) and checks:
         - each block is all zeros or a well-formed stamp (magic, address, crc32 over the block) - no mix,
           no garbage;
         - its sequence is one that was really written to that address (in STATE or HISTORY);
         - every write acknowledged by a successful fsync (seq <= last F) is there, or a newer version;
         - the blocks form a PREFIX of the write sequence: with C = the highest sequence read, every address
           reads exactly the newest version written to it with seq <= C.
+      The N blocks after [0, B) (default 64; "all": the rest of the image) must read as zeros.
+      A block that holds the same (address, seq) as in STATE was compared byte for byte when it was new; it is
+      checked by its header and crc32 only (a mix or a torn block fails the crc), which keeps a cycle cheap.
       On success rewrites STATE to what was read and prints a summary; exit 1 with the reasons otherwise.
+      IMAGE may be a regular file or a block device (a loop device over the image).
+
+  verify ... --effective EFF
+      As verify; on success also appends this cycle's writes that survived (seq <= the prefix cut) to EFF, as
+      "W seq addr" lines: EFF is then the log as the volume knows it, across all cycles.
+
+  verify-home IMAGE EFF --blocks B
+      The home copy alone (DESIGN.md 2.7): IMAGE must read as the result of a prefix of EFF, any prefix (stale
+      is fine). Each block all zeros or a whole stamp of a write in EFF to that address, and with C = the
+      highest sequence read, every address reads the newest write in EFF with seq <= C (zeros if none).
+      Exit 1 with the reasons otherwise.
 
 Block layout (little endian): magic b"BVSTAMP1" | addr u64 | seq u64 | payload (derived from addr, seq) |
 crc32 u32 of everything before it, in the last 4 bytes.
@@ -41,9 +55,13 @@ def make_block(addr, seq):
     return body + struct.pack("<I", zlib.crc32(body))
 
 
-def parse_block(data, addr):
-    """Returns ("zero", None), ("ok", seq) or ("bad", reason)."""
-    if data.count(0) == BS:
+ZERO_BLOCK = bytes(BS)
+
+
+def parse_block(data, addr, known_seq=None):
+    """Returns ("zero", None), ("ok", seq) or ("bad", reason). With known_seq (the seq this address held when it
+    was last verified in full), a block stamped with that same seq is checked by header and crc only."""
+    if data == ZERO_BLOCK:
         return "zero", None
     magic, a, seq = HDR.unpack_from(data)
     if magic != MAGIC:
@@ -53,6 +71,8 @@ def parse_block(data, addr):
         return "bad", f"checksum mismatch (a mix or torn block), header says addr={a} seq={seq}"
     if a != addr:
         return "bad", f"stamp of address {a} found at address {addr}"
+    if known_seq is not None and seq == known_seq:
+        return "ok", seq
     if data != make_block(addr, seq):
         return "bad", f"payload differs from what seq {seq} wrote"
     return "ok", seq
@@ -114,6 +134,35 @@ def cmd_write(args):
     return 0
 
 
+CHUNK_BLOCKS = 256  # 1 MiB per read
+
+
+def read_chunks(fd, first, end, problems):
+    """Yields (first block, bytes) for the blocks [first, end), read with O_DIRECT 1 MiB at a time."""
+    buf = mmap.mmap(-1, CHUNK_BLOCKS * BS)  # page aligned, as O_DIRECT needs
+    addr = first
+    while addr < end:
+        n_blocks = min(CHUNK_BLOCKS, end - addr)
+        view = memoryview(buf)[: n_blocks * BS]
+        try:
+            n = os.preadv(fd, [view], addr * BS)
+        except OSError as e:
+            problems.append(f"addr {addr}..{addr + n_blocks - 1}: read failed: {e}")
+            view.release()
+            addr += n_blocks
+            continue
+        data = bytes(view[:n])
+        view.release()
+        if n != n_blocks * BS:
+            problems.append(f"addr {addr}: short read {n} of {n_blocks * BS}")
+            n_blocks = n // BS
+            if n_blocks == 0:
+                break
+            data = data[: n_blocks * BS]
+        yield addr, data
+        addr += n_blocks
+
+
 def read_history(path):
     writes = {}  # addr -> list of seqs, ascending
     acked = None
@@ -145,27 +194,33 @@ def cmd_verify(args):
     writes, acked, max_seq = read_history(args.history)
     state = read_state(args.state)
     fd = os.open(args.image, os.O_RDONLY | os.O_DIRECT)
-    buf = mmap.mmap(-1, BS)
+    size = os.lseek(fd, 0, os.SEEK_END)  # st_size is 0 for a block device
+    image_blocks = size // BS
+    if image_blocks < args.blocks:
+        print(f"verify: {args.image} has only {image_blocks} blocks, fewer than --blocks {args.blocks} "
+              f"(a loop device detached or not set up?); nothing verified")
+        return 1
     got = {}
     problems = []
-    for addr in range(args.blocks):
-        n = os.preadv(fd, [buf], addr * BS)
-        if n != BS:
-            problems.append(f"addr {addr}: short read {n}")
+    for start, data in read_chunks(fd, 0, min(args.blocks, image_blocks), problems):
+        if data == bytes(len(data)):
             continue
-        kind, val = parse_block(bytes(buf), addr)
-        if kind == "bad":
-            problems.append(f"addr {addr}: {val}")
-        elif kind == "ok":
-            got[addr] = val
+        for i in range(len(data) // BS):
+            addr = start + i
+            kind, val = parse_block(data[i * BS:(i + 1) * BS], addr, state.get(addr))
+            if kind == "bad":
+                problems.append(f"addr {addr}: {val}")
+            elif kind == "ok":
+                got[addr] = val
     # Blocks past the tested region must still be zero (nothing was written there).
-    size = os.fstat(fd).st_size
+    tail_end = image_blocks if args.zero_check == "all" else min(args.blocks + int(args.zero_check), image_blocks)
     tail_checked = 0
-    for addr in range(args.blocks, min(args.blocks + 64, size // BS)):
-        os.preadv(fd, [buf], addr * BS)
-        tail_checked += 1
-        if bytes(buf).count(0) != BS:
-            problems.append(f"addr {addr} (never written) is not zero")
+    for start, data in read_chunks(fd, args.blocks, tail_end, problems):
+        tail_checked += len(data) // BS
+        if data != bytes(len(data)):
+            for i in range(len(data) // BS):
+                if data[i * BS:(i + 1) * BS] != ZERO_BLOCK:
+                    problems.append(f"addr {start + i} (never written) is not zero")
     os.close(fd)
 
     # Each block: a version really written there, and not older than the last fsync'ed one.
@@ -209,7 +264,56 @@ def cmd_verify(args):
         for a in sorted(got):
             f.write(f"{a} {got[a]}\n")
     os.replace(args.state + ".tmp", args.state)
+    if args.effective and cut is not None:
+        eff = sorted((s, a) for a, v in writes.items() for s in v if s <= cut)
+        with open(args.effective, "a") as f:
+            for s, a in eff:
+                f.write(f"W {s} {a}\n")
+            f.flush()
+            os.fsync(f.fileno())
     return 0
+
+
+def cmd_verify_home(args):
+    eff, _acked, max_seq = read_history(args.effective)
+    fd = os.open(args.image, os.O_RDONLY | os.O_DIRECT)
+    image_blocks = os.lseek(fd, 0, os.SEEK_END) // BS
+    if image_blocks < args.blocks:
+        print(f"verify-home: {args.image} has only {image_blocks} blocks, fewer than --blocks {args.blocks}")
+        return 1
+    got = {}
+    problems = []
+    for start, data in read_chunks(fd, 0, args.blocks, problems):
+        if data == bytes(len(data)):
+            continue
+        for i in range(len(data) // BS):
+            addr = start + i
+            kind, val = parse_block(data[i * BS:(i + 1) * BS], addr)
+            if kind == "bad":
+                problems.append(f"addr {addr}: {val}")
+            elif kind == "ok":
+                got[addr] = val
+    os.close(fd)
+    for addr, seq in got.items():
+        if seq not in set(eff.get(addr, [])):
+            problems.append(f"addr {addr}: seq {seq} is not a write to this address that the log kept")
+    cut = max(got.values()) if got else None
+    behind = 0
+    for addr in set(got) | set(eff):
+        cands = [x for x in eff.get(addr, []) if cut is not None and x <= cut]
+        expect = cands[-1] if cands else None
+        if got.get(addr) != expect:
+            problems.append(f"addr {addr}: home reads {got.get(addr)}, but the prefix up to seq {cut} says {expect} "
+                            f"(not a prefix: a mix)")
+        if eff.get(addr) and eff[addr][-1] != got.get(addr):
+            behind += 1
+    print(f"verify-home: home is the prefix up to seq {cut} of {max_seq} kept writes; {len(got)} stamped blocks, "
+          f"{behind} addresses behind the cache")
+    for p in problems[:20]:
+        print("  PROBLEM:", p)
+    if len(problems) > 20:
+        print(f"  ... and {len(problems) - 20} more")
+    return 1 if problems else 0
 
 
 def main():
@@ -227,7 +331,16 @@ def main():
     v.add_argument("history")
     v.add_argument("state")
     v.add_argument("--blocks", type=int, required=True)
+    v.add_argument("--effective", help="append the writes that survived to this file (for verify-home)")
+    v.add_argument("--zero-check", default="64",
+                   help="blocks after [0, B) that must read as zeros: a number, or 'all' for the rest of the image")
+    h = sub.add_parser("verify-home")
+    h.add_argument("image")
+    h.add_argument("effective")
+    h.add_argument("--blocks", type=int, required=True)
     args = p.parse_args()
+    if args.cmd == "verify-home":
+        return cmd_verify_home(args)
     return cmd_write(args) if args.cmd == "write" else cmd_verify(args)
 
 

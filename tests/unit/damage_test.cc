@@ -104,7 +104,9 @@ class Damage {
     std::vector<meta::SealedSegment> out;
     Status s = meta::MetaStore::Open(meta_path(), false, &m);
     EXPECT_TRUE(s.ok()) << s.ToString();
-    if (s.ok()) EXPECT_TRUE(m->LoadSealedSegments(&out).ok());
+    if (s.ok()) {
+      EXPECT_TRUE(m->LoadSealedSegments(&out).ok());
+    }
     return out;
   }
   // The image after the first k writes (nothing has been migrated: home is zeros).
@@ -209,6 +211,26 @@ void EditMeta(const std::string& db, const std::string& sql) {
   sqlite3_free(err);
   sqlite3_close(h);
   ASSERT_EQ(rc, SQLITE_OK) << msg;
+}
+
+// Flips one byte of checkpoint.entries with the sqlite3 C API (read the blob,
+// change it, write it back), as a damaged page or a hand edit would.
+void FlipCheckpointBlobByte(const std::string& db, size_t at) {
+  sqlite3* h = nullptr;
+  ASSERT_EQ(sqlite3_open(db.c_str(), &h), SQLITE_OK);
+  sqlite3_stmt* st = nullptr;
+  ASSERT_EQ(sqlite3_prepare_v2(h, "SELECT entries FROM checkpoint WHERE id = 1", -1, &st, nullptr), SQLITE_OK);
+  ASSERT_EQ(sqlite3_step(st), SQLITE_ROW);
+  const uint8_t* p = static_cast<const uint8_t*>(sqlite3_column_blob(st, 0));
+  std::vector<uint8_t> blob(p, p + sqlite3_column_bytes(st, 0));
+  sqlite3_finalize(st);
+  ASSERT_GT(blob.size(), at);
+  blob[at] ^= 0x5a;
+  ASSERT_EQ(sqlite3_prepare_v2(h, "UPDATE checkpoint SET entries = ? WHERE id = 1", -1, &st, nullptr), SQLITE_OK);
+  sqlite3_bind_blob(st, 1, blob.data(), static_cast<int>(blob.size()), SQLITE_TRANSIENT);
+  EXPECT_EQ(sqlite3_step(st), SQLITE_DONE) << sqlite3_errmsg(h);
+  sqlite3_finalize(st);
+  sqlite3_close(h);
 }
 
 CheckReport Check(const std::string& fast) {
@@ -426,9 +448,7 @@ TEST(DamageTest, CorruptCheckpointFallsBackToLogReplay) {
   d.WriteMany(11);
   ASSERT_NO_FATAL_FAILURE(d.Close());
   // Flip one byte of the entries blob, keeping its length and crc.
-  ASSERT_NO_FATAL_FAILURE(EditMeta(d.meta_path(),
-                                   "UPDATE checkpoint SET entries = substr(entries, 1, 4) || "
-                                   "x'5a' || substr(entries, 6) WHERE id = 1"));
+  ASSERT_NO_FATAL_FAILURE(FlipCheckpointBlobByte(d.meta_path(), 5));
   ASSERT_TRUE(d.Open().ok());
   EXPECT_FALSE(d.vol->GetStatus().clean_open);
   EXPECT_EQ(d.ReadAll(), d.Expected(d.writes.size()));

@@ -1,0 +1,54 @@
+#include "engine/tunables.h"
+
+#include <cerrno>
+#include <cstdlib>
+
+namespace boostvol {
+
+const std::vector<std::string>& TunableNames() {
+  static const std::vector<std::string> names = {"migrate_start_fraction", "idle_migrate_ms", "max_batch_bytes",
+                                                 "migrate_gap_blocks"};
+  return names;
+}
+
+Status ParseTunable(const std::string& key, const std::string& value, TunableValues* out) {
+  char* end = nullptr;
+  errno = 0;
+  if (key == "migrate_start_fraction") {
+    double f = std::strtod(value.c_str(), &end);
+    if (errno || end == value.c_str() || *end || !(f >= 0 && f <= 1))
+      return Status::InvalidArgument("migrate_start_fraction must be a number from 0 to 1");
+    out->migrate_start_fraction = f;
+    return Status::OK();
+  }
+  bool known = false;
+  for (const std::string& n : TunableNames()) known |= n == key;
+  if (!known) {
+    std::string list;
+    for (const std::string& n : TunableNames()) list += (list.empty() ? "" : ", ") + n;
+    return Status::InvalidArgument("unknown tunable '" + key + "' (known: " + list + ")");
+  }
+  unsigned long long v = std::strtoull(value.c_str(), &end, 10);
+  if (value.empty() || errno || end == value.c_str() || *end || value[0] == '-')
+    return Status::InvalidArgument(key + " must be a whole number");
+  if (key == "idle_migrate_ms") {
+    if (v > 86400000) return Status::InvalidArgument("idle_migrate_ms must be at most 86400000 (a day)");
+    out->idle_migrate_ms = static_cast<uint32_t>(v);
+  } else if (key == "max_batch_bytes") {
+    if (v < 4096 || v > (1ull << 30)) return Status::InvalidArgument("max_batch_bytes must be 4096 .. 1073741824");
+    out->max_batch_bytes = v;
+  } else {
+    if (v > 4096) return Status::InvalidArgument("migrate_gap_blocks must be 0 .. 4096");
+    out->migrate_gap_blocks = static_cast<uint32_t>(v);
+  }
+  return Status::OK();
+}
+
+std::vector<std::pair<std::string, std::string>> TunablesToStrings(const TunableValues& v) {
+  return {{"migrate_start_fraction", std::to_string(v.migrate_start_fraction)},
+          {"idle_migrate_ms", std::to_string(v.idle_migrate_ms)},
+          {"max_batch_bytes", std::to_string(v.max_batch_bytes)},
+          {"migrate_gap_blocks", std::to_string(v.migrate_gap_blocks)}};
+}
+
+}  // namespace boostvol

@@ -1,0 +1,594 @@
+// The error policy (DESIGN.md section 4, issue 4), in process, with exact
+// assertions on what every I/O returned. Faults are injected on the storage
+// seam with FaultInjectionEnv (per path prefix and op); power cuts check that
+// nothing acknowledged by a Flush was lost.
+//
+// The rule under test: fail only an I/O that truly cannot be served;
+// everything else waits, retries or degrades, and nothing acknowledged is lost.
+//
+// Tests named DISABLED_ assert documented behaviour the engine does not have
+// yet; each says why. Run them with --gtest_also_run_disabled_tests.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <future>
+#include <random>
+#include <thread>
+
+#include "boostvol/volume.h"
+#include "engine/volume_impl.h"
+#include "lib/fault_injection_env.h"
+#include "lib/image_model.h"
+#include "lib/temp_dirs.h"
+
+namespace boostvol {
+namespace {
+
+using test::FaultInjectionEnv;
+using test::FaultCounters;
+using test::FaultOp;
+using test::FaultRule;
+using test::PowerCutMode;
+using test::TempDirs;
+
+using Clock = std::chrono::steady_clock;
+
+constexpr uint64_t kBlock = 4096;
+constexpr uint64_t kImage = 2 << 20;  // 512 blocks
+constexpr uint32_t kSegment = 64 << 10;  // 16 blocks
+constexpr uint64_t kCache = 1 << 20;     // 16 segments = 256 log blocks
+
+struct Fixture {
+  TempDirs dirs;
+  FaultInjectionEnv env{Env::Posix()};
+  std::unique_ptr<Volume> vol;
+  std::vector<uint8_t> model = std::vector<uint8_t>(kImage, 0);  // what every acknowledged write left
+
+  void Create(uint64_t cache = kCache) {
+    CreateOptions co;
+    co.fast_dir = dirs.fast();
+    co.slow_dir = dirs.slow();
+    co.image_size = kImage;
+    co.cache_size = cache;
+    co.segment_size = kSegment;
+    co.env = &env;
+    Status s = CreateVolume(co);
+    ASSERT_TRUE(s.ok()) << s.ToString();
+  }
+  Status Open(bool migrator) {
+    OpenOptions oo;
+    oo.fast_dir = dirs.fast();
+    oo.env = &env;
+    oo.start_migrator = migrator;
+    oo.migrate_start_fraction = 0.25;
+    oo.idle_migrate_ms = 50;
+    return Volume::Open(oo, &vol);
+  }
+  VolumeImpl* impl() { return static_cast<VolumeImpl*>(vol.get()); }
+  std::string slow_image() const { return dirs.slow() + "/image"; }
+  std::string fast_log() const { return dirs.fast() + "/log"; }
+
+  static std::vector<uint8_t> Pattern(uint64_t seed, size_t len) {
+    std::vector<uint8_t> d(len);
+    std::mt19937_64 rng(seed);
+    for (size_t i = 0; i < len; i += 8) {
+      uint64_t v = rng();
+      std::memcpy(d.data() + i, &v, std::min<size_t>(8, len - i));
+    }
+    return d;
+  }
+  // Writes `nblocks` blocks at block `lba` with a pattern from `seed`; the model follows.
+  Status WriteBlocks(uint64_t lba, uint64_t nblocks, uint64_t seed) {
+    std::vector<uint8_t> d = Pattern(seed, nblocks * kBlock);
+    Status s = vol->Write(lba * kBlock, d.size(), d.data());
+    if (s.ok()) std::memcpy(model.data() + lba * kBlock, d.data(), d.size());
+    return s;
+  }
+  std::vector<uint8_t> ReadAll() {
+    std::vector<uint8_t> out(kImage);
+    Status s = vol->Read(0, kImage, out.data());
+    EXPECT_TRUE(s.ok()) << s.ToString();
+    return out;
+  }
+  Status ReadBlock(uint64_t lba, std::vector<uint8_t>* out) {
+    out->assign(kBlock, 0xEE);
+    return vol->Read(lba * kBlock, kBlock, out->data());
+  }
+  std::vector<uint8_t> ModelBlock(uint64_t lba) const {
+    return std::vector<uint8_t>(model.begin() + lba * kBlock, model.begin() + (lba + 1) * kBlock);
+  }
+  // SLOW/image as it is on disk, read around the fault env.
+  std::vector<uint8_t> HomeBytes() {
+    std::unique_ptr<Dir> d;
+    EXPECT_TRUE(Env::Posix()->OpenDir(dirs.slow(), &d).ok());
+    std::unique_ptr<File> f;
+    EXPECT_TRUE(d->OpenFile("image", OpenMode::kReadOnly, &f).ok());
+    std::vector<uint8_t> out(kImage);
+    EXPECT_TRUE(f->ReadAt(0, out.data(), out.size()).ok());
+    return out;
+  }
+  // Polls GetStatus() until pred holds (the migrator runs in the background).
+  bool WaitStatus(const std::function<bool(const VolumeStatus&)>& pred, int seconds = 20) {
+    auto deadline = Clock::now() + std::chrono::seconds(seconds);
+    while (Clock::now() < deadline) {
+      if (pred(vol->GetStatus())) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    return pred(vol->GetStatus());
+  }
+};
+
+// Counts bytes that differ (for short failure messages instead of 2 MiB dumps).
+size_t Diff(const std::vector<uint8_t>& a, const std::vector<uint8_t>& b) {
+  if (a.size() != b.size()) return SIZE_MAX;
+  size_t n = 0;
+  for (size_t i = 0; i < a.size(); i++) n += a[i] != b[i];
+  return n;
+}
+
+std::string Describe(const VolumeStatus& st) {
+  return "health=" + st.health + " migrator=" + st.migrator_state + " last_error='" + st.last_error +
+         "' dirty=" + std::to_string(st.dirty_blocks) + " live_segments=" + std::to_string(st.segments_live) + "/" +
+         std::to_string(st.segments_total) + " write_waits=" + std::to_string(st.write_waits);
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Slow dir fails on writes and syncs (EIO, then ENOSPC): writes, flushes and reads keep working, the status says
+// so, and when the fault clears migration converges by itself and home == image.
+
+class SlowDirWriteFault : public ::testing::TestWithParam<int> {};
+
+TEST_P(SlowDirWriteFault, WritesFlushesAndReadsKeepWorkingThenConverge) {
+  const int err = GetParam();
+  Fixture f;
+  f.Create();
+  ASSERT_TRUE(f.Open(/*migrator=*/true).ok());
+  // Some data home first (blocks 0..63), so reads of home-only blocks are exercised too.
+  for (uint64_t lba = 0; lba < 64; lba += 8) ASSERT_TRUE(f.WriteBlocks(lba, 8, 100 + lba).ok());
+  ASSERT_TRUE(f.vol->Drain(nullptr).ok());
+  ASSERT_EQ(f.vol->GetStatus().dirty_blocks, 0u);
+
+  FaultRule w;
+  w.path_prefix = f.dirs.slow();
+  w.op = FaultOp::kWrite;
+  w.err = err;
+  FaultRule y = w;
+  y.op = FaultOp::kSync;
+  int wid = f.env.InjectFault(w);
+  int yid = f.env.InjectFault(y);
+
+  // Writes and flushes during the outage: every one returns OK (the log is 256 blocks; this writes 96 + headers).
+  for (int round = 0; round < 6; round++) {
+    for (uint64_t lba = 100 + uint64_t(round) * 16; lba < 116 + uint64_t(round) * 16; lba += 4) {
+      Status s = f.WriteBlocks(lba, 4, 1000 * uint64_t(round) + lba);
+      ASSERT_TRUE(s.ok()) << "write during the slow-dir outage: " << s.ToString();
+    }
+    Status s = f.vol->Flush();
+    ASSERT_TRUE(s.ok()) << "flush during the slow-dir outage: " << s.ToString();
+  }
+  // Overwrite some home blocks too (the newest copy is then in the log).
+  ASSERT_TRUE(f.WriteBlocks(8, 4, 777).ok());
+
+  // The migrator tried, failed, and says so.
+  bool seen = f.WaitStatus([](const VolumeStatus& st) {
+    return st.migrator_state == "backoff" && st.health == "home-unreachable" && !st.last_error.empty();
+  });
+  VolumeStatus st = f.vol->GetStatus();
+  ASSERT_TRUE(seen) << Describe(st);
+  EXPECT_GT(f.env.Counters(wid).fired + f.env.Counters(yid).fired, 0u);
+  EXPECT_GT(st.dirty_blocks, 0u);
+  // Reads: cached blocks and (reads are not faulted here) home blocks, all exact.
+  std::vector<uint8_t> b;
+  ASSERT_TRUE(f.ReadBlock(100, &b).ok());
+  EXPECT_EQ(b, f.ModelBlock(100));
+  ASSERT_TRUE(f.ReadBlock(8, &b).ok());
+  EXPECT_EQ(b, f.ModelBlock(8));
+  ASSERT_EQ(Diff(f.ReadAll(), f.model), 0u);
+
+  // The fault clears: migration resumes by itself (no drain request) and the volume converges.
+  f.env.ClearFaults();
+  bool healed = f.WaitStatus([](const VolumeStatus& s) { return s.health == "healthy" && s.last_error.empty(); }, 90);
+  ASSERT_TRUE(healed) << "the migrator did not recover by itself: " << Describe(f.vol->GetStatus());
+  ASSERT_TRUE(f.vol->Drain(nullptr).ok());
+  st = f.vol->GetStatus();
+  EXPECT_EQ(st.dirty_blocks, 0u) << Describe(st);
+  EXPECT_EQ(st.health, "healthy");
+  ASSERT_EQ(Diff(f.ReadAll(), f.model), 0u);
+  ASSERT_TRUE(f.vol->Close().ok());
+  EXPECT_EQ(Diff(f.HomeBytes(), f.model), 0u) << "SLOW/image differs from the image after a drain";
+}
+
+INSTANTIATE_TEST_SUITE_P(Errno, SlowDirWriteFault, ::testing::Values(EIO, ENOSPC),
+                         [](const ::testing::TestParamInfo<int>& i) { return i.param == EIO ? "EIO" : "ENOSPC"; });
+
+// Every operation on the slow dir fails (a network mount gone): the same, and Drain waits through it.
+TEST(FaultTest, SlowDirGoneEntirelyDrainWaitsThroughTheOutage) {
+  Fixture f;
+  f.Create();
+  ASSERT_TRUE(f.Open(true).ok());
+  FaultRule r;
+  r.path_prefix = f.dirs.slow();
+  r.op = FaultOp::kAny;
+  r.err = EIO;
+  f.env.InjectFault(r);
+  for (uint64_t lba = 200; lba < 264; lba += 8) ASSERT_TRUE(f.WriteBlocks(lba, 8, lba).ok());
+  ASSERT_TRUE(f.vol->Flush().ok());
+  auto drain = std::async(std::launch::async, [&] { return f.vol->Drain(nullptr); });
+  // The drain must neither fail nor finish while home is gone.
+  EXPECT_EQ(drain.wait_for(std::chrono::seconds(2)), std::future_status::timeout) << "drain returned during the outage";
+  ASSERT_TRUE(f.WaitStatus([](const VolumeStatus& st) { return st.health == "home-unreachable"; }));
+  f.env.ClearFaults();
+  ASSERT_EQ(drain.wait_for(std::chrono::seconds(60)), std::future_status::ready);
+  Status s = drain.get();
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  ASSERT_TRUE(f.vol->Close().ok());
+  EXPECT_EQ(Diff(f.HomeBytes(), f.model), 0u);
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Reads of blocks that live only at home while the slow dir fails: that read alone fails with EIO, after a bounded
+// number of attempts; reads of cached blocks succeed; once the fault clears the same read succeeds.
+
+TEST(FaultTest, HomeOnlyReadFailsAloneWithEioOthersSucceed) {
+  Fixture f;
+  f.Create();
+  ASSERT_TRUE(f.Open(false).ok());
+  ASSERT_TRUE(f.WriteBlocks(0, 32, 1).ok());
+  ASSERT_TRUE(f.vol->Drain(nullptr).ok());  // blocks 0..31 now live only at home
+  ASSERT_TRUE(f.WriteBlocks(100, 8, 2).ok());  // blocks 100..107 are cached
+  ASSERT_TRUE(f.vol->Flush().ok());
+
+  FaultRule r;
+  r.path_prefix = f.slow_image();
+  r.op = FaultOp::kRead;
+  r.err = EIO;
+  int id = f.env.InjectFault(r);
+
+  std::vector<uint8_t> b;
+  Status s = f.ReadBlock(5, &b);
+  ASSERT_FALSE(s.ok()) << "a read of a home-only block succeeded while SLOW/image cannot be read";
+  EXPECT_EQ(s.code(), Status::Code::kIoError) << s.ToString();
+  EXPECT_EQ(s.err(), EIO) << s.ToString();
+  uint64_t attempts = f.env.Counters(id).fired;
+  RecordProperty("home_read_attempts", static_cast<int>(attempts));
+  std::printf("[ info     ] a failing home read was attempted %llu time(s) before EIO\n",
+              static_cast<unsigned long long>(attempts));
+  EXPECT_GE(attempts, 1u);
+  EXPECT_LE(attempts, 16u) << "home reads must fail after BOUNDED retries";
+
+  // Other reads: cached blocks are served.
+  for (uint64_t lba = 100; lba < 108; lba++) {
+    ASSERT_TRUE(f.ReadBlock(lba, &b).ok()) << "cached block " << lba;
+    EXPECT_EQ(b, f.ModelBlock(lba));
+  }
+  // Writes still work, and a home-only block overwritten whole is then served from the log.
+  ASSERT_TRUE(f.WriteBlocks(6, 1, 3).ok());
+  ASSERT_TRUE(f.ReadBlock(6, &b).ok());
+  EXPECT_EQ(b, f.ModelBlock(6));
+  ASSERT_TRUE(f.vol->Flush().ok());
+  // The failure is not sticky: the fault clears, the same read succeeds.
+  f.env.ClearFaults();
+  ASSERT_TRUE(f.ReadBlock(5, &b).ok());
+  EXPECT_EQ(b, f.ModelBlock(5));
+  ASSERT_EQ(Diff(f.ReadAll(), f.model), 0u);
+}
+
+// DESIGN.md 4: "a read of a block that lives only at home fails with EIO after bounded retries". So a single
+// transient EIO from SLOW must not reach the reader. DISABLED: today VolumeImpl::ReadBlocks calls Home::Read once
+// and DirectoryHome::Read does not retry (its log message says "the read is retried", but nothing retries it).
+TEST(FaultTest, DISABLED_TransientHomeReadErrorIsRetried) {
+  Fixture f;
+  f.Create();
+  ASSERT_TRUE(f.Open(false).ok());
+  ASSERT_TRUE(f.WriteBlocks(0, 8, 1).ok());
+  ASSERT_TRUE(f.vol->Drain(nullptr).ok());
+  FaultRule r;
+  r.path_prefix = f.slow_image();
+  r.op = FaultOp::kRead;
+  r.count = 1;
+  int id = f.env.InjectFault(r);
+  std::vector<uint8_t> b;
+  Status s = f.ReadBlock(3, &b);
+  EXPECT_EQ(f.env.Counters(id).fired, 1u);
+  ASSERT_TRUE(s.ok()) << "one transient EIO from SLOW failed the read: " << s.ToString();
+  EXPECT_EQ(b, f.ModelBlock(3));
+}
+
+// volume.h: "Writes never fail because the log is full or the home is unreachable: they wait". A sub-block write to
+// a block that lives only at home must merge with the old contents; while home cannot be read it must wait (or be
+// served), not fail. DISABLED: today VolumeImpl::Write's merge returns the home read's EIO to the writer at once.
+// Through FUSE and the loop device this is a failed WRITE seen by the filesystem (sub-4k writes: 512-byte sector
+// filesystems, XFS log writes, partial-page O_DIRECT).
+TEST(FaultTest, DISABLED_SubBlockWriteToHomeOnlyBlockWaitsForHome) {
+  Fixture f;
+  f.Create();
+  ASSERT_TRUE(f.Open(false).ok());
+  ASSERT_TRUE(f.WriteBlocks(0, 8, 1).ok());
+  ASSERT_TRUE(f.vol->Drain(nullptr).ok());
+  FaultRule r;
+  r.path_prefix = f.slow_image();
+  r.op = FaultOp::kRead;
+  f.env.InjectFault(r);
+  std::vector<uint8_t> sector = Fixture::Pattern(9, 512);
+  auto w = std::async(std::launch::async, [&] { return f.vol->Write(2 * kBlock + 512, 512, sector.data()); });
+  if (w.wait_for(std::chrono::seconds(2)) == std::future_status::ready) {
+    // Returning at once is fine only if it succeeded.
+    Status s = w.get();
+    f.env.ClearFaults();
+    ASSERT_TRUE(s.ok()) << "a 512-byte write to a home-only block FAILED while SLOW reads fail: " << s.ToString();
+  } else {
+    f.env.ClearFaults();
+    ASSERT_EQ(w.wait_for(std::chrono::seconds(30)), std::future_status::ready);
+    Status s = w.get();
+    ASSERT_TRUE(s.ok()) << s.ToString();
+  }
+  std::memcpy(f.model.data() + 2 * kBlock + 512, sector.data(), 512);
+  ASSERT_EQ(Diff(f.ReadAll(), f.model), 0u);
+}
+
+// Today's behaviour of the case above, pinned so a change is noticed: the sub-block write fails with EIO and
+// changes nothing; the same write succeeds once home is readable.
+TEST(FaultTest, SubBlockWriteToHomeOnlyBlockWhileHomeUnreadableToday) {
+  Fixture f;
+  f.Create();
+  ASSERT_TRUE(f.Open(false).ok());
+  ASSERT_TRUE(f.WriteBlocks(0, 8, 1).ok());
+  ASSERT_TRUE(f.vol->Drain(nullptr).ok());
+  FaultRule r;
+  r.path_prefix = f.slow_image();
+  r.op = FaultOp::kRead;
+  f.env.InjectFault(r);
+  std::vector<uint8_t> sector = Fixture::Pattern(9, 512);
+  Status s = f.vol->Write(2 * kBlock + 512, 512, sector.data());
+  std::printf("[ info     ] 512-byte write to a home-only block while SLOW reads fail: %s\n", s.ToString().c_str());
+  // Whole-block writes are unaffected.
+  ASSERT_TRUE(f.WriteBlocks(3, 1, 5).ok());
+  f.env.ClearFaults();
+  if (!s.ok()) {
+    EXPECT_EQ(s.err(), EIO);
+    ASSERT_TRUE(f.vol->Write(2 * kBlock + 512, 512, sector.data()).ok());
+  }
+  std::memcpy(f.model.data() + 2 * kBlock + 512, sector.data(), 512);
+  ASSERT_EQ(Diff(f.ReadAll(), f.model), 0u);
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Log full while the slow dir is down: writers wait (blocked, not failed); when the slow dir comes back they finish.
+
+TEST(FaultTest, LogFullWhileSlowDirDownWritersWaitThenComplete) {
+  Fixture f;
+  f.Create();
+  ASSERT_TRUE(f.Open(true).ok());
+  FaultRule w;
+  w.path_prefix = f.dirs.slow();
+  w.op = FaultOp::kWrite;
+  f.env.InjectFault(w);
+  FaultRule y = w;
+  y.op = FaultOp::kSync;
+  f.env.InjectFault(y);
+
+  // 448 blocks in 8-block writes: far more than the 256-block log holds.
+  std::atomic<int> done{0};
+  std::atomic<int> failed{0};
+  std::string first_error;
+  std::vector<uint8_t> model2 = f.model;
+  std::thread writer([&] {
+    for (uint64_t lba = 0; lba < 448; lba += 8) {
+      std::vector<uint8_t> d = Fixture::Pattern(5000 + lba, 8 * kBlock);
+      Status s = f.vol->Write(lba * kBlock, d.size(), d.data());
+      if (!s.ok()) {
+        if (failed++ == 0) first_error = s.ToString();
+        continue;
+      }
+      std::memcpy(model2.data() + lba * kBlock, d.data(), d.size());
+      done++;
+    }
+    Status s = f.vol->Flush();
+    if (!s.ok() && failed++ == 0) first_error = "flush: " + s.ToString();
+  });
+  // The writer reaches a full log and waits.
+  bool waiting = f.WaitStatus([](const VolumeStatus& st) { return st.write_waits > 0 && st.segments_live == st.segments_total; });
+  VolumeStatus st = f.vol->GetStatus();
+  int done_at_wait = done.load();
+  std::this_thread::sleep_for(std::chrono::seconds(2));
+  int done_later = done.load();
+  EXPECT_TRUE(waiting) << Describe(st);
+  EXPECT_EQ(failed.load(), 0) << "a write failed while the log was full and home down: " << first_error;
+  EXPECT_LT(done_later, 56) << "the writer finished although the log cannot hold its data";
+  EXPECT_EQ(done_later, done_at_wait) << "the writer should be blocked, not progressing";
+  st = f.vol->GetStatus();
+  EXPECT_EQ(st.health, "home-unreachable") << Describe(st);
+  EXPECT_FALSE(st.last_error.empty());
+  std::printf("[ info     ] while blocked: %s; %d of 56 writes done\n", Describe(st).c_str(), done_later);
+
+  f.env.ClearFaults();
+  writer.join();
+  EXPECT_EQ(failed.load(), 0) << first_error;
+  EXPECT_EQ(done.load(), 56);
+  f.model = model2;
+  ASSERT_TRUE(f.vol->Drain(nullptr).ok());
+  ASSERT_EQ(Diff(f.ReadAll(), f.model), 0u);
+  ASSERT_TRUE(f.vol->Close().ok());
+  EXPECT_EQ(Diff(f.HomeBytes(), f.model), 0u);
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// fsync fails on the slow dir (fsyncgate: the env drops the unsynced pages on a failed sync). The batch must be
+// rewritten, not just re-synced: after the drain, a power cut of SLOW must leave home == image. Each `skip` hits a
+// different sync of ApplyBatch (journal, image, stamp tmp, SLOW dir, ...).
+
+class SlowDirFsyncgate : public ::testing::TestWithParam<int> {};
+
+TEST_P(SlowDirFsyncgate, BatchIsRewrittenNothingLost) {
+  const int skip = GetParam();
+  Fixture f;
+  f.Create();
+  ASSERT_TRUE(f.Open(false).ok());
+  for (uint64_t lba = 0; lba < 128; lba += 16) ASSERT_TRUE(f.WriteBlocks(lba, 16, 40 + lba).ok());
+  ASSERT_TRUE(f.vol->Drain(nullptr).ok());  // a first generation home, synced
+  ASSERT_TRUE(f.env.PowerCut(PowerCutMode::kDropUnsynced, 1, f.dirs.slow()).ok());
+  f.vol.reset();
+  ASSERT_TRUE(f.Open(false).ok());
+  // A second generation over it, migrated while one sync on SLOW fails.
+  for (uint64_t lba = 0; lba < 128; lba += 16) ASSERT_TRUE(f.WriteBlocks(lba, 16, 90 + lba).ok());
+  ASSERT_TRUE(f.vol->Flush().ok());
+  FaultRule r;
+  r.path_prefix = f.dirs.slow();
+  r.op = FaultOp::kSync;
+  r.skip = static_cast<uint64_t>(skip);
+  r.count = 1;
+  int id = f.env.InjectFault(r);
+  Status s = f.vol->Drain(nullptr);
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  FaultCounters c = f.env.Counters(id);
+  f.env.ClearFaults();
+  if (c.fired == 0) GTEST_SKIP() << "the drain did only " << c.matched << " syncs on SLOW; nothing to test at skip " << skip;
+  // The page cache view and the durable view must both be the image.
+  EXPECT_EQ(Diff(f.HomeBytes(), f.model), 0u) << "home differs before the cut";
+  ASSERT_TRUE(f.vol->Close().ok());
+  ASSERT_TRUE(f.env.PowerCut(PowerCutMode::kDropUnsynced, 2, f.dirs.slow()).ok());
+  EXPECT_EQ(Diff(f.HomeBytes(), f.model), 0u) << "after a failed fsync (skip " << skip
+                                              << ") the drained data was not durable at home";
+  // And the volume reopens onto it and reads the image.
+  ASSERT_TRUE(f.Open(false).ok());
+  ASSERT_EQ(Diff(f.ReadAll(), f.model), 0u);
+}
+
+INSTANTIATE_TEST_SUITE_P(Skip, SlowDirFsyncgate, ::testing::Values(0, 1, 2, 3, 4, 5));
+
+// ---------------------------------------------------------------------------------------------------------
+// The fast dir fails transiently on log writes or log syncs (EIO, ENOSPC): N failures then OK. Writes and flushes
+// succeed; a power cut of FAST after a successful flush loses nothing.
+
+struct FastFault {
+  FaultOp op;
+  int err;
+  int count;
+};
+
+class FastDirTransient : public ::testing::TestWithParam<FastFault> {};
+
+TEST_P(FastDirTransient, WritesAndFlushesSucceedNothingLostAfterPowerCut) {
+  const FastFault p = GetParam();
+  Fixture f;
+  f.Create();
+  ASSERT_TRUE(f.Open(false).ok());
+  ASSERT_TRUE(f.WriteBlocks(0, 16, 1).ok());
+  ASSERT_TRUE(f.vol->Flush().ok());
+  FaultRule r;
+  r.path_prefix = f.fast_log();
+  r.op = p.op;
+  r.err = p.err;
+  r.count = p.count;
+  int id = f.env.InjectFault(r);
+  for (uint64_t lba = 16; lba < 112; lba += 8) {
+    Status s = f.WriteBlocks(lba, 8, 10 + lba);
+    ASSERT_TRUE(s.ok()) << "write with a transient log fault: " << s.ToString();
+    if (lba % 32 == 0) {
+      s = f.vol->Flush();
+      ASSERT_TRUE(s.ok()) << "flush with a transient log fault: " << s.ToString();
+    }
+  }
+  Status s = f.vol->Flush();
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  EXPECT_EQ(f.env.Counters(id).fired, static_cast<uint64_t>(p.count)) << "the fault did not fire as planned";
+  ASSERT_EQ(Diff(f.ReadAll(), f.model), 0u);
+  // Power cut of FAST right after the successful flush: everything flushed survives.
+  ASSERT_TRUE(f.env.PowerCut(PowerCutMode::kDropUnsynced, 3, f.dirs.fast()).ok());
+  f.env.ClearFaults();
+  f.vol.reset();
+  s = f.Open(false);
+  ASSERT_TRUE(s.ok()) << "reopen after the power cut: " << s.ToString();
+  ASSERT_EQ(Diff(f.ReadAll(), f.model), 0u) << "flushed data lost after a transient fast-dir fault and a power cut";
+  ASSERT_TRUE(f.vol->Drain(nullptr).ok());
+  ASSERT_TRUE(f.vol->Close().ok());
+  EXPECT_EQ(Diff(f.HomeBytes(), f.model), 0u);
+}
+
+INSTANTIATE_TEST_SUITE_P(Faults, FastDirTransient,
+                         ::testing::Values(FastFault{FaultOp::kWrite, EIO, 3}, FastFault{FaultOp::kWrite, ENOSPC, 3},
+                                           FastFault{FaultOp::kSync, EIO, 3}, FastFault{FaultOp::kSync, ENOSPC, 2},
+                                           FastFault{FaultOp::kWrite, EIO, 12}),
+                         [](const ::testing::TestParamInfo<FastFault>& i) {
+                           return std::string(i.param.op == FaultOp::kWrite ? "Write" : "Sync") +
+                                  (i.param.err == EIO ? "Eio" : "Enospc") + "x" + std::to_string(i.param.count);
+                         });
+
+// The fast dir fails for good on the log: Flush must never return OK unless durable. Today's behaviour, pinned:
+// Flush blocks (it retries forever) and returns OK only after the fault clears, and then the data is durable.
+TEST(FaultTest, FastDirLogFailingFlushNeverAcknowledgedUntilDurable) {
+  Fixture f;
+  f.Create();
+  ASSERT_TRUE(f.Open(false).ok());
+  ASSERT_TRUE(f.WriteBlocks(0, 8, 1).ok());
+  ASSERT_TRUE(f.vol->Flush().ok());
+  FaultRule r;
+  r.path_prefix = f.fast_log();
+  r.op = FaultOp::kAny;
+  r.err = EIO;
+  f.env.InjectFault(r);
+  ASSERT_TRUE(f.WriteBlocks(8, 8, 2).ok());  // accepted into the RAM buffer
+  auto flush = std::async(std::launch::async, [&] { return f.vol->Flush(); });
+  bool returned = flush.wait_for(std::chrono::seconds(3)) == std::future_status::ready;
+  Status early;
+  if (returned) early = flush.get();
+  EXPECT_FALSE(returned && early.ok()) << "Flush returned OK while no log write could succeed";
+  if (returned) std::printf("[ info     ] Flush with the log failing returned: %s\n", early.ToString().c_str());
+  f.env.ClearFaults();
+  if (!returned) {
+    ASSERT_EQ(flush.wait_for(std::chrono::seconds(30)), std::future_status::ready);
+    Status s = flush.get();
+    ASSERT_TRUE(s.ok()) << s.ToString();
+  } else {
+    ASSERT_TRUE(f.vol->Flush().ok());
+  }
+  ASSERT_TRUE(f.env.PowerCut(PowerCutMode::kDropUnsynced, 4, f.dirs.fast()).ok());
+  f.vol.reset();
+  ASSERT_TRUE(f.Open(false).ok());
+  ASSERT_EQ(Diff(f.ReadAll(), f.model), 0u);
+}
+
+// DESIGN.md 4: "fast dir fails on a log write: retry; if it persists, degrade to write-through to the slow dir for new
+// writes and drain what the log still holds". DISABLED: not implemented; today Write blocks once the record buffers
+// are full and Flush blocks until the log works again (no write-through, no "degraded-write-through" health).
+TEST(FaultTest, DISABLED_FastDirFailingForGoodDegradesToWriteThrough) {
+  Fixture f;
+  f.Create();
+  ASSERT_TRUE(f.Open(true).ok());
+  ASSERT_TRUE(f.WriteBlocks(0, 8, 1).ok());
+  ASSERT_TRUE(f.vol->Flush().ok());
+  FaultRule r;
+  r.path_prefix = f.fast_log();
+  r.op = FaultOp::kWrite;
+  f.env.InjectFault(r);
+  FaultRule y = r;
+  y.op = FaultOp::kSync;
+  f.env.InjectFault(y);
+  // Enough writes to exhaust every record buffer; each must be accepted, and a Flush must return OK (durable at home).
+  auto work = std::async(std::launch::async, [&]() -> Status {
+    for (uint64_t lba = 8; lba < 264; lba += 8) BV_RETURN_IF_ERROR(f.WriteBlocks(lba, 8, lba));
+    return f.vol->Flush();
+  });
+  bool finished = work.wait_for(std::chrono::seconds(60)) == std::future_status::ready;
+  if (!finished) {
+    f.env.ClearFaults();  // let the stuck thread end before the fixture goes
+    work.wait();
+    FAIL() << "writes/flush blocked for 60 s with the log failing: no write-through degrade; "
+           << Describe(f.vol->GetStatus());
+  }
+  Status s = work.get();
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  EXPECT_EQ(f.vol->GetStatus().health, "degraded-write-through");
+  // The flush said durable: a power cut of everything loses nothing (home holds it all, or the log's good part).
+  ASSERT_TRUE(f.env.PowerCut(PowerCutMode::kDropUnsynced, 5, "").ok());
+  f.env.ClearFaults();
+  f.vol.reset();
+  ASSERT_TRUE(f.Open(false).ok());
+  ASSERT_EQ(Diff(f.ReadAll(), f.model), 0u);
+}
+
+}  // namespace
+}  // namespace boostvol
