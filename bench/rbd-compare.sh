@@ -4,6 +4,7 @@
 # single-node cluster (tests/lib/ceph_cluster.sh). Needs root, fio, qemu-storage-daemon + qemu-block-extra
 # (block-rbd), the Ceph packages (scripts/install-ceph.sh). Prints a Markdown table.
 #   sudo bench/rbd-compare.sh [RUNTIME_SECONDS]     (default 20 s per job)
+#   BV_CREATE_ARGS=--no-home-journal sudo bench/rbd-compare.sh   (the cost of the home journal)
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 BIN=${BOOSTVOL_BIN:-$here/build/boostvol}
@@ -49,7 +50,7 @@ kill "$QSD"; wait "$QSD" 2>/dev/null || true; QSD=
 
 # boostvol, home rbd:rbd/bv
 mkdir -p "$RUN/bv/fast" "$RUN/bv/mnt"
-"$BIN" create "$RUN/bv/fast" rbd:rbd/bv --size $SIZE --cache-size 1G --ceph-conf "$CEPH_CONF" >/dev/null
+"$BIN" create "$RUN/bv/fast" rbd:rbd/bv --size $SIZE --cache-size 1G --ceph-conf "$CEPH_CONF" ${BV_CREATE_ARGS:-} >/dev/null 2>&1
 "$BIN" mount "$RUN/bv/fast" "$RUN/bv/mnt" >/dev/null
 L=$(losetup -f --show --direct-io=on "$RUN/bv/mnt/image"); LOOPS+=("$L")
 # fsync first, while the cache is empty (the migrator idle), then the random writes (which fill the cache and start

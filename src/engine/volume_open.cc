@@ -217,6 +217,13 @@ class VolumeOpener {
         return false;
       }
     }
+    // The log must hold what the checkpoint indexes (meta.db newer than the
+    // log, e.g. the log restored from an old copy): walk the last segment's
+    // records up to the tail and check the last one chains to tail.prev_crc.
+    if (!LastSegmentMatches(v, cp, start, sealed)) {
+      spdlog::warn("the log does not hold the records meta.db's checkpoint ends with; rebuilding the index from the log");
+      return false;
+    }
     {
       WriterLock l(&v->index_mu_);
       for (const meta::IndexEntry& e : cp.entries) v->index_->Put(e.lba, IndexValue{e.pos, e.crc});
@@ -247,6 +254,41 @@ class VolumeOpener {
       wo->live.push_back(cur);
     }
     return true;
+  }
+
+  // True if the records of the checkpoint's last segment are in the log, in
+  // order, ending with the record whose header_crc is tail.prev_crc.
+  static bool LastSegmentMatches(VolumeImpl* v, const meta::Checkpoint& cp, const meta::Watermark& start,
+                                 const std::vector<meta::SealedSegment>& sealed) {
+    const meta::VolumeRow& row = v->row_;
+    if (cp.tail.next_record_seq == start.record_seq) return true;  // no record since the watermark
+    uint64_t seg = cp.tail.segment_seq, first = start.record_seq;
+    uint32_t end_block = cp.tail.next_block_in_segment;
+    for (const meta::SealedSegment& x : sealed) {
+      if (x.segment_seq < seg) first = x.last_record + 1;
+    }
+    if (end_block == 0 || first >= cp.tail.next_record_seq) {
+      // The tail segment is empty: the last record ends the sealed segment before it.
+      const meta::SealedSegment* last = nullptr;
+      for (const meta::SealedSegment& x : sealed)
+        if (x.segment_seq < seg) last = &x;
+      if (last == nullptr) return false;
+      seg = last->segment_seq;
+      first = last->first_record;
+      end_block = row.segment_blocks;
+    }
+    auto hdr = std::make_unique<log::RecordHeader>();
+    std::vector<uint8_t> data;
+    uint32_t slot_start = static_cast<uint32_t>((seg % row.segment_count) * row.segment_blocks);
+    uint32_t used = 0;
+    for (uint64_t r = first; r < cp.tail.next_record_seq; r++) {
+      if (used >= end_block) return false;
+      if (!log::ReadRecord(v->log_file_.get(), v->uuid_, slot_start + used, r, seg, nullptr,
+                           row.segment_blocks - used, hdr.get(), &data).ok())
+        return false;
+      used += 1 + hdr->nblocks;
+    }
+    return hdr->header_crc == cp.tail.prev_crc;
   }
 
   static Status Replay(VolumeImpl* v, const OpenOptions& o, const meta::Watermark& start, uint64_t known_durable,
