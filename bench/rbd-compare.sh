@@ -50,6 +50,7 @@ kill "$QSD"; wait "$QSD" 2>/dev/null || true; QSD=
 
 # boostvol, home rbd:rbd/bv
 mkdir -p "$RUN/bv/fast" "$RUN/bv/mnt"
+# shellcheck disable=SC2086 # BV_CREATE_ARGS is a list of words
 "$BIN" create "$RUN/bv/fast" rbd:rbd/bv --size $SIZE --cache-size 1G --ceph-conf "$CEPH_CONF" ${BV_CREATE_ARGS:-} >/dev/null 2>&1
 "$BIN" mount "$RUN/bv/fast" "$RUN/bv/mnt" >/dev/null
 L=$(losetup -f --show --direct-io=on "$RUN/bv/mnt/image"); LOOPS+=("$L")

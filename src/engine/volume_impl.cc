@@ -170,7 +170,20 @@ Status VolumeImpl::Write(uint64_t offset, size_t len, const void* buf) {
   bool tail_partial = (offset + len) % kBlockSize != 0 && !(n == 1 && head_partial);
   if (head_partial || tail_partial) partial.reset(new Partial[2]);
   auto merge = [&](Partial* p) -> Status {
-    BV_RETURN_IF_ERROR(ReadBlockVersion(p->lba, p->data, &p->v));
+    for (int backoff_ms = 100, tries = 0;; backoff_ms = std::min(backoff_ms * 2, 5000), tries++) {
+      Status s = ReadBlockVersion(p->lba, p->data, &p->v);
+      if (s.ok()) break;
+      // A cached copy that fails its checks cannot be merged into: this
+      // write truly cannot be served. A block that lives only at home while
+      // the home cannot be read is different: the write waits for the home
+      // (DESIGN.md 4), it never fails because the home is away.
+      if (p->v.cached || closed_) return s;
+      if (tries == 0)
+        spdlog::warn("a {}-byte write into image block {} must merge with the block's home copy, which cannot be read "
+                     "now ({}); the write waits for the home to come back",
+                     len, p->lba, s.message());
+      std::this_thread::sleep_for(std::chrono::milliseconds(backoff_ms));
+    }
     uint64_t block_start = p->lba * kBlockSize;
     uint64_t from = std::max(block_start, offset), to = std::min(block_start + kBlockSize, offset + len);
     std::memcpy(p->data + (from - block_start), src + (from - offset), to - from);
@@ -427,6 +440,10 @@ VolumeStatus VolumeImpl::GetStatus() {
     st.next_record = ws.next_seq;
     st.durable_record = ws.durable_seq;
     st.write_waits = ws.append_waits;
+    if (ws.failing && st.health == "healthy") {
+      st.health = "fast-dir-error";
+      st.last_error = "writes to the log on FAST are failing and being retried";
+    }
   }
   st.watermark_record = home_->watermark().record_seq;
   if (migrator_) {
@@ -438,6 +455,14 @@ VolumeStatus VolumeImpl::GetStatus() {
     if (ms.failing_since_unix != 0) {
       st.health = "home-unreachable";
       st.last_error = ms.last_error;
+    } else if (ms.batch_running_ms > 30000) {
+      st.health = "home-slow";
+      st.last_error = "a migration batch has waited on the home for " + std::to_string(ms.batch_running_ms / 1000) +
+                      " s (a hung network mount?)";
+    }
+    if (!ms.meta_error.empty() && st.health == "healthy") {
+      st.health = "fast-dir-error";
+      st.last_error = "meta.db refuses commits: " + ms.meta_error;
     }
   }
   if (degraded_) {

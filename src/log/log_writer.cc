@@ -426,6 +426,7 @@ LogWriter::Stats LogWriter::GetStats() {
   s.syncs = syncs_;
   s.write_retries = write_retries_;
   s.waiting_for_space = waiting_for_space_;
+  s.failing = failures_ > 0;
   return s;
 }
 

@@ -143,6 +143,7 @@ class LogWriter {
     uint64_t live_blocks;  // blocks of log in live segments
     uint64_t append_waits, syncs, write_retries;
     bool waiting_for_space;
+    bool failing;  // log writes or syncs are failing and being retried
   };
   Stats GetStats() BV_EXCLUDES(mu_);
 

@@ -54,7 +54,13 @@ void Migrator::Kick() {
 
 Migrator::Stats Migrator::GetStats() {
   MutexLock l(&mu_);
-  return stats_;
+  Stats st = stats_;
+  st.meta_error = meta_error_;
+  if (st.state == "migrating")
+    st.batch_running_ms = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                                    std::chrono::steady_clock::now() - batch_started_)
+                                                    .count());
+  return st;
 }
 
 bool Migrator::ShouldMigrate(const std::vector<log::LiveSegment>& segs) {
@@ -97,7 +103,9 @@ void Migrator::Loop() {
     if (!s.ok()) {
       stats_.state = "backoff";
       cv_.WaitFor(std::chrono::seconds(backoff_s));
-      backoff_s = std::min(backoff_s * 2, 60);
+      // Capped low: when the home comes back, writers waiting for log space
+      // should not wait long for the next try.
+      backoff_s = std::min(backoff_s * 2, 8);
       continue;
     }
     backoff_s = 1;
@@ -133,6 +141,10 @@ Status Migrator::MigrateOnce(bool* did) {
   {
     MutexLock l(&mu_);
     stats_.state = "migrating";
+  }
+  {
+    MutexLock l(&mu_);
+    batch_started_ = std::chrono::steady_clock::now();
   }
   Status s = MigrateBatch(segs);
   MutexLock l(&mu_);
@@ -265,11 +277,22 @@ Status Migrator::MigrateBatch(const std::vector<log::LiveSegment>& segs, bool* l
   ms.bytes = refs.size() * uint64_t{log::kBlockSize};
   ms.extents = batch.extents.size();
   Status cs = o_.meta->CommitMigration(batch.end, ms);
-  if (!cs.ok()) {
-    if (!draining_failed_log_) return cs;
-    // The log (and meta.db beside it) has failed: the home's stamp, which is
-    // authoritative, already says this batch is home; nothing is reused.
-    spdlog::warn("recording a migration batch in meta.db failed ({}); the home's stamp has it", cs.ToString());
+  {
+    MutexLock l(&mu_);
+    if (!cs.ok()) {
+      // The home's stamp, durable before this step and authoritative at
+      // mount, already records the batch; the next successful commit (or the
+      // next mount) brings meta.db up to it. Not freeing the segments here
+      // would make writers wait forever on a full or broken FAST.
+      if (meta_error_.empty())
+        spdlog::warn("recording a migration batch in meta.db failed ({}); the home's stamp has it, so the log "
+                     "space is freed anyway. Check FAST (full? read-only?)",
+                     cs.ToString());
+      meta_error_ = cs.ToString();
+    } else if (!meta_error_.empty()) {
+      spdlog::info("meta.db accepts commits again");
+      meta_error_.clear();
+    }
   }
 
   // 5. The slots may be reused.

@@ -26,6 +26,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <string>
@@ -103,6 +104,8 @@ class Migrator {
     std::string last_error;
     uint64_t batches = 0, blocks = 0, bytes = 0, extents = 0, failures = 0;
     int64_t failing_since_unix = 0;  // 0 when healthy
+    uint64_t batch_running_ms = 0;   // how long the batch in progress has run
+    std::string meta_error;          // meta.db refuses commits (FAST full or broken)
   };
   Stats GetStats() BV_EXCLUDES(mu_);
 
@@ -125,6 +128,8 @@ class Migrator {
   bool kicked_ BV_GUARDED_BY(mu_) = false;
   int drainers_ BV_GUARDED_BY(mu_) = 0;
   Stats stats_ BV_GUARDED_BY(mu_);
+  std::string meta_error_ BV_GUARDED_BY(mu_);
+  std::chrono::steady_clock::time_point batch_started_ BV_GUARDED_BY(mu_);
   std::thread thread_;
 };
 

@@ -39,7 +39,8 @@ CLUSTER=$E2E_DIR/ceph
 if [[ ${HOMES[*]} == *rbd* ]]; then
   out=$(bash "$E2E_LIB_DIR/ceph_cluster.sh" start "$CLUSTER") || fail "the test cluster did not start (logs in $CLUSTER/log)"
   eval "$out"
-  trap '_rc=$?; _e2e_cleanup; bash "$E2E_LIB_DIR/ceph_cluster.sh" stop "$CLUSTER" >/dev/null 2>&1; (exit $_rc); _e2e_exit_trap' EXIT
+  # shellcheck disable=SC2154 # _rc is assigned inside the trap string
+trap '_rc=$?; _e2e_cleanup; bash "$E2E_LIB_DIR/ceph_cluster.sh" stop "$CLUSTER" >/dev/null 2>&1; (exit $_rc); _e2e_exit_trap' EXIT
   ok "Ceph test cluster up: $CEPH_CONF"
 fi
 

@@ -50,7 +50,8 @@ log "seed $CRASH_SEED (CRASH_SEED=$CRASH_SEED replays the random choices), $CYCL
 
 section "create a 256 MiB volume with an 8 MiB log of 512 KiB segments; small migration batches"
 # CRASH_CREATE_ARGS: extra `boostvol create` options; "--no-home-journal" is a negative control (SLOW alone is
-# then documented NOT to be crash-consistent: the home-alone check should fail on some "migrate" kill).
+# then documented NOT to be crash-consistent; kill -9 rarely lands inside the in-place writes, so a failure
+# is possible, not certain).
 read -r -a create_args <<<"${CRASH_CREATE_ARGS:-}"
 bv_create "$FAST" "$SLOW" 256M --cache-size 8M --segment-size 512K "${create_args[@]}"
 expect_rc 0 bv set "$FAST" max_batch_bytes=262144 migrate_start_fraction=0.25 idle_migrate_ms=500
@@ -69,7 +70,7 @@ for cycle in $(seq 1 "$CYCLES"); do
   : >"$HIST"
   wseed=$((RANDOM * 32768 + RANDOM))
   r=$((RANDOM % 20))
-  if ((r < 2)); then kind=early; elif ((r < 11)); then kind=write; elif ((r < 15)); then kind=drain; else kind=migrate; fi
+  if ((r < 2)); then kind="early"; elif ((r < 11)); then kind="write"; elif ((r < 15)); then kind="drain"; else kind="migrate"; fi
   timeout 600 python3 "$TOOL" write "$LOOP" "$HIST" --start-seq "$next_seq" --blocks "$BLOCKS" --seed "$wseed" \
     >"$SIDE/writer.$cycle.out" 2>&1 &
   WRITER=$!
@@ -130,10 +131,10 @@ for cycle in $(seq 1 "$CYCLES"); do
   # The next cycle's loop mode.
   [[ $mode == on ]] && mode=off || mode=on
   # A drain that started as the daemon died drains in its own process (a clean open and close).
-  clean_ok=""
-  [[ $kind == drain ]] && grep -q 'draining in this process' "$SIDE/drain.$cycle.out" && clean_ok=any &&
+  REMOUNT_ANY_OPEN=0
+  [[ $kind == drain ]] && grep -q 'draining in this process' "$SIDE/drain.$cycle.out" && REMOUNT_ANY_OPEN=1 &&
     note+=", then drained in its own process"
-  remount_after_kill ${clean_ok:+"$clean_ok"}
+  remount_after_kill
   rec=$REC_MS
   ((rec > max_rec)) && max_rec=$rec
   sum_rec=$((sum_rec + rec))
@@ -168,6 +169,7 @@ for cycle in $(seq 1 "$CYCLES"); do
       # asserted: the slow dir recovers through its journal, docs/home_format.md section 5).
       if ! python3 "$TOOL" verify-home "$SIDE/home.raw" "$SIDE/effective" --blocks "$BLOCKS" >"$SIDE/home-raw.$cycle.out" 2>&1; then
         home_raw_mix=$((home_raw_mix + 1))
+        log "note: raw SLOW/image at the kill ($jstate): $(head -n 3 "$SIDE/home-raw.$cycle.out" | tr '\n' ' ')"
         home_note="; raw SLOW/image a mix until its redo journal is replayed"
       fi
       rm -f "$SIDE/home.replayed"

@@ -13,6 +13,7 @@
 source "$(dirname "$0")/../lib/e2e_lib.sh"
 # shellcheck source=SCRIPTDIR/../lib/crash_lib.sh
 source "$(dirname "$0")/../lib/crash_lib.sh"
+hl="" # the loop device on a copy of the home (set by loop_attach)
 
 need_root
 need_fuse
@@ -35,7 +36,7 @@ log "seed $CRASH_SEED (CRASH_SEED replays the random choices), $MOMENTS moments"
 
 section "ext4 on a 256 MiB volume with a 16 MiB log; the migrator busy"
 # CRASH_CREATE_ARGS: extra `boostvol create` options; "--no-home-journal" is a negative control (without
-# the redo journal SLOW alone is documented NOT to be crash-consistent: this test should then fail sometimes).
+# the redo journal SLOW alone is documented NOT to be crash-consistent; ext4 fsck sees a mix only by luck).
 read -r -a create_args <<<"${CRASH_CREATE_ARGS:-}"
 bv_create "$FAST" "$SLOW" 256M --cache-size 16M --segment-size 512K "${create_args[@]}"
 expect_rc 0 bv set "$FAST" max_batch_bytes=262144 migrate_start_fraction=0.1 idle_migrate_ms=200
@@ -91,7 +92,6 @@ for m in $(seq 1 "$MOMENTS"); do
   fi
 
   stop_workload "$OUT"
-  wout=$WL_OUT
   ops=$((ops + WL_OPS))
   unmount_dead_fs "$FSMNT"
   teardown_dead_volume

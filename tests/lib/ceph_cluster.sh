@@ -136,19 +136,19 @@ EOF
 }
 
 stop() {
-  local dir=$1 kind pid
+  local dir=$1 pid
   [[ -e $dir/pids ]] || return 0
-  while read -r kind pid; do
+  while read -r _ pid; do
     kill -CONT "$pid" 2>/dev/null || true
     kill -TERM "$pid" 2>/dev/null || true
   done <"$dir/pids"
   for _ in $(seq 1 50); do
     local alive=0
-    while read -r kind pid; do kill -0 "$pid" 2>/dev/null && alive=1; done <"$dir/pids"
+    while read -r _ pid; do kill -0 "$pid" 2>/dev/null && alive=1; done <"$dir/pids"
     ((alive)) || break
     sleep 0.1
   done
-  while read -r kind pid; do kill -KILL "$pid" 2>/dev/null || true; done <"$dir/pids"
+  while read -r _ pid; do kill -KILL "$pid" 2>/dev/null || true; done <"$dir/pids"
   rm -f "$dir/pids"
 }
 

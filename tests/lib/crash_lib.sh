@@ -1,4 +1,4 @@
-# shellcheck shell=bash
+# shellcheck shell=bash disable=SC2034 # E2E_KEEP, DEAD_FS_LAZY, REC_MS, ... are read by the sourcing script
 # Helpers shared by the real-process crash loops (tests/e2e/crash_loop_stamped.sh, crash_loop_fs.sh,
 # home_alone.sh). Source it after e2e_lib.sh. Expects FAST, MNT (and, for the filesystem helpers, FSMNT) to be
 # set by the caller; LOOP holds the current loop device over MNT/image.
@@ -88,10 +88,10 @@ teardown_dead_volume() {
   wait_until 30 "$MNT to be unmounted" not is_mounted "$MNT"
 }
 
-# remount_after_kill [any]: `boostvol mount` must recover; sets REC_MS (how long the mount took). Asserts the
-# mount reports that it recovered from the log (clean_open false), unless "any" (something else opened and
-# closed the volume cleanly since the kill: `boostvol drain` falls back to draining in its own process when no
-# daemon answers).
+# remount_after_kill: `boostvol mount` must recover; sets REC_MS (how long the mount took). Asserts the mount
+# reports that it recovered from the log (clean_open false), unless REMOUNT_ANY_OPEN=1 (something else opened
+# and closed the volume cleanly since the kill: `boostvol drain` falls back to draining in its own process when
+# no daemon answers).
 remount_after_kill() {
   local t0
   t0=$(now_ms)
@@ -106,7 +106,7 @@ remount_after_kill() {
   js=$(timeout 30 "$BOOSTVOL_BIN" status "$MNT" --json) || product_failure "status --json failed after recovery"
   [[ $js =~ \"clean_open\":(true|false) ]] || product_failure "status --json has no clean_open: $js"
   clean_open=${BASH_REMATCH[1]}
-  [[ $clean_open == false || ${1:-} == any ]] || product_failure "after kill -9 the mount says clean_open=$clean_open"
+  [[ $clean_open == false || ${REMOUNT_ANY_OPEN:-0} == 1 ]] || product_failure "after kill -9 the mount says clean_open=$clean_open"
 }
 
 # migrator_state: the daemon's migrator state ("idle", "migrating", ...), or nothing.

@@ -13,6 +13,7 @@ if ! command -v ceph-mon >/dev/null || ! command -v ceph-osd >/dev/null; then
   exit 77
 fi
 dir=$(mktemp -d "${TMPDIR:-/tmp}/boostvol-ceph.XXXXXX")
+# shellcheck disable=SC2317 # called by the trap
 cleanup() {
   bash "$here/ceph_cluster.sh" stop "$dir" || true
   rm -rf "$dir"
