@@ -20,6 +20,7 @@ SLOW_B=$E2E_DIR/b/slow
 SNAP_BEFORE=""
 # snap: every entry under the scratch dir with type, mode, owner, size and sha256, except, in a dir that holds a
 # volume (meta.db): the daemon's own log (boostvol.log, which may record the refusal) and the content of lock
+# (and anywhere: SLOW/boostvol-home.lock, the home's fencing lock, made by the first open attempt)
 # ("pid N" of whoever last tried), and meta.db compared logically (an SQL dump of a copy of meta.db + its WAL),
 # since opening it may checkpoint the WAL into the main file without changing a row.
 snap() {
@@ -34,6 +35,8 @@ for d, dirs, files in os.walk(root):
         p = os.path.join(d, name)
         st = os.lstat(p)
         kind = "d" if stat.S_ISDIR(st.st_mode) else "l" if stat.S_ISLNK(st.st_mode) else "f" if stat.S_ISREG(st.st_mode) else "o"
+        if name == "boostvol-home.lock":
+            continue  # the home's fencing lock file: created by the first open attempt, holds no data
         if is_vol and (name == "boostvol.log" or name.startswith("meta.db")):
             if name == "meta.db":
                 tmp = tempfile.mkdtemp()
