@@ -455,7 +455,7 @@ VolumeStatus VolumeImpl::GetStatus() {
     if (ms.failing_since_unix != 0) {
       st.health = "home-unreachable";
       st.last_error = ms.last_error;
-    } else if (ms.batch_running_ms > 30000) {
+    } else if (ms.batch_running_ms > 5000) {
       st.health = "home-slow";
       st.last_error = "a migration batch has waited on the home for " + std::to_string(ms.batch_running_ms / 1000) +
                       " s (a hung network mount?)";
