@@ -275,7 +275,11 @@ TEST(VolumeTest, PowerCutsLeaveAPrefixIncludingEveryFlush) {
     return;
   }
   // BOOSTVOL_QUICK=1: fewer runs, for the slow sanitizer builds (scripts/sanitize.sh).
-  int runs = std::getenv("BOOSTVOL_LONG") ? 2000 : std::getenv("BOOSTVOL_QUICK") ? 8 : 40;
+  auto flag = [](const char* name) {
+    const char* v = std::getenv(name);
+    return v != nullptr && std::string(v) == "1";
+  };
+  int runs = flag("BOOSTVOL_LONG") ? 2000 : flag("BOOSTVOL_QUICK") ? 8 : 40;
   for (int i = 0; i < runs; i++) {
     PowerCutRun(1000 + i, 150);
     if (HasFatalFailure()) return;
