@@ -24,6 +24,7 @@ int RunDrain(const DrainArgs& a, const GlobalOptions& g) {
   if (Status s = ResolveVolumeArg(a.target, &fast, &mountpoint); !s.ok()) return Fail(s);
   ProgressPrinter bar(stdout);
   auto progress = [&](const Progress& p) {
+    if (p.total == 0) return;  // nothing to drain: no bar
     Progress q = p;
     if (q.what.empty()) q.what = "drain";
     bar.Update(q);

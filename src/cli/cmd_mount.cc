@@ -165,14 +165,20 @@ int Serve(const MountArgs& a, const std::string& fast, const std::string& mnt, S
   OpenOptions oo;
   oo.fast_dir = fast;
   auto last = std::chrono::steady_clock::now() - std::chrono::hours(1);
+  auto last_sent = last;
   oo.progress = [&](const Progress& p) {
     auto now = std::chrono::steady_clock::now();
-    if (now - last < std::chrono::seconds(1) && p.done < p.total) return;
+    const bool final = p.total > 0 && p.done >= p.total;
+    if (now - last_sent >= std::chrono::milliseconds(100) || final) {
+      last_sent = now;
+      Progress q = p;
+      if (q.what.empty()) q.what = "recovery";
+      rep->Progress(q);  // the parent draws it (a bar on a terminal)
+    }
+    if (now - last < std::chrono::seconds(1) && !final) return;
     last = now;
-    std::string line = (p.what.empty() ? std::string("recovery") : p.what) + ": " + std::to_string(p.done) + "/" +
-                       std::to_string(p.total) + (p.unit.empty() ? "" : " " + p.unit);
-    spdlog::info("{}", line);
-    rep->Progress(line);
+    spdlog::info("{}: {}/{}{}", p.what.empty() ? std::string("recovery") : p.what, p.done,
+                 p.total ? std::to_string(p.total) : std::string("?"), p.unit.empty() ? "" : " " + p.unit);
   };
   std::unique_ptr<Volume> volume;
   if (Status s = Volume::Open(oo, &volume); !s.ok()) {

@@ -96,7 +96,9 @@ void PrintLive(const VolumeStatus& s, const control::StatusRates& r, const std::
               static_cast<unsigned long long>(s.watermark_record), static_cast<unsigned long long>(s.durable_record),
               static_cast<unsigned long long>(s.next_record));
   std::printf("index      %s in memory\n", FormatBytes(s.index_memory_bytes).c_str());
-  std::printf("opened     %s (mount #%llu)\n", s.clean_open ? "after a clean stop" : "with recovery",
+  // The first mount after create has an empty log: nothing to recover.
+  std::printf("opened     %s (mount #%llu)\n",
+              s.clean_open ? "after a clean stop" : s.mount_count == 1 ? "new volume, first mount" : "with recovery from the log",
               static_cast<unsigned long long>(s.mount_count));
 }
 
@@ -182,8 +184,26 @@ int Offline(const std::string& fast, const StatusArgs& a) {
                 static_cast<unsigned long long>(sealed.back().last_record),
                 FormatBytes(sealed_blocks * v.block_size).c_str());
   }
-  if (clean) std::printf("checkpoint %zu cached blocks indexed\n", cp.entries.size());
-  for (const auto& [name, value] : counters) std::printf("counter    %s = %lld\n", name.c_str(), static_cast<long long>(value));
+  if (clean) {
+    const uint64_t dirty = cp.entries.size() * uint64_t{v.block_size};
+    std::printf("dirty      %s not yet home (%s of the cache, %s of the image)\n", FormatBytes(dirty).c_str(),
+                Pct(dirty, cache_bytes).c_str(), Pct(dirty, v.image_size).c_str());
+  }
+  // Totals over the volume's life, as saved at the last stop.
+  auto counter = [&](const char* name) -> uint64_t {
+    for (const auto& [n, value] : counters)
+      if (n == name) return value < 0 ? 0 : static_cast<uint64_t>(value);
+    return 0;
+  };
+  const uint64_t cache_reads = counter("read_blocks_cache"), home_reads = counter("read_blocks_home");
+  std::printf("reads      %llu (%s), cache hit rate %s\n", static_cast<unsigned long long>(counter("reads")),
+              FormatBytes(counter("bytes_read")).c_str(),
+              cache_reads + home_reads ? Pct(cache_reads, cache_reads + home_reads).c_str() : "n/a");
+  std::printf("writes     %llu (%s), %llu flushes\n", static_cast<unsigned long long>(counter("writes")),
+              FormatBytes(counter("bytes_written")).c_str(), static_cast<unsigned long long>(counter("flushes")));
+  std::printf("migrated   %s in %llu batches\n", FormatBytes(counter("migration.bytes")).c_str(),
+              static_cast<unsigned long long>(counter("migration.batches")));
+  std::printf("more       sqlite3 -readonly %s/meta.db 'select * from stats' (docs/sqlite.md)\n", fast.c_str());
   return kExitOk;
 }
 

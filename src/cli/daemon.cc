@@ -10,6 +10,7 @@
 #include <cstring>
 
 #include "cli/cli.h"
+#include "cli/progress.h"
 
 namespace boostvol::cli {
 namespace {
@@ -55,9 +56,26 @@ bool StartupReporter::Daemonize(int* parent_exit_code) {
   char* line = nullptr;
   size_t cap = 0;
   int code = -1;
+  ProgressPrinter bar(stderr);
   while (in != nullptr && ::getline(&line, &cap, in) > 0) {
     std::string l(line);
     if (!l.empty() && l.back() == '\n') l.pop_back();
+    if (l.rfind("G ", 0) == 0) {  // "G DONE TOTAL WHAT<tab>UNIT"
+      boostvol::Progress prog;
+      unsigned long long done = 0, total = 0;
+      int used = 0;
+      if (std::sscanf(l.c_str() + 2, "%llu %llu %n", &done, &total, &used) >= 2) {
+        std::string rest = l.substr(2 + static_cast<size_t>(used));
+        size_t tab = rest.find('\t');
+        prog.what = rest.substr(0, tab);
+        if (tab != std::string::npos) prog.unit = rest.substr(tab + 1);
+        prog.done = done;
+        prog.total = total;
+        bar.Update(prog);
+      }
+      continue;
+    }
+    bar.Finish();
     if (l.rfind("P ", 0) == 0) {
       std::fprintf(stderr, "%s\n", l.c_str() + 2);
     } else if (l == "R") {
@@ -71,6 +89,7 @@ bool StartupReporter::Daemonize(int* parent_exit_code) {
       break;
     }
   }
+  bar.Finish();
   std::free(line);
   if (in != nullptr) std::fclose(in);
   if (code < 0) {
@@ -106,6 +125,10 @@ void StartupReporter::Send(const std::string& line) {
 void StartupReporter::Progress(const std::string& line) {
   if (fd_ >= 0) Send("P " + line);
   else std::fprintf(stderr, "%s\n", line.c_str());
+}
+
+void StartupReporter::Progress(const boostvol::Progress& p) {
+  if (fd_ >= 0) Send("G " + std::to_string(p.done) + " " + std::to_string(p.total) + " " + p.what + "\t" + p.unit);
 }
 
 void StartupReporter::Ready() {

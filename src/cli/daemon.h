@@ -3,11 +3,15 @@
 // The parent forks before anything else has started (no threads yet). The
 // child calls setsid(), opens the volume and mounts; it reports progress
 // lines, then "ready" or an error with its exit code through a pipe. The
-// parent prints what it hears and exits 0 on ready, or with the child's code.
-// In the foreground there is no pipe: reports go straight to stderr.
+// parent prints what it hears (recovery progress as a bar with rate and ETA
+// on a terminal, plain lines otherwise) and exits 0 on ready, or with the
+// child's code. In the foreground there is no pipe: reports go straight to
+// stderr.
 #pragma once
 
 #include <string>
+
+#include "boostvol/volume.h"
 
 namespace boostvol::cli {
 
@@ -24,6 +28,9 @@ class StartupReporter {
   bool Daemonize(int* parent_exit_code);
 
   void Progress(const std::string& line);
+  // To the parent, which draws it; nothing in the foreground (the log on
+  // stderr has it).
+  void Progress(const boostvol::Progress& p);
   // The mount is live. In the background, stdin, stdout and stderr are
   // redirected to /dev/null from here on.
   void Ready();

@@ -38,7 +38,16 @@ void ProgressPrinter::Update(const Progress& p) {
   const std::string unit = p.unit.empty() ? "" : " " + p.unit;
   const std::string what = p.what.empty() ? "progress" : p.what;
   std::string eta = rate > 0 && p.total >= p.done ? Duration(static_cast<double>(p.total - p.done) / rate) : "?";
-  if (tty_) {
+  if (p.total == 0) {  // how much is left is not known: a count and a rate, no bar, no ETA
+    if (tty_) {
+      std::fprintf(out_, "\r%s: %llu%s  %.0f%s/s\033[K", what.c_str(), static_cast<unsigned long long>(p.done),
+                   unit.c_str(), rate, unit.c_str());
+      drawn_ = true;
+    } else {
+      std::fprintf(out_, "%s: %llu%s, %.0f%s/s\n", what.c_str(), static_cast<unsigned long long>(p.done), unit.c_str(),
+                   rate, unit.c_str());
+    }
+  } else if (tty_) {
     constexpr int kWidth = 30;
     const int fill = static_cast<int>(frac * kWidth);
     std::string bar(static_cast<size_t>(fill), '#');

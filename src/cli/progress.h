@@ -1,6 +1,7 @@
 // Shows the progress of a long operation (drain, check, recovery) on stderr
 // (stdout for drain): a one-line bar with rate and ETA on a terminal, plain
-// lines (at most one a second) otherwise.
+// lines (at most one a second) otherwise. A Progress with total 0 (not known)
+// shows the count and the rate only.
 #pragma once
 
 #include <chrono>

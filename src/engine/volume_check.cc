@@ -87,7 +87,9 @@ Status CheckVolume(const std::string& fast_dir, const ProgressFn& progress, Chec
   so.segment_count = row.segment_count;
   so.start = start;
   so.known_durable_seq = known;
-  if (progress) so.progress = [&](uint64_t r) { progress(Progress{"check", r, 0, "records"}); };
+  const uint64_t expect = known >= start.record_seq ? known - start.record_seq + 1 : 0;  // 0: not known
+  if (progress)
+    so.progress = [&](uint64_t r) { progress(Progress{"check", r, expect ? std::max(expect, r + 1) : 0, "records"}); };
   std::unordered_set<uint64_t> dirty;
   log::ScanResult sr;
   s = log::ScanLog(so, [&](uint64_t lba, uint32_t, uint32_t) {
@@ -95,6 +97,7 @@ Status CheckVolume(const std::string& fast_dir, const ProgressFn& progress, Chec
     dirty.insert(lba);
   }, &sr);
   if (!s.ok()) problem("log: " + s.message());
+  if (progress && sr.records > 0) progress(Progress{"check", sr.records, sr.records, "records"});
   report->records_checked = sr.records;
   report->blocks_checked = sr.blocks;
   report->dirty_blocks = dirty.size();

@@ -7,6 +7,7 @@
 #include <spdlog/spdlog.h>
 #include <thread>
 
+#include "engine/segment_extents.h"
 #include "engine/tunables.h"
 #include "log/record.h"
 
@@ -383,7 +384,14 @@ void VolumeImpl::Housekeeping() {
     segs.swap(pending_sealed_);
   }
   if (segs.empty()) return;
-  Status s = meta_->AddSealedSegments(segs);
+  // For the dirty_extents view only: a failure just leaves them out.
+  std::vector<std::vector<meta::SegmentExtent>> extents(segs.size());
+  for (size_t i = 0; i < segs.size(); i++) {
+    Status es = ReadSegmentExtents(log_file_.get(), uuid_, row_.segment_blocks, row_.segment_count, segs[i],
+                                   meta::kMaxSegmentExtents, &extents[i]);
+    if (!es.ok()) spdlog::debug("not recording the extents of segment {}: {}", segs[i].segment_seq, es.ToString());
+  }
+  Status s = meta_->AddSealedSegments(segs, extents);
   if (!s.ok()) {
     spdlog::warn("recording sealed segments in meta.db failed (will retry): {}", s.ToString());
     MutexLock l(&pending_mu_);
@@ -449,9 +457,9 @@ VolumeStatus VolumeImpl::GetStatus() {
   if (migrator_) {
     Migrator::Stats ms = migrator_->GetStats();
     st.migrator_state = ms.state;
-    st.migrated_blocks = ms.blocks;
-    st.migrated_bytes = ms.bytes;
-    st.migration_batches = ms.batches;
+    st.migrated_blocks = migrated_blocks_base_ + ms.blocks;
+    st.migrated_bytes = migrated_bytes_base_ + ms.bytes;
+    st.migration_batches = migration_batches_base_ + ms.batches;
     if (ms.failing_since_unix != 0) {
       st.health = "home-unreachable";
       st.last_error = ms.last_error;
@@ -485,6 +493,29 @@ VolumeStatus VolumeImpl::GetStatus() {
   st.mount_count = mount_count_;
   st.clean_open = clean_open_;
   return st;
+}
+
+void VolumeImpl::RestoreCounters() {
+  std::vector<std::pair<std::string, int64_t>> saved;
+  if (Status s = meta_->LoadCounters(&saved); !s.ok()) {
+    spdlog::warn("reading the saved counters from meta.db failed ({}); counting from 0 for this mount", s.ToString());
+    return;
+  }
+  for (const auto& [name, value] : saved) {
+    if (value < 0) continue;
+    const uint64_t u = static_cast<uint64_t>(value);
+    if (name == "writes") writes_ = u;
+    else if (name == "reads") reads_ = u;
+    else if (name == "bytes_written") bytes_written_ = u;
+    else if (name == "bytes_read") bytes_read_ = u;
+    else if (name == "flushes") flushes_ = u;
+    else if (name == "read_blocks_cache") read_blocks_cache_ = u;
+    else if (name == "read_blocks_home") read_blocks_home_ = u;
+    // The migration.* totals are added to by each committed batch: the authority.
+    else if (name == "migration.blocks") migrated_blocks_base_ = u;
+    else if (name == "migration.bytes") migrated_bytes_base_ = u;
+    else if (name == "migration.batches") migration_batches_base_ = u;
+  }
 }
 
 void VolumeImpl::SaveCounters() {

@@ -79,6 +79,9 @@ class VolumeImpl : public Volume {
   void Housekeeping();
   Status ApplyTunable(const std::string& key, const std::string& value);
   void SaveCounters();
+  // At open: the totals SaveCounters and CommitMigration left in meta.db carry
+  // on, so counters are over the volume's life (docs/status-json.md).
+  void RestoreCounters();
   uint64_t NowMs() const;
   uint32_t SlotOf(uint32_t pos) const { return pos / row_.segment_blocks; }
 
@@ -112,6 +115,7 @@ class VolumeImpl : public Volume {
   std::atomic<uint64_t> last_counters_save_ms_{0};
   std::atomic<uint64_t> reads_{0}, writes_{0}, flushes_{0}, bytes_read_{0}, bytes_written_{0};
   std::atomic<uint64_t> read_blocks_cache_{0}, read_blocks_home_{0}, checksum_failures_{0}, home_read_failures_{0};
+  uint64_t migrated_blocks_base_ = 0, migrated_bytes_base_ = 0, migration_batches_base_ = 0;  // RestoreCounters
   std::atomic<bool> closed_{false};
   std::atomic<bool> degraded_{false};   // write-through: the log has failed
   std::atomic<uint64_t> lost_blocks_{0};  // blocks whose only copy was in an unreadable log

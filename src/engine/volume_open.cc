@@ -123,6 +123,7 @@ class VolumeOpener {
     // Everything replayed must be durable before new records chain onto it.
     BV_RETURN_IF_ERROR(v->log_file_->Sync());
     BV_RETURN_IF_ERROR(v->meta_->BeginMount(&v->mount_count_));
+    v->RestoreCounters();
 
     VolumeImpl* raw = v.get();
     wo.on_segment_durable = [raw](const log::LiveSegment& seg) { raw->OnSegmentDurable(seg); };
@@ -173,8 +174,10 @@ class VolumeOpener {
     if (o.start_migrator) v->migrator_->Start();
     {
       ReaderLock l(&v->index_mu_);
-      spdlog::info("volume {} open: {} of image, {} dirty blocks in the log, {} start", row.uuid, row.image_size,
-                   v->index_->size(), have_cp ? "clean" : "recovered");
+      // The first mount after create has nothing to recover: the log is empty.
+      spdlog::info("volume {} open: {} of image, {} dirty blocks in the log, {}", row.uuid, row.image_size,
+                   v->index_->size(),
+                   have_cp ? "clean start" : v->mount_count_ == 1 ? "new volume (first mount)" : "recovered from the log");
     }
     *out = std::move(v);
     return Status::OK();
@@ -302,7 +305,13 @@ class VolumeOpener {
     so.segment_count = row.segment_count;
     so.start = start;
     so.known_durable_seq = known_durable;
-    if (o.progress) so.progress = [&](uint64_t records) { o.progress(Progress{"recovery", records, 0, "records"}); };
+    // Records up to the last sealed segment meta.db knows: nearly all there is
+    // (the rest is the segment being written into). 0: not known.
+    const uint64_t expect = known_durable >= start.record_seq ? known_durable - start.record_seq + 1 : 0;
+    if (o.progress)
+      so.progress = [&](uint64_t records) {
+        o.progress(Progress{"recovery", records, expect ? std::max(expect, records + 1) : 0, "records"});
+      };
     log::ScanResult sr;
     Status s;
     {
@@ -320,6 +329,7 @@ class VolumeOpener {
       if (s.ok() && bad_lba) s = Status::Corruption("the log holds a block beyond the image's end; run `boostvol check`");
     }
     BV_RETURN_IF_ERROR(s);
+    if (o.progress && sr.records > 0) o.progress(Progress{"recovery", sr.records, sr.records, "records"});
     if (!sr.torn_detail.empty() && sr.records > 0)
       spdlog::info("log replay ended at {} (never covered by an fsync; discarded)", sr.torn_detail);
     spdlog::info("replayed {} records ({} blocks) from the log", sr.records, sr.blocks);

@@ -53,7 +53,9 @@ constexpr uint32_t kMaxU32 = std::numeric_limits<uint32_t>::max();
 
 const char* const kTables[] = {"volume", "segments", "watermark", "checkpoint",
                                "counters", "counters_history", "settings"};
-const char* const kViews[] = {"status", "segments_live", "stats"};
+const char* const kViews[] = {"status", "segments_live", "stats", "dirty_extents", "stats_history"};
+// schema.sql: what follows this line is idempotent and run at every read-write open.
+constexpr std::string_view kAdditionsMarker = "-- BOOSTVOL-SCHEMA-ADDITIONS";
 
 int64_t NowUnix() { return static_cast<int64_t>(std::time(nullptr)); }
 
@@ -784,6 +786,28 @@ Status FixSidecarModes(const std::string& path) {
   return Status::OK();
 }
 
+bool HasTable(const Db& d, const char* name) {
+  Stmt st(d);
+  if (!st.Prepare("SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = ?", "looking for a table").ok()) {
+    return false;
+  }
+  st.BindText(1, name);
+  bool row = false;
+  return st.Step(&row).ok() && row;
+}
+
+// Runs the part of schema.sql after kAdditionsMarker, in one transaction.
+Status ApplySchemaAdditions(const Db& d) {
+  std::string_view sql = kSchemaSql;
+  size_t at = sql.find(kAdditionsMarker);
+  if (at == std::string_view::npos) return Status::OK();
+  const std::string additions(sql.substr(at));
+  Txn txn(d);
+  BV_RETURN_IF_ERROR(txn.Begin(true, "adding the newer views (schema.sql)"));
+  BV_RETURN_IF_ERROR(ExecSql(d, additions.c_str(), "adding the newer views (schema.sql)"));
+  return txn.Commit();
+}
+
 bool ValidName(const std::string& s) {
   if (s.empty() || s.size() > kMaxNameLen) return false;
   for (char c : s) {
@@ -895,6 +919,7 @@ Status MetaStore::Create(const std::string& db_path, const VolumeRow& v, std::un
   spdlog::info("meta: created {} (volume {}, {} segments of {} blocks)", path, v.uuid, v.segment_count,
                v.segment_blocks);
   out->reset(new MetaStore(db, db_path));
+  (*out)->extents_table_ = HasTable(d, "segment_extents");
   return Status::OK();
 }
 
@@ -946,8 +971,15 @@ Status MetaStore::Open(const std::string& db_path, bool read_only, std::unique_p
   if (!read_only) {
     s = FixSidecarModes(path);
     if (!s.ok()) return fail(s);
+    // Views and optional tables added since the volume was created. Only
+    // people and the dirty_extents view need them: a failure is logged, and
+    // the extents are then not recorded (HasTable below).
+    Status as = ApplySchemaAdditions(d);
+    if (!as.ok()) spdlog::warn("meta: {}: adding the newer views failed ({}); the volume works without them", path,
+                               as.ToString());
   }
   out->reset(new MetaStore(db, db_path));
+  (*out)->extents_table_ = !read_only && HasTable(d, "segment_extents");
   return Status::OK();
 }
 
@@ -977,7 +1009,8 @@ Status MetaStore::LoadSealedSegments(std::vector<SealedSegment>* out) {
   return txn.Commit();
 }
 
-Status MetaStore::AddSealedSegments(const std::vector<SealedSegment>& segs) {
+Status MetaStore::AddSealedSegments(const std::vector<SealedSegment>& segs,
+                                    const std::vector<std::vector<SegmentExtent>>& extents) {
   MutexLock l(&mu_);
   Db d{db_, path_};
   const std::string doing = "recording sealed segments";
@@ -999,10 +1032,42 @@ Status MetaStore::AddSealedSegments(const std::vector<SealedSegment>& segs) {
   BV_RETURN_IF_ERROR(update.Prepare("UPDATE segments SET state = 'sealed', segment_seq = ?, first_record = ?, "
                                     "last_record = ?, data_blocks = ?, sealed_unix = ? WHERE slot = ?",
                                     doing));
+  Stmt drop_extents(d), add_extent(d);
+  if (extents_table_) {
+    BV_RETURN_IF_ERROR(drop_extents.Prepare("DELETE FROM segment_extents WHERE slot = ?", doing));
+    BV_RETURN_IF_ERROR(add_extent.Prepare("INSERT OR REPLACE INTO segment_extents (segment_seq, slot, first_block, "
+                                          "blocks, dirty_blocks) VALUES (?, ?, ?, ?, ?)",
+                                          doing));
+  }
   const int64_t now = NowUnix();
-  for (const SealedSegment& s : segs) {
+  for (size_t n = 0; n < segs.size(); n++) {
+    const SealedSegment& s = segs[n];
     // Below the watermark: home already (a late report); nothing to record.
     if (s.segment_seq < w.segment_seq) continue;
+    if (extents_table_) {
+      static const std::vector<SegmentExtent> kNone;
+      const std::vector<SegmentExtent>& ext = n < extents.size() ? extents[n] : kNone;
+      drop_extents.BindInt(1, s.slot);
+      BV_RETURN_IF_ERROR(drop_extents.Run());
+      drop_extents.Reset();
+      for (size_t i = 0; i < ext.size() && i < kMaxSegmentExtents; i++) {
+        const SegmentExtent& e = ext[i];
+        if (e.blocks == 0 || e.dirty_blocks > e.blocks || e.first_block > kMaxU32 ||
+            e.first_block + e.blocks > vs.row.image_size / vs.row.block_size) {
+          // Only the view would show it: not a reason to leave the segment unrecorded.
+          spdlog::warn("meta: {}: segment {}: not recording the extent at block {} ({} blocks): outside the image",
+                       d.path, s.segment_seq, e.first_block, e.blocks);
+          continue;
+        }
+        add_extent.BindInt(1, static_cast<int64_t>(s.segment_seq));
+        add_extent.BindInt(2, s.slot);
+        add_extent.BindInt(3, static_cast<int64_t>(e.first_block));
+        add_extent.BindInt(4, e.blocks);
+        add_extent.BindInt(5, e.dirty_blocks);
+        BV_RETURN_IF_ERROR(add_extent.Run());
+        add_extent.Reset();
+      }
+    }
     check.BindInt(1, s.slot);
     bool row = false;
     BV_RETURN_IF_ERROR(check.Step(&row));
@@ -1077,6 +1142,12 @@ Status MetaStore::CommitMigration(const Watermark& wm, const MigrationStats& sta
     st.BindInt(1, static_cast<int64_t>(wm.segment_seq));
     BV_RETURN_IF_ERROR(st.Run());
   }
+  if (extents_table_) {
+    Stmt st(d);
+    BV_RETURN_IF_ERROR(st.Prepare("DELETE FROM segment_extents WHERE segment_seq < ?", "dropping migrated extents"));
+    st.BindInt(1, static_cast<int64_t>(wm.segment_seq));
+    BV_RETURN_IF_ERROR(st.Run());
+  }
   {
     Stmt st(d);
     BV_RETURN_IF_ERROR(st.Prepare("INSERT INTO counters (name, value) VALUES (?, ?) "
@@ -1110,6 +1181,12 @@ Status MetaStore::ForgetSegmentsFrom(uint64_t segment_seq) {
                                   "last_record = NULL, data_blocks = NULL, sealed_unix = NULL "
                                   "WHERE state = 'sealed' AND (segment_seq IS NULL OR segment_seq >= ?)",
                                   doing));
+    st.BindInt(1, static_cast<int64_t>(segment_seq));
+    BV_RETURN_IF_ERROR(st.Run());
+  }
+  if (extents_table_) {
+    Stmt st(d);
+    BV_RETURN_IF_ERROR(st.Prepare("DELETE FROM segment_extents WHERE segment_seq >= ?", doing));
     st.BindInt(1, static_cast<int64_t>(segment_seq));
     BV_RETURN_IF_ERROR(st.Run());
   }

@@ -19,6 +19,7 @@
 // MetaStore per process per meta.db.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -45,6 +46,16 @@ struct VolumeRow {
   std::string home;            // "dir:/absolute/path/of/SLOW"
   int64_t created_unix = 0;
   bool home_journal = true;    // DESIGN.md 2.7; false = home may be torn if FAST is lost
+};
+
+// A run of image blocks a sealed segment holds (table segment_extents, for
+// the dirty_extents view). Nearby runs may be merged: then blocks >
+// dirty_blocks.
+inline constexpr size_t kMaxSegmentExtents = 64;  // rows per segment in segment_extents
+struct SegmentExtent {
+  uint64_t first_block = 0;
+  uint32_t blocks = 0;
+  uint32_t dirty_blocks = 0;
 };
 
 // A segment whose records are all durable in the log and not yet home.
@@ -97,7 +108,10 @@ class MetaStore {
   // row, `segment_count` free rows in `segments`, watermark (0,1).
   static Status Create(const std::string& db_path, const VolumeRow& v, std::unique_ptr<MetaStore>* out);
   // Opens an existing meta.db without following a symlink; checks
-  // user_version and the tables. read_only opens with SQLITE_OPEN_READONLY.
+  // user_version and the tables. read_only opens with SQLITE_OPEN_READONLY;
+  // otherwise the schema's additions (the part of schema.sql after its
+  // BOOSTVOL-SCHEMA-ADDITIONS marker, idempotent) are applied, so a volume
+  // created by an older boostvol gains the newer views.
   static Status Open(const std::string& db_path, bool read_only, std::unique_ptr<MetaStore>* out);
   ~MetaStore();
 
@@ -106,9 +120,14 @@ class MetaStore {
   // Sealed segments at or after the watermark, in seq order.
   Status LoadSealedSegments(std::vector<SealedSegment>* out);
   // One transaction: each segment's row becomes 'sealed' with its ranges.
-  Status AddSealedSegments(const std::vector<SealedSegment>& segs);
+  // `extents` is empty or has one list per segment: the image blocks it
+  // holds, which replace the segment_extents rows of its slot (only the
+  // dirty_extents view reads them; never loaded back).
+  Status AddSealedSegments(const std::vector<SealedSegment>& segs,
+                           const std::vector<std::vector<SegmentExtent>>& extents = {});
   // One transaction: the watermark moves to `wm`; rows of segments before it
-  // become 'free'; stats are added to the counters.
+  // become 'free' (and their segment_extents rows go); stats are added to
+  // the counters.
   Status CommitMigration(const Watermark& wm, const MigrationStats& stats);
   // For `boostvol check --repair` (RepairVolume) only, offline. One
   // transaction: every 'sealed' row of a segment >= segment_seq (and every
@@ -148,6 +167,7 @@ class MetaStore {
   Mutex mu_;
   sqlite3* db_ BV_GUARDED_BY(mu_);
   const std::string path_;
+  bool extents_table_ = false;  // segment_extents exists (set once at open)
 };
 
 }  // namespace boostvol::meta

@@ -185,3 +185,101 @@ SELECT
   END AS human
 FROM counters c
 ORDER BY c.name;
+
+-- ---------------------------------------------------------------------------
+-- Additions to version 1. Everything below this marker is idempotent and is
+-- also run at every read-write open (MetaStore::Open), so a volume created
+-- before an addition gains it at its next mount; older boostvols ignore it.
+-- Only tables an older boostvol can do without, and views, go here.
+-- BOOSTVOL-SCHEMA-ADDITIONS
+
+-- The image blocks each sealed segment holds, as runs: written in the same
+-- transaction that marks the segment sealed (from the segment's record
+-- headers, read back from the log in the background, never on the write
+-- path). Rows of a segment that is home, or whose slot now holds another
+-- segment, are stale: the view dirty_extents joins on segments and ignores
+-- them; CommitMigration deletes them. A segment with very many runs has
+-- nearby runs merged (at most 64 rows per segment): then blocks >
+-- dirty_blocks and the gap blocks in between are not dirty.
+CREATE TABLE IF NOT EXISTS segment_extents (
+  segment_seq  INTEGER NOT NULL,  -- the sealed segment (as in segments.segment_seq)
+  slot         INTEGER NOT NULL,  -- its slot (segments.slot)
+  first_block  INTEGER NOT NULL,  -- first image block of the run (byte offset first_block * 4096)
+  blocks       INTEGER NOT NULL CHECK (blocks > 0),  -- length of the run in blocks
+  dirty_blocks INTEGER NOT NULL,  -- blocks of the run the segment holds (= blocks unless runs were merged)
+  PRIMARY KEY (segment_seq, first_block)
+) STRICT;
+
+-- Dirty extents: runs of image blocks with a copy in a sealed segment (in the
+-- log, not yet home), overlapping and adjacent runs of all sealed segments
+-- merged, in block order. Not shown: the blocks of the segment being written
+-- into (not sealed yet; `boostvol status` counts them in dirty_blocks).
+-- exact = 'no' when a segment had too many runs to store each one: the
+-- extent then also covers clean blocks between dirty ones.
+DROP VIEW IF EXISTS dirty_extents;
+CREATE VIEW dirty_extents AS
+WITH runs AS (
+  SELECT e.first_block AS a, e.first_block + e.blocks AS b, e.blocks - e.dirty_blocks AS clean,
+         s.segment_seq AS seg, s.sealed_unix AS sealed
+  FROM segment_extents e
+  JOIN segments s ON s.slot = e.slot AND s.state = 'sealed' AND s.segment_seq = e.segment_seq
+),
+starts AS (
+  SELECT *, CASE WHEN a <= max(b) OVER (ORDER BY a, b ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)
+                 THEN 0 ELSE 1 END AS new_extent
+  FROM runs
+),
+grouped AS (
+  SELECT *, sum(new_extent) OVER (ORDER BY a, b ROWS UNBOUNDED PRECEDING) AS extent FROM starts
+)
+SELECT
+  min(a) AS first_block,
+  max(b) - 1 AS last_block,
+  max(b) - min(a) AS blocks,
+  min(a) * 4096 AS offset_bytes,
+  CASE
+    WHEN (max(b) - min(a)) * 4096 >= 1073741824 THEN printf('%.1f GiB', (max(b) - min(a)) * 4096 / 1073741824.0)
+    WHEN (max(b) - min(a)) * 4096 >= 1048576 THEN printf('%.1f MiB', (max(b) - min(a)) * 4096 / 1048576.0)
+    ELSE printf('%.1f KiB', (max(b) - min(a)) * 4096 / 1024.0)
+  END AS size,
+  count(DISTINCT seg) AS segments,
+  CASE WHEN max(clean) > 0 THEN 'no' ELSE 'yes' END AS exact,
+  datetime(min(sealed), 'unixepoch') AS oldest_sealed_utc
+FROM grouped
+GROUP BY extent
+ORDER BY first_block;
+
+-- The counters over time: one row per counter per save (counters_history),
+-- with the change since the previous save of that counter and the rate.
+-- dirty_blocks is a level, not a total: its delta is the change (may be
+-- negative). A total that went down (a meta.db restored from a backup, or
+-- saved by a boostvol that counted per mount) starts over: delta = value.
+DROP VIEW IF EXISTS stats_history;
+CREATE VIEW stats_history AS
+WITH d AS (
+  SELECT h.id AS id, h.name AS name, h.unix AS unix, h.value AS value,
+         h.unix - lag(h.unix) OVER w AS seconds,
+         CASE
+           WHEN lag(h.value) OVER w IS NULL THEN NULL
+           WHEN h.name = 'dirty_blocks' OR h.value >= lag(h.value) OVER w THEN h.value - lag(h.value) OVER w
+           ELSE h.value
+         END AS delta
+  FROM counters_history h
+  WINDOW w AS (PARTITION BY h.name ORDER BY h.id)
+)
+SELECT
+  name,
+  datetime(unix, 'unixepoch') AS utc,
+  value,
+  seconds,
+  delta,
+  CASE WHEN seconds > 0 THEN round(delta * 1.0 / seconds, 1) END AS per_s,
+  CASE
+    WHEN seconds IS NULL OR seconds <= 0 OR name NOT LIKE '%bytes%' THEN ''
+    WHEN abs(delta) / seconds >= 1073741824 THEN printf('%.1f GiB/s', delta / 1073741824.0 / seconds)
+    WHEN abs(delta) / seconds >= 1048576 THEN printf('%.1f MiB/s', delta / 1048576.0 / seconds)
+    WHEN abs(delta) / seconds >= 1024 THEN printf('%.1f KiB/s', delta / 1024.0 / seconds)
+    ELSE printf('%d B/s', delta / seconds)
+  END AS rate
+FROM d
+ORDER BY id;

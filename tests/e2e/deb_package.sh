@@ -8,10 +8,12 @@
 #     the systemd unit, the sample config, the docs and examples); the binary's libraries resolve and it runs
 #     --help and --version; each man page renders without warnings (`man boostvol-get` follows its .so);
 #     the completion completes; `systemd-analyze verify` accepts the unit (no running systemd needed).
-#  4. Unless boostvol is already installed on this machine (or DEB_INSTALL=0): `dpkg -i` the package and run the
-#     quick start a new user types: create, `mount -t fuse.boostvol` (finds /usr/bin/boostvol through mount.fuse3),
-#     `boostvol unmount`, `boostvol mount --loop`, mkfs, mount, write, read back, status, unmount; then `dpkg -P`
-#     (also on failure), leaving the machine as it was.
+#  4. Unless boostvol is already installed on this machine (or DEB_INSTALL=0): `apt install ./boostvol_*.deb` and
+#     run the quick start of docs/quickstart-deb.md: `man boostvol-status`, create, `mount -t fuse.boostvol`
+#     (finds /usr/bin/boostvol through mount.fuse3), `boostvol unmount`, `boostvol mount --loop`, mkfs, mount,
+#     write, status (human, --json, --watch), drain with progress, sqlite3 on the views, umount, unmount; an
+#     fstab line with loop_attach through `mount -a -T FILE`; the file read back; then `dpkg -P` (also on
+#     failure), leaving the machine as it was.
 # shellcheck source=SCRIPTDIR/../lib/e2e_lib.sh
 source "$(dirname "$0")/../lib/e2e_lib.sh"
 
@@ -129,10 +131,20 @@ _deb_purge() {
   fi
 }
 trap 'rc=$?; _deb_purge; (exit $rc); _e2e_exit_trap' EXIT
-check "dpkg -i"
+check "apt install ./$(basename "$DEB") (what a new user types; dpkg -i where apt-get is missing)"
 DEB_INSTALLED=1
-expect_rc 0 timeout 300 dpkg -i "$DEB"
+if command -v apt-get >/dev/null; then
+  # Every dependency is installed already (scripts/install-deps.sh): nothing is downloaded.
+  expect_rc 0 timeout 300 env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+    -o Dpkg::Use-Pty=0 "$DEB"
+else
+  expect_rc 0 timeout 300 dpkg -i "$DEB"
+fi
 assert_eq "installed binary" "$(command -v boostvol)" /usr/bin/boostvol
+check "man boostvol-status finds the installed page"
+man -w boostvol-status >/dev/null 2>&1 || fail "man -w boostvol-status: $(man -w boostvol-status 2>&1)"
+ok "$(man -w boostvol-status)"
+# The quick start of docs/quickstart-deb.md, as typed there (small sizes).
 V=$E2E_DIR/q
 mkdir -p "$V/fast" "$V/slow" "$V/mnt" "$V/data"
 E2E_FASTS+=("$V/fast")
@@ -142,29 +154,66 @@ expect_rc 0 timeout 60 boostvol create "$V/fast" "$V/slow" --size 1G --cache-siz
 expect_rc 0 timeout 60 mount -t fuse.boostvol "$V/fast" "$V/mnt" -o nofail
 assert_eq "fstype" "$(mount_fstype "$V/mnt")" fuse.boostvol
 expect_rc 0 timeout 120 boostvol unmount "$V/mnt"
-check "quick start: mount --loop, mkfs, mount, write, status, unmount"
+check "quick start: mount --loop, mkfs, mount, write"
 expect_rc 0 timeout 60 boostvol mount "$V/fast" "$V/mnt" --loop
 dev=$(grep -o '/dev/loop[0-9]*' <<<"$E2E_OUT" | head -n1)
 [[ -n $dev ]] || fail "mount --loop printed no device: $E2E_OUT"
 E2E_LOOPS+=("$dev")
 timeout 120 mkfs.ext4 -q "$dev" || fail "mkfs.ext4 $dev"
 fs_mount "$dev" "$V/data"
+boostvol set "$V/mnt" idle_migrate_ms=600000 >/dev/null || fail "boostvol set"  # keep the data dirty for a while
 head -c 16M /dev/urandom >"$V/data/file"
 sync -f "$V/data"
 (cd "$V/data" && sha256sum file >"$V/file.sha256")
+check "status: human units, dirty %, hit rate, rates and ETA, health"
 expect_rc 0 timeout 60 boostvol status "$V/mnt"
-expect_msg "healthy"
+for w in "mounted on $V/mnt, healthy" "not yet home (" "% of the cache" "cache hit rate" "rates " "MiB" \
+  "opened     after a clean stop"; do
+  grep -qF -- "$w" <<<"$E2E_OUT" || fail "status lacks '$w': $E2E_OUT"
+done
+ok "status reads as documented"
+check "status --json parses; dirty_blocks is the data written"
+boostvol status "$V/mnt" --json >"$E2E_DIR/status.json" || fail "status --json"
+assert_eq "health" "$(json_get "$E2E_DIR/status.json" health)" healthy
+dirty=$(json_get "$E2E_DIR/status.json" dirty_blocks)
+((dirty >= 4096)) || fail "dirty_blocks $dirty after writing 16 MiB with the migrator held back"
+ok "dirty_blocks $dirty"
+check "status --watch 0.5 refreshes (not a terminal: reports separated by blank lines)"
+capture timeout 2 boostvol status "$V/mnt" --watch 0.5
+[[ $E2E_RC == 124 ]] || fail "status --watch ended by itself (rc $E2E_RC): $E2E_OUT"
+n=$(grep -c '^volume ' <<<"$E2E_OUT")
+((n >= 2)) || fail "status --watch printed $n reports in 2 s: $E2E_OUT"
+ok "$n reports"
+check "drain prints progress lines (not a terminal) and ends drained"
+expect_rc 0 timeout 300 boostvol drain "$V/mnt"
+expect_msg "drained: every write is home"
+grep -qE '^drain: [0-9]+/[0-9]+ segments' <<<"$E2E_OUT" || fail "no plain progress line: $E2E_OUT"
+ok "progress shown"
+check "sqlite3 answers from meta.db (views)"
+if command -v sqlite3 >/dev/null; then
+  out=$(sqlite3 "file:$V/fast/meta.db?mode=ro" "select segments_live from status; select count(*) from stats_history") ||
+    fail "sqlite3: $out"
+  ok "status, stats_history: $(tr '\n' ' ' <<<"$out")"
+else
+  log "sqlite3 is not installed; skipping"
+fi
 fs_umount "$V/data"
 expect_rc 0 timeout 300 boostvol unmount "$V/mnt"
 expect_msg "detached $dev"
-check "and again after a remount: the file is intact"
-expect_rc 0 timeout 60 boostvol mount "$V/fast" "$V/mnt" --loop
-dev=$(grep -o '/dev/loop[0-9]*' <<<"$E2E_OUT" | head -n1)
+check "an fstab line with loop_attach, mount -a (a temporary fstab: mount -a -T, never /etc/fstab)"
+printf '%s %s fuse.boostvol nofail,loop_attach 0 0\n' "$V/fast" "$V/mnt" >"$E2E_DIR/fstab"
+expect_rc 0 timeout 60 mount -a -T "$E2E_DIR/fstab"
+assert_eq "fstype" "$(mount_fstype "$V/mnt")" fuse.boostvol
+dev=$(losetup -j "$V/mnt/image" -O NAME -n | head -n1)
+[[ -n $dev ]] || fail "loop_attach attached no loop device"
 E2E_LOOPS+=("$dev")
+ok "mounted, $dev attached"
+check "and the file is intact"
 fs_mount "$dev" "$V/data"
 (cd "$V/data" && sha256sum -c "$V/file.sha256") || fail "file differs after remount"
 fs_umount "$V/data"
 expect_rc 0 timeout 300 boostvol unmount "$V/mnt"
+expect_msg "detached $dev"
 check "dpkg -P removes it again"
 _deb_purge
 [[ ! -e /usr/bin/boostvol ]] || fail "/usr/bin/boostvol still there after dpkg -P"

@@ -675,5 +675,87 @@ TEST_F(MetaStoreTest, ViewsAnswerPeople) {
             std::vector<std::string>{"migration.bytes|4096|4.0 KiB"});
 }
 
+// dirty_extents: the runs every sealed segment holds, merged across segments
+// (overlaps and neighbours), in block order; runs of segments that went home,
+// or whose slot holds a newer segment, are not shown.
+TEST_F(MetaStoreTest, DirtyExtentsViewMergesSealedSegmentsRuns) {
+  auto store = CreateStore();
+  ASSERT_NE(store, nullptr);
+  using E = std::vector<SegmentExtent>;
+  ASSERT_TRUE(store->AddSealedSegments({{.segment_seq = 0, .slot = 0, .first_record = 1, .last_record = 2, .data_blocks = 30},
+                                        {.segment_seq = 1, .slot = 1, .first_record = 3, .last_record = 4, .data_blocks = 12}},
+                                       {E{{100, 10, 10}, {200, 20, 20}}, E{{105, 10, 10}, {115, 1, 1}, {300, 4, 2}}})
+                  .ok());
+  EXPECT_EQ(Query("SELECT first_block, last_block, blocks, offset_bytes, size, segments, exact FROM dirty_extents"),
+            (std::vector<std::string>{"100|115|16|409600|64.0 KiB|2|yes", "200|219|20|819200|80.0 KiB|1|yes",
+                                      "300|303|4|1228800|16.0 KiB|1|no"}));
+  // Segment 0 goes home: its runs leave the view and the table.
+  ASSERT_TRUE(store->CommitMigration({.segment_seq = 1, .record_seq = 3}, {.blocks = 30, .bytes = 30 * 4096, .extents = 2})
+                  .ok());
+  EXPECT_EQ(Query("SELECT first_block, blocks, segments FROM dirty_extents"),
+            (std::vector<std::string>{"105|11|1", "300|4|1"}));
+  EXPECT_EQ(Query("SELECT count(*) FROM segment_extents WHERE segment_seq = 0"), std::vector<std::string>{"0"});
+  // Slot 0 taken by segment 16: the old rows of the slot are replaced.
+  ASSERT_TRUE(store->AddSealedSegments({{.segment_seq = 16, .slot = 0, .first_record = 100, .last_record = 100, .data_blocks = 1}},
+                                       {E{{7, 1, 1}}})
+                  .ok());
+  EXPECT_EQ(Query("SELECT first_block, blocks FROM dirty_extents"),
+            (std::vector<std::string>{"7|1", "105|11", "300|4"}));
+  // Extents outside the image are left out; the segment is still recorded.
+  ASSERT_TRUE(store->AddSealedSegments({{.segment_seq = 2, .slot = 2, .first_record = 5, .last_record = 5, .data_blocks = 1}},
+                                       {E{{(uint64_t{8} << 30) / 4096, 1, 1}}})
+                  .ok());
+  std::vector<SealedSegment> got;
+  ASSERT_TRUE(store->LoadSealedSegments(&got).ok());
+  EXPECT_EQ(got.size(), 3u);
+  EXPECT_EQ(Query("SELECT count(*) FROM dirty_extents"), std::vector<std::string>{"3"});
+  // Repair forgets segments from 2 on: their rows go too.
+  ASSERT_TRUE(store->ForgetSegmentsFrom(1).ok());
+  EXPECT_EQ(Query("SELECT count(*) FROM segment_extents WHERE segment_seq >= 1"), std::vector<std::string>{"0"});
+}
+
+// stats_history: per save, the change since the previous save of the same
+// counter and the rate; a total that went down starts over; dirty_blocks is
+// a level (its change may be negative).
+TEST_F(MetaStoreTest, StatsHistoryViewShowsDeltasAndRates) {
+  auto store = CreateStore();
+  ASSERT_NE(store, nullptr);
+  store.reset();
+  RawSql("INSERT INTO counters_history (unix, name, value) VALUES "
+         "(1000, 'bytes_written', 0), (1000, 'dirty_blocks', 0), "
+         "(1010, 'bytes_written', 20971520), (1010, 'dirty_blocks', 5120), "
+         "(1020, 'bytes_written', 41943040), (1020, 'dirty_blocks', 1024), "
+         "(1030, 'bytes_written', 4096)");
+  EXPECT_EQ(Query("SELECT utc, value, seconds, delta, per_s, rate FROM stats_history WHERE name = 'bytes_written'"),
+            (std::vector<std::string>{"1970-01-01 00:16:40|0|NULL|NULL|NULL|",
+                                      "1970-01-01 00:16:50|20971520|10|20971520|2097152.0|2.0 MiB/s",
+                                      "1970-01-01 00:17:00|41943040|10|20971520|2097152.0|2.0 MiB/s",
+                                      "1970-01-01 00:17:10|4096|10|4096|409.6|409 B/s"}));
+  EXPECT_EQ(Query("SELECT delta, per_s, rate FROM stats_history WHERE name = 'dirty_blocks' AND seconds IS NOT NULL"),
+            (std::vector<std::string>{"5120|512.0|", "-4096|-409.6|"}));
+}
+
+// A meta.db made before the views and segment_extents existed gains them at
+// its next read-write open; a read-only open changes nothing.
+TEST_F(MetaStoreTest, OlderVolumeGainsTheNewerViewsAtOpen) {
+  ASSERT_NE(CreateStore(), nullptr);
+  RawSql("DROP VIEW dirty_extents; DROP VIEW stats_history; DROP TABLE segment_extents");
+  OpenStore(/*read_only=*/true);
+  EXPECT_EQ(Query("SELECT count(*) FROM sqlite_schema WHERE name IN ('dirty_extents', 'stats_history', 'segment_extents')"),
+            std::vector<std::string>{"0"});
+  auto store = OpenStore();
+  ASSERT_NE(store, nullptr);
+  EXPECT_EQ(Query("SELECT count(*) FROM sqlite_schema WHERE name IN ('dirty_extents', 'stats_history', 'segment_extents')"),
+            std::vector<std::string>{"3"});
+  ASSERT_TRUE(store->AddSealedSegments({{.segment_seq = 0, .slot = 0, .first_record = 1, .last_record = 1, .data_blocks = 1}},
+                                       {std::vector<SegmentExtent>{{5, 1, 1}}})
+                  .ok());
+  EXPECT_EQ(Query("SELECT first_block, blocks FROM dirty_extents"), std::vector<std::string>{"5|1"});
+  // And again: the additions are idempotent.
+  store.reset();
+  EXPECT_NE(OpenStore(), nullptr);
+  EXPECT_EQ(Query("SELECT first_block, blocks FROM dirty_extents"), std::vector<std::string>{"5|1"});
+}
+
 }  // namespace
 }  // namespace boostvol::meta
