@@ -49,11 +49,14 @@ int RunCheck(const CheckArgs& a, const GlobalOptions& g) {
   Status s = CheckVolume(fast, [&](const Progress& p) { bar.Update(p); }, &report);
   bar.Finish();
   if (!s.ok()) return Fail(s, "check could not run");
-  std::printf("checked %llu log records, %llu blocks; %llu blocks not yet home\n",
-              static_cast<unsigned long long>(report.records_checked),
-              static_cast<unsigned long long>(report.blocks_checked),
-              static_cast<unsigned long long>(report.dirty_blocks));
-  if (!report.summary.empty()) std::printf("%s\n", report.summary.c_str());
+  if (!report.summary.empty()) {
+    std::printf("%s\n", report.summary.c_str());
+  } else {
+    std::printf("checked %llu log records, %llu blocks; %llu blocks not yet home\n",
+                static_cast<unsigned long long>(report.records_checked),
+                static_cast<unsigned long long>(report.blocks_checked),
+                static_cast<unsigned long long>(report.dirty_blocks));
+  }
   if (report.problems.empty()) {
     std::printf("consistent\n");
     return kExitOk;

@@ -297,7 +297,18 @@ int RunMount(MountArgs a, const GlobalOptions& g) {
   if (!a.foreground) {
     int code = 0;
     if (!rep.Daemonize(&code)) return RunDaemon(a, fast, mnt, level, &rep);
-    if (code != kExitOk || !a.loop) return code;
+    // A person at a terminal is told what to do next; scripts get the device
+    // alone on stdout (like losetup --show) and nothing else.
+    const bool person = ::isatty(STDERR_FILENO) == 1;
+    if (code != kExitOk) return code;
+    if (!a.loop) {
+      if (person) {
+        std::fprintf(stderr, "boostvol: %s is served as %s/image; attach it with: losetup -f --show --direct-io=on "
+                             "%s/image (or mount with --loop); stop with: boostvol unmount %s\n",
+                     fast.c_str(), mnt.c_str(), mnt.c_str(), mnt.c_str());
+      }
+      return code;
+    }
     // The daemon is serving; attach the loop device from here.
     std::string dev;
     if (Status s = AttachAndReport(a, mnt, &dev); !s.ok()) {
@@ -308,6 +319,11 @@ int RunMount(MountArgs a, const GlobalOptions& g) {
         for (int i = 0; i < 600 && VolumeLockHeld(fast, &note); ++i) ::usleep(100 * 1000);
       }
       return ExitCodeFor(s);
+    }
+    if (person) {
+      std::fprintf(stderr, "boostvol: %s is served as %s/image on %s; make a filesystem (mkfs.ext4 %s) or mount "
+                           "it; stop with: boostvol unmount %s\n",
+                   fast.c_str(), mnt.c_str(), dev.c_str(), dev.c_str(), mnt.c_str());
     }
     return kExitOk;
   }

@@ -33,11 +33,17 @@ void ProgressPrinter::Update(const Progress& p) {
   if (!final && now - last_ < min_gap) return;
   last_ = now;
   const double elapsed = std::chrono::duration<double>(now - start_).count();
-  const double rate = elapsed > 0.2 ? static_cast<double>(p.done - std::min(p.done, start_done_)) / elapsed : 0.0;
+  // Over 0.2 s at least, so the first samples do not show wild rates; the
+  // final line uses what it took.
+  const double rate = elapsed > 0.2 || (final && elapsed > 0)
+                          ? static_cast<double>(p.done - std::min(p.done, start_done_)) / elapsed
+                          : 0.0;
   const double frac = p.total > 0 ? std::min(1.0, static_cast<double>(p.done) / static_cast<double>(p.total)) : 0.0;
   const std::string unit = p.unit.empty() ? "" : " " + p.unit;
   const std::string what = p.what.empty() ? "progress" : p.what;
-  std::string eta = rate > 0 && p.total >= p.done ? Duration(static_cast<double>(p.total - p.done) / rate) : "?";
+  std::string eta = final             ? "done in " + Duration(elapsed)
+                    : rate > 0 && p.total >= p.done ? "ETA " + Duration(static_cast<double>(p.total - p.done) / rate)
+                                                    : "ETA ?";
   if (p.total == 0) {  // how much is left is not known: a count and a rate, no bar, no ETA
     if (tty_) {
       std::fprintf(out_, "\r%s: %llu%s  %.0f%s/s\033[K", what.c_str(), static_cast<unsigned long long>(p.done),
@@ -52,12 +58,12 @@ void ProgressPrinter::Update(const Progress& p) {
     const int fill = static_cast<int>(frac * kWidth);
     std::string bar(static_cast<size_t>(fill), '#');
     bar.resize(kWidth, '.');
-    std::fprintf(out_, "\r%s [%s] %5.1f%%  %llu/%llu%s  %.0f%s/s  ETA %s\033[K", what.c_str(), bar.c_str(),
+    std::fprintf(out_, "\r%s [%s] %5.1f%%  %llu/%llu%s  %.0f%s/s  %s\033[K", what.c_str(), bar.c_str(),
                  frac * 100.0, static_cast<unsigned long long>(p.done), static_cast<unsigned long long>(p.total),
                  unit.c_str(), rate, unit.c_str(), eta.c_str());
     drawn_ = true;
   } else {
-    std::fprintf(out_, "%s: %llu/%llu%s (%.1f%%), %.0f%s/s, ETA %s\n", what.c_str(),
+    std::fprintf(out_, "%s: %llu/%llu%s (%.1f%%), %.0f%s/s, %s\n", what.c_str(),
                  static_cast<unsigned long long>(p.done), static_cast<unsigned long long>(p.total), unit.c_str(),
                  frac * 100.0, rate, unit.c_str(), eta.c_str());
   }
