@@ -81,8 +81,9 @@ void PrintLive(const VolumeStatus& s, const control::StatusRates& r, const std::
   std::printf("writes     %llu (%s), %llu flushes, %llu waited for log space\n",
               static_cast<unsigned long long>(s.writes), FormatBytes(s.bytes_written).c_str(),
               static_cast<unsigned long long>(s.flushes), static_cast<unsigned long long>(s.write_waits));
-  std::printf("migrator   %s; %s migrated in %llu batches\n", s.migrator_state.c_str(),
-              FormatBytes(s.migrated_bytes).c_str(), static_cast<unsigned long long>(s.migration_batches));
+  std::printf("migrator   %s; %s migrated in %llu batch%s\n", s.migrator_state.c_str(),
+              FormatBytes(s.migrated_bytes).c_str(), static_cast<unsigned long long>(s.migration_batches),
+              s.migration_batches == 1 ? "" : "es");
   if (r.window_s == 0) {
     std::printf("rates      not measured yet (the daemon samples every second)\n");
   } else {
@@ -201,8 +202,8 @@ int Offline(const std::string& fast, const StatusArgs& a) {
               cache_reads + home_reads ? Pct(cache_reads, cache_reads + home_reads).c_str() : "n/a");
   std::printf("writes     %llu (%s), %llu flushes\n", static_cast<unsigned long long>(counter("writes")),
               FormatBytes(counter("bytes_written")).c_str(), static_cast<unsigned long long>(counter("flushes")));
-  std::printf("migrated   %s in %llu batches\n", FormatBytes(counter("migration.bytes")).c_str(),
-              static_cast<unsigned long long>(counter("migration.batches")));
+  std::printf("migrated   %s in %llu batch%s\n", FormatBytes(counter("migration.bytes")).c_str(),
+              static_cast<unsigned long long>(counter("migration.batches")), counter("migration.batches") == 1 ? "" : "es");
   std::printf("more       sqlite3 -readonly %s/meta.db 'select * from stats' (docs/sqlite.md)\n", fast.c_str());
   return kExitOk;
 }

@@ -40,32 +40,35 @@ void ProgressPrinter::Update(const Progress& p) {
                           : 0.0;
   const double frac = p.total > 0 ? std::min(1.0, static_cast<double>(p.done) / static_cast<double>(p.total)) : 0.0;
   const std::string unit = p.unit.empty() ? "" : " " + p.unit;
+  // No rate until something was done after the first sample (a one-shot final line has none).
+  char rate_buf[64] = "";
+  if (rate > 0) std::snprintf(rate_buf, sizeof(rate_buf), "  %.0f%s/s", rate, unit.c_str());
+  const std::string rate_str = rate_buf;
   const std::string what = p.what.empty() ? "progress" : p.what;
   std::string eta = final             ? "done in " + Duration(elapsed)
                     : rate > 0 && p.total >= p.done ? "ETA " + Duration(static_cast<double>(p.total - p.done) / rate)
                                                     : "ETA ?";
   if (p.total == 0) {  // how much is left is not known: a count and a rate, no bar, no ETA
     if (tty_) {
-      std::fprintf(out_, "\r%s: %llu%s  %.0f%s/s\033[K", what.c_str(), static_cast<unsigned long long>(p.done),
-                   unit.c_str(), rate, unit.c_str());
+      std::fprintf(out_, "\r%s: %llu%s%s\033[K", what.c_str(), static_cast<unsigned long long>(p.done), unit.c_str(),
+                   rate_str.c_str());
       drawn_ = true;
     } else {
-      std::fprintf(out_, "%s: %llu%s, %.0f%s/s\n", what.c_str(), static_cast<unsigned long long>(p.done), unit.c_str(),
-                   rate, unit.c_str());
+      std::fprintf(out_, "%s: %llu%s%s\n", what.c_str(), static_cast<unsigned long long>(p.done), unit.c_str(),
+                   rate_str.c_str());
     }
   } else if (tty_) {
     constexpr int kWidth = 30;
     const int fill = static_cast<int>(frac * kWidth);
     std::string bar(static_cast<size_t>(fill), '#');
     bar.resize(kWidth, '.');
-    std::fprintf(out_, "\r%s [%s] %5.1f%%  %llu/%llu%s  %.0f%s/s  %s\033[K", what.c_str(), bar.c_str(),
-                 frac * 100.0, static_cast<unsigned long long>(p.done), static_cast<unsigned long long>(p.total),
-                 unit.c_str(), rate, unit.c_str(), eta.c_str());
+    std::fprintf(out_, "\r%s [%s] %5.1f%%  %llu/%llu%s%s  %s\033[K", what.c_str(), bar.c_str(), frac * 100.0,
+                 static_cast<unsigned long long>(p.done), static_cast<unsigned long long>(p.total), unit.c_str(),
+                 rate_str.c_str(), eta.c_str());
     drawn_ = true;
   } else {
-    std::fprintf(out_, "%s: %llu/%llu%s (%.1f%%), %.0f%s/s, %s\n", what.c_str(),
-                 static_cast<unsigned long long>(p.done), static_cast<unsigned long long>(p.total), unit.c_str(),
-                 frac * 100.0, rate, unit.c_str(), eta.c_str());
+    std::fprintf(out_, "%s: %llu/%llu%s (%.1f%%)%s, %s\n", what.c_str(), static_cast<unsigned long long>(p.done),
+                 static_cast<unsigned long long>(p.total), unit.c_str(), frac * 100.0, rate_str.c_str(), eta.c_str());
   }
   std::fflush(out_);
 }
