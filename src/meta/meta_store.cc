@@ -736,7 +736,11 @@ Status CheckSchema(const Db& d) {
   }
   for (const char* want : kViews) {
     if (std::find(views.begin(), views.end(), want) == views.end()) {
-      spdlog::warn("meta: {}: view {} is missing (only people use it; `boostvol check` reports it)", d.path, want);
+      // The newer views come with the next read-write open: not worth a warning.
+      const bool newer = std::string_view(want) == "dirty_extents" || std::string_view(want) == "stats_history";
+      spdlog::log(newer ? spdlog::level::debug : spdlog::level::warn,
+                  "meta: {}: view {} is missing (only people use it; `boostvol check` reports it{})", d.path, want,
+                  newer ? "; the next mount adds it" : "");
     }
   }
   if (!triggers.empty()) {
