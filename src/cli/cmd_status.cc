@@ -146,10 +146,10 @@ int Offline(const std::string& fast, const StatusArgs& a) {
     s.watermark_record = wm.record_seq;
     s.next_record = clean ? cp.tail.next_record_seq : 0;
     s.clean_open = clean;
+    (void)store->LoadMountCount(&s.mount_count);  // stays 0 if unreadable: status still answers
     for (const auto& [name, value] : counters) {
       const uint64_t u = value < 0 ? 0 : static_cast<uint64_t>(value);
-      if (name == "mount_count") s.mount_count = u;
-      else if (name == "reads") s.reads = u;
+      if (name == "reads") s.reads = u;
       else if (name == "writes") s.writes = u;
       else if (name == "flushes") s.flushes = u;
       else if (name == "bytes_read") s.bytes_read = u;
@@ -169,7 +169,10 @@ int Offline(const std::string& fast, const StatusArgs& a) {
   }
   std::printf("volume     %s\n", v.uuid.c_str());
   std::printf("state      %s\n", state.c_str());
-  std::printf("last stop  %s\n", stop.c_str());
+  uint64_t mounts = 0;
+  (void)store->LoadMountCount(&mounts);
+  std::printf("last stop  %s (mounted %llu time%s)\n", stop.c_str(), static_cast<unsigned long long>(mounts),
+              mounts == 1 ? "" : "s");
   std::printf("fast       %s\n", fast.c_str());
   std::printf("home       %s%s\n", v.home.c_str(), v.home_journal ? "" : " (NO home journal: unsafe without FAST)");
   std::printf("image      %s, blocks of %u bytes\n", FormatBytes(v.image_size).c_str(), v.block_size);

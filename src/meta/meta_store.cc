@@ -995,6 +995,14 @@ Status MetaStore::LoadVolume(VolumeRow* v) {
   return Status::OK();
 }
 
+Status MetaStore::LoadMountCount(uint64_t* mount_count) {
+  MutexLock l(&mu_);
+  VolumeState vs;
+  BV_RETURN_IF_ERROR(ReadVolume(Db{db_, path_}, &vs));
+  *mount_count = vs.mount_count;
+  return Status::OK();
+}
+
 Status MetaStore::LoadWatermark(Watermark* w) {
   MutexLock l(&mu_);
   return ReadWatermark(Db{db_, path_}, w);

@@ -116,6 +116,8 @@ class MetaStore {
   ~MetaStore();
 
   Status LoadVolume(VolumeRow* v);
+  // How many times the volume has been mounted (volume.mount_count).
+  Status LoadMountCount(uint64_t* mount_count);
   Status LoadWatermark(Watermark* w);
   // Sealed segments at or after the watermark, in seq order.
   Status LoadSealedSegments(std::vector<SealedSegment>* out);

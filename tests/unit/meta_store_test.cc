@@ -757,5 +757,19 @@ TEST_F(MetaStoreTest, OlderVolumeGainsTheNewerViewsAtOpen) {
   EXPECT_EQ(Query("SELECT first_block, blocks FROM dirty_extents"), std::vector<std::string>{"5|1"});
 }
 
+TEST_F(MetaStoreTest, LoadMountCountCountsBeginMounts) {
+  auto store = CreateStore();
+  ASSERT_NE(store, nullptr);
+  uint64_t n = 99;
+  ASSERT_TRUE(store->LoadMountCount(&n).ok());
+  EXPECT_EQ(n, 0u);
+  uint64_t m = 0;
+  ASSERT_TRUE(store->BeginMount(&m).ok());
+  ASSERT_TRUE(store->BeginMount(&m).ok());
+  store.reset();
+  ASSERT_TRUE(OpenStore(/*read_only=*/true)->LoadMountCount(&n).ok());
+  EXPECT_EQ(n, 2u);
+}
+
 }  // namespace
 }  // namespace boostvol::meta
