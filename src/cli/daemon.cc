@@ -76,9 +76,7 @@ bool StartupReporter::Daemonize(int* parent_exit_code) {
       continue;
     }
     bar.Finish();
-    if (l.rfind("P ", 0) == 0) {
-      std::fprintf(stderr, "%s\n", l.c_str() + 2);
-    } else if (l == "R") {
+    if (l == "R") {
       code = kExitOk;
       break;
     } else if (l.rfind("E ", 0) == 0) {
@@ -120,11 +118,6 @@ void StartupReporter::Send(const std::string& line) {
     p += n;
     left -= static_cast<size_t>(n);
   }
-}
-
-void StartupReporter::Progress(const std::string& line) {
-  if (fd_ >= 0) Send("P " + line);
-  else std::fprintf(stderr, "%s\n", line.c_str());
 }
 
 void StartupReporter::Progress(const boostvol::Progress& p) {

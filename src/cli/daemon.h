@@ -2,7 +2,8 @@
 //
 // The parent forks before anything else has started (no threads yet). The
 // child calls setsid(), opens the volume and mounts; it reports progress
-// lines, then "ready" or an error with its exit code through a pipe. The
+// ("G DONE TOTAL WHAT<tab>UNIT" lines), then "ready" ("R") or an error with
+// its exit code ("E CODE MESSAGE") through a pipe. The
 // parent prints what it hears (recovery progress as a bar with rate and ETA
 // on a terminal, plain lines otherwise) and exits 0 on ready, or with the
 // child's code. In the foreground there is no pipe: reports go straight to
@@ -27,7 +28,6 @@ class StartupReporter {
   // On fork failure returns true with an error printed.
   bool Daemonize(int* parent_exit_code);
 
-  void Progress(const std::string& line);
   // To the parent, which draws it; nothing in the foreground (the log on
   // stderr has it).
   void Progress(const boostvol::Progress& p);
