@@ -3,12 +3,14 @@
 // prefix oracle (DESIGN.md 2.2, 2.3, 2.7).
 #include <gtest/gtest.h>
 
+#include <cstdio>
 #include <cstdlib>
 #include <random>
 
 #include "boostvol/volume.h"
 #include "engine/volume_impl.h"
 #include "lib/fault_injection_env.h"
+#include "lib/fault_injection_vfs.h"
 #include "lib/image_model.h"
 #include "lib/temp_dirs.h"
 
@@ -25,6 +27,7 @@ constexpr uint64_t kImage = 2 << 20;  // 512 blocks
 struct Fixture {
   TempDirs dirs;
   FaultInjectionEnv env{Env::Posix()};
+  test::FaultInjectionVfs vfs;  // meta.db's I/O: power cuts inside SQLite commits
   std::unique_ptr<Volume> vol;
 
   void Create(uint32_t segment_size = 16384, uint64_t cache = 256 << 10) {
@@ -35,6 +38,7 @@ struct Fixture {
     co.cache_size = cache;
     co.segment_size = segment_size;
     co.env = &env;
+    co.sqlite_vfs = vfs.name();
     Status s = CreateVolume(co);
     ASSERT_TRUE(s.ok()) << s.ToString();
   }
@@ -42,6 +46,7 @@ struct Fixture {
     OpenOptions oo;
     oo.fast_dir = dirs.fast();
     oo.env = &env;
+    oo.sqlite_vfs = vfs.name();
     oo.start_migrator = migrator;
     oo.migrate_start_fraction = 0.25;
     oo.idle_migrate_ms = 50;
@@ -216,10 +221,33 @@ TEST(VolumeTest, FailedLogDegradesToWriteThroughAndLosesNothingFlushed) {
   ASSERT_EQ(f.ReadAll(), model.image());
 }
 
+// What the power-cut runs did, summed over a test (printed at its end).
+struct CutStats {
+  int runs = 0;
+  int steps = 0;
+  int cuts = 0;
+  int in_engine_io = 0;    // while a migration batch failed part-way (log or home)
+  int in_meta_commit = 0;  // inside a meta.db commit (seal, migration batch, checkpoint, counters)
+  int meta_armed = 0;      // cuts armed for a meta.db commit (the rest found no commit to land in)
+};
+
 // The randomized model check: writes, flushes, migrations and power cuts in
 // every mode on either directory; after each cut the image must be a prefix
 // of the write history that includes everything flushed.
-void PowerCutRun(uint64_t seed, int steps) {
+//
+// A cut happens at one of these points (each a quarter of the cuts):
+//  - between operations;
+//  - while a migration batch fails part-way on a log or home write;
+//  - inside a meta.db commit of MigrateOnce (recording sealed segments, then
+//    the migration batch's commit): FaultInjectionVfs::CrashAfter(n) stops
+//    meta.db's I/O at its n-th write or sync from then on, and from that
+//    instant every write and sync of the engine's own files in the cut's
+//    scope fails too (the power is out), until the test cuts;
+//  - the same inside a clean stop (Close: sealed segments, counters, the
+//    checkpoint), so the next open either finds the whole checkpoint or
+//    recovers from the log.
+// meta.db is cut (FaultInjectionVfs::PowerCut, same mode) whenever FAST is.
+void PowerCutRun(uint64_t seed, int steps, CutStats* stats) {
   SCOPED_TRACE("seed " + std::to_string(seed) + " (replay: BOOSTVOL_SEED=" + std::to_string(seed) + ")");
   Fixture f;
   f.Create();
@@ -227,7 +255,9 @@ void PowerCutRun(uint64_t seed, int steps) {
   ImageModel model(kImage);
   std::mt19937_64 rng(seed);
   int cuts = 0;
+  stats->runs++;
   for (int step = 0; step < steps; step++) {
+    stats->steps++;
     unsigned op = rng() % 100;
     if (op < 70) {
       f.MakeRoom();
@@ -239,10 +269,12 @@ void PowerCutRun(uint64_t seed, int steps) {
       bool did;
       ASSERT_TRUE(f.impl()->MigrateOnce(&did).ok());
     } else {
-      // A power cut, possibly in the middle of a migration batch.
       PowerCutMode mode = static_cast<PowerCutMode>(rng() % 3);
       std::string scope = rng() % 4 == 0 ? f.dirs.fast() : (rng() % 3 == 0 ? f.dirs.slow() : "");
-      if (rng() % 2) {
+      const unsigned where = rng() % 4;
+      std::string point = "between operations";
+      if (where == 1) {
+        // In the middle of a migration batch: a log or home write fails.
         test::FaultRule r;
         r.path_prefix = rng() % 2 ? f.dirs.slow() : f.dirs.fast();
         r.op = test::FaultOp::kWrite;
@@ -251,39 +283,77 @@ void PowerCutRun(uint64_t seed, int steps) {
         bool did;
         (void)f.impl()->MigrateOnce(&did);  // fails part-way
         f.env.ClearFaults();
+        point = "during a failing migration batch";
+        stats->in_engine_io++;
+      } else if (where >= 2) {
+        // Inside a meta.db commit. FAST loses power (meta.db is there).
+        if (scope == f.dirs.slow()) scope = "";
+        stats->meta_armed++;
+        const uint64_t n = rng() % 24;
+        f.vfs.CrashAfter(n, scope, [&f, scope] {
+          for (test::FaultOp fop : {test::FaultOp::kWrite, test::FaultOp::kSync}) {
+            test::FaultRule r;
+            r.path_prefix = scope;
+            r.op = fop;
+            f.env.InjectFault(r);
+          }
+        });
+        if (where == 2) {
+          bool did;
+          (void)f.impl()->MigrateOnce(&did);
+        } else {
+          (void)f.vol->Close();
+        }
+        f.env.ClearFaults();
+        if (f.vfs.crashed()) {
+          point = std::string("inside a meta.db commit of ") + (where == 2 ? "MigrateOnce" : "Close") +
+                  " (its I/O number " + std::to_string(n) + ")";
+          stats->in_meta_commit++;
+        } else {
+          point = std::string("after ") + (where == 2 ? "MigrateOnce" : "a clean Close");
+        }
       }
       ASSERT_TRUE(f.env.PowerCut(mode, rng(), scope).ok());
+      if (scope != f.dirs.slow()) {
+        Status vs = f.vfs.PowerCut(mode, rng(), scope);
+        ASSERT_TRUE(vs.ok()) << vs.ToString();
+      }
       f.vol.reset();  // the daemon died with the power
       Status s = f.Open();
-      ASSERT_TRUE(s.ok()) << "reopen after a power cut (mode " << static_cast<int>(mode) << ", scope '" << scope
-                          << "'): " << s.ToString();
+      ASSERT_TRUE(s.ok()) << "reopen after a power cut " << point << " (mode " << static_cast<int>(mode)
+                          << ", scope '" << scope << "'): " << s.ToString();
       std::vector<uint8_t> got = f.ReadAll();
       uint64_t k;
       std::string why;
       ASSERT_TRUE(model.CheckPrefix(got, &k, &why))
-          << why << " (writes " << model.writes() << ", flushed " << model.flushed() << ", cut " << cuts << ")";
+          << why << " (writes " << model.writes() << ", flushed " << model.flushed() << ", cut " << cuts << " "
+          << point << ", mode " << static_cast<int>(mode) << ", scope '" << scope << "')";
       model.Reset(got);
       cuts++;
+      stats->cuts++;
     }
   }
 }
 
 TEST(VolumeTest, PowerCutsLeaveAPrefixIncludingEveryFlush) {
+  CutStats stats;
   const char* fixed = std::getenv("BOOSTVOL_SEED");
   if (fixed) {
-    PowerCutRun(std::strtoull(fixed, nullptr, 10), 400);
-    return;
+    PowerCutRun(std::strtoull(fixed, nullptr, 10), 400, &stats);
+  } else {
+    // BOOSTVOL_QUICK=1: fewer runs, for the slow sanitizer builds (scripts/sanitize.sh).
+    auto flag = [](const char* name) {
+      const char* v = std::getenv(name);
+      return v != nullptr && std::string(v) == "1";
+    };
+    int runs = flag("BOOSTVOL_LONG") ? 2000 : flag("BOOSTVOL_QUICK") ? 8 : 40;
+    for (int i = 0; i < runs && !HasFatalFailure(); i++) PowerCutRun(1000 + i, 150, &stats);
   }
-  // BOOSTVOL_QUICK=1: fewer runs, for the slow sanitizer builds (scripts/sanitize.sh).
-  auto flag = [](const char* name) {
-    const char* v = std::getenv(name);
-    return v != nullptr && std::string(v) == "1";
-  };
-  int runs = flag("BOOSTVOL_LONG") ? 2000 : flag("BOOSTVOL_QUICK") ? 8 : 40;
-  for (int i = 0; i < runs; i++) {
-    PowerCutRun(1000 + i, 150);
-    if (HasFatalFailure()) return;
-  }
+  std::printf("power-cut model: %d sequences, %d operations, %d power cuts (%d during a failing migration batch, "
+              "%d inside a meta.db commit, %d more armed for one)\n",
+              stats.runs, stats.steps, stats.cuts, stats.in_engine_io, stats.in_meta_commit,
+              stats.meta_armed - stats.in_meta_commit);
+  EXPECT_GT(stats.in_meta_commit, 0) << "no cut landed inside a meta.db commit";
 }
 
 }  // namespace
