@@ -53,15 +53,15 @@ configure() {  # DIR CMAKE-ARGS...
   mkdir -p "$dir"
   cmake -S "$SRC" -B "$dir" -G Ninja -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ \
     -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -gline-tables-only" \
-    -DCMAKE_C_FLAGS_RELWITHDEBINFO="-O1 -gline-tables-only" -DBOOSTVOL_PCH=ON "$@" >"$dir.configure.log" 2>&1 ||
-    { cat "$dir.configure.log"; die "configuring $dir"; }
+    -DCMAKE_C_FLAGS_RELWITHDEBINFO="-O1 -gline-tables-only" -DBOOSTVOL_PCH=ON "$@" >"$dir/configure.log" 2>&1 ||
+    { cat "$dir/configure.log"; die "configuring $dir"; }
 }
 
 build() {  # DIR LABEL TARGET...
   local dir=$1 label=$2 t0=$SECONDS
   shift 2
   log "$label: building $* in $dir"
-  ninja -C "$dir" -j"$JOBS" "$@" >"$dir.build.log" 2>&1 || { tail -50 "$dir.build.log"; die "$label build"; }
+  ninja -C "$dir" -j"$JOBS" "$@" >"$dir/build.log" 2>&1 || { tail -50 "$dir/build.log"; die "$label build"; }
   log "$label: built in $((SECONDS - t0)) s"
 }
 
@@ -71,19 +71,19 @@ run_unit() {  # DIR LABEL
   # TMPDIR on the build dir's file system: the tests create real volumes.
   mkdir -p "$dir/tmp"
   if ! TMPDIR=$dir/tmp "$dir/boostvol_unit_tests" --gtest_filter="${GTEST_FILTER:-*}" --gtest_brief=1 \
-    >"$dir.test.log" 2>&1; then
+    >"$dir/test.log" 2>&1; then
     grep -E 'ERROR: (Address|Thread|Undefined|Leak)Sanitizer|WARNING: ThreadSanitizer|runtime error|\[  FAILED  \]' \
-      "$dir.test.log" | head -20 || true
-    tail -80 "$dir.test.log"
-    die "$label unit tests (full log: $dir.test.log)"
+      "$dir/test.log" | head -20 || true
+    tail -80 "$dir/test.log"
+    die "$label unit tests (full log: $dir/test.log)"
   fi
   # A report that did not stop the binary still fails the part.
-  if grep -qE 'ERROR: (Address|Thread|Undefined|Leak)Sanitizer|WARNING: ThreadSanitizer|runtime error:' "$dir.test.log"; then
+  if grep -qE 'ERROR: (Address|Thread|Undefined|Leak)Sanitizer|WARNING: ThreadSanitizer|runtime error:' "$dir/test.log"; then
     grep -E -A30 'ERROR: (Address|Thread|Undefined|Leak)Sanitizer|WARNING: ThreadSanitizer|runtime error:' \
-      "$dir.test.log" | head -80
-    die "$label: a sanitizer reported a problem (full log: $dir.test.log)"
+      "$dir/test.log" | head -80
+    die "$label: a sanitizer reported a problem (full log: $dir/test.log)"
   fi
-  tail -3 "$dir.test.log"
+  tail -3 "$dir/test.log"
   log "$label: unit tests passed in $((SECONDS - t0)) s"
 }
 
