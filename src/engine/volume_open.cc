@@ -156,6 +156,7 @@ class VolumeOpener {
     };
     mo.housekeeping = [raw] { raw->Housekeeping(); };
     v->migrator_ = std::make_unique<Migrator>(mo);
+    v->kick_migrator_.store(v->migrator_.get(), std::memory_order_release);
     for (const std::string& key : TunableNames()) {
       std::string value;
       bool found = false;
