@@ -26,10 +26,11 @@ source "$(dirname "$0")/../lib/crash_lib.sh"
 need_root
 need_fuse
 need_loop
-# XFS runs in the long tier only until the open finding of issue 3 is understood: in about 1 of 10-30 xfs
-# cycles a directory fsync that returned OK right before the kill -9 was not durable (reproduction:
-# CRASH_FS=xfs CRASH_FS_CYCLES=30 CRASH_SEED=3978 tests/e2e/crash_loop_fs.sh). A quick tier that fails at random
-# would hide every other result; the long tier keeps hunting it.
+# XFS runs in the long tier. Its old finding (1 in 10-30 cycles: a directory fsync that returned OK right before
+# the kill -9 was not durable) is understood and not boostvol's: XFS reported the fsync as successful although
+# the log write behind it failed with EIO before reaching the dead daemon (traced: docs/testing.md, "The XFS
+# finding"). The check now trusts only records written before the kill (KILL_MARK_FILE); 40 xfs cycles pass.
+# It can return to the quick tier once the long tier has run it clean for a while.
 if [[ ${BOOSTVOL_LONG:-0} == 1 ]]; then
   FSTYPES=${CRASH_FS:-ext4 xfs btrfs}
 else
