@@ -438,7 +438,10 @@ TEST(VolumeTest, PowerCutsLeaveAPrefixIncludingEveryFlush) {
               "%d inside a meta.db commit, %d more armed for one)\n",
               stats.runs, stats.steps, stats.cuts, stats.in_engine_io, stats.in_meta_commit,
               stats.meta_armed - stats.in_meta_commit);
-  EXPECT_GT(stats.in_meta_commit, 0) << "no cut landed inside a meta.db commit";
+  // The test must reach what it claims to test (not checked for one replayed seed).
+  if (fixed == nullptr) {
+    EXPECT_GT(stats.in_meta_commit, 0) << "no cut landed inside a meta.db commit";
+  }
 }
 
 }  // namespace
