@@ -8,6 +8,8 @@ set -euo pipefail
 PACKAGES=(
   # build
   build-essential cmake ninja-build pkg-config clang
+  # sanitizer and libFuzzer runtimes for clang, llvm-symbolizer for their reports (scripts/sanitize.sh)
+  libclang-rt-dev llvm
   libfuse3-dev libsqlite3-dev libspdlog-dev libfmt-dev libcli11-dev libgtest-dev libgmock-dev
   # run
   fuse3 sqlite3

@@ -36,6 +36,7 @@ struct CreateOptions {
   uint32_t segment_size = 4 << 20;  // bytes per log segment
   bool home_journal = true;         // DESIGN.md 2.7 (false: home is unsafe without FAST)
   Env* env = nullptr;               // nullptr = the real file system
+  const char* sqlite_vfs = nullptr;  // SQLite VFS for meta.db (tests); nullptr = SQLite's default
   // Start a fresh cache on the existing home in slow_dir (a directory home or rbd:POOL/IMAGE) instead of
   // creating one: image_size may be 0 (the home's size is used). Refused while another cache holds the home.
   bool adopt = false;
@@ -58,6 +59,7 @@ using ProgressFn = std::function<void(const Progress&)>;
 struct OpenOptions {
   std::string fast_dir;
   Env* env = nullptr;           // nullptr = the real file system
+  const char* sqlite_vfs = nullptr;  // SQLite VFS for meta.db (tests); nullptr = SQLite's default
   ProgressFn progress;          // recovery progress; may be empty
   // Migrator tunables (defaults documented in docs/tuning.md).
   double migrate_start_fraction = 0.5;  // start migrating when this much of the log is dirty

@@ -141,7 +141,7 @@ Status CreateVolume(const CreateOptions& o) {
   row.created_unix = std::time(nullptr);
   row.home_journal = o.home_journal;
   std::unique_ptr<meta::MetaStore> meta;
-  s = meta::MetaStore::Create(o.fast_dir + "/meta.db", row, &meta);
+  s = meta::MetaStore::Create(o.fast_dir + "/meta.db", row, &meta, o.sqlite_vfs);
   if (!s.ok()) return undo(s);
   meta.reset();
   s = fast->Sync();

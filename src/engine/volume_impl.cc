@@ -370,7 +370,9 @@ void VolumeImpl::OnSegmentDurable(const log::LiveSegment& seg) {
     pending_sealed_.push_back(meta::SealedSegment{seg.segment_seq, static_cast<uint32_t>(seg.segment_seq % row_.segment_count),
                                                   seg.first_record, seg.last_record, seg.data_blocks});
   }
-  if (migrator_) migrator_->Kick();
+  // Not migrator_: this runs on the flusher thread, which starts before Open
+  // has made the migrator (a data race TSan found).
+  if (Migrator* m = kick_migrator_.load(std::memory_order_acquire)) m->Kick();
 }
 
 void VolumeImpl::Housekeeping() {
@@ -567,6 +569,7 @@ Status VolumeImpl::Close() {
     }
   }
   writer_.reset();
+  kick_migrator_.store(nullptr, std::memory_order_release);
   migrator_.reset();
   lock_.reset();
   return result;

@@ -107,6 +107,10 @@ class VolumeImpl : public Volume {
 
   std::unique_ptr<log::LogWriter> writer_;
   std::unique_ptr<Migrator> migrator_;
+  // The migrator to kick when a segment becomes durable. The log writer's
+  // flusher thread reads it; it is set once the migrator exists (after the
+  // writer has started) and cleared before the migrator goes away.
+  std::atomic<Migrator*> kick_migrator_{nullptr};
 
   Mutex pending_mu_;
   std::vector<meta::SealedSegment> pending_sealed_ BV_GUARDED_BY(pending_mu_);

@@ -36,7 +36,7 @@ class VolumeOpener {
                           "); unmount it first");
     }
     BV_RETURN_IF_ERROR(s);
-    BV_RETURN_IF_ERROR(meta::MetaStore::Open(o.fast_dir + "/meta.db", false, &v->meta_));
+    BV_RETURN_IF_ERROR(meta::MetaStore::Open(o.fast_dir + "/meta.db", false, &v->meta_, o.sqlite_vfs));
     BV_RETURN_IF_ERROR(v->meta_->LoadVolume(&v->row_));
     meta::VolumeRow& row = v->row_;
     if (!log::UuidFromString(row.uuid, &v->uuid_)) return Status::Corruption("meta.db: volume.uuid is malformed");
@@ -157,6 +157,7 @@ class VolumeOpener {
     };
     mo.housekeeping = [raw] { raw->Housekeeping(); };
     v->migrator_ = std::make_unique<Migrator>(mo);
+    v->kick_migrator_.store(v->migrator_.get(), std::memory_order_release);
     for (const std::string& key : TunableNames()) {
       std::string value;
       bool found = false;

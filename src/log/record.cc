@@ -57,6 +57,19 @@ Status DecodeHeader(const uint8_t* b, const Uuid& uuid, RecordHeader* h) {
   if (std::memcmp(b + 8, uuid.data(), 16) != 0) return Status::Corruption("record belongs to another volume");
   uint32_t n = Get32(b + 52);
   if (n == 0 || n > kMaxRecordBlocks) return Status::Corruption("record block count out of range");
+  // Untrusted input: fields this version does not define must be zero, so a
+  // header from a future version (or a forged one with a valid crc) is never
+  // half-understood.
+  uint16_t flags = Get16(b + 6);
+  if (flags != 0) return Status::Corruption("unknown record flags " + std::to_string(flags));
+  if (Get64(b + 56) != 0) return Status::Corruption("nonzero reserved bytes in the record header (offset 56)");
+  const uint8_t* tail = b + kHeaderFixedSize + size_t{n} * kEntrySize;
+  for (const uint8_t* p = tail; p < b + kHeaderCrcOffset; p++) {
+    if (*p != 0) {
+      return Status::Corruption("nonzero reserved bytes after the record's entries (offset " +
+                                std::to_string(p - b) + ")");
+    }
+  }
   h->uuid = uuid;
   h->record_seq = Get64(b + 24);
   h->segment_seq = Get64(b + 32);

@@ -37,8 +37,9 @@ uint32_t BlockCrc(uint64_t lba, const void* block);
 void EncodeHeader(RecordHeader* h, uint8_t* block);
 
 // Parses a 4096-byte block as a header of volume `uuid`. Checks magic,
-// version, uuid, nblocks range and header_crc; every field is bounds-checked
-// before use. Returns Corruption (with the reason) when any check fails.
+// version, uuid, nblocks range and header_crc, and that the flags, the
+// reserved u64 at 56 and the bytes after the entries are zero; every field is
+// bounds-checked before use. Returns Corruption (with the reason) when any check fails.
 // Does not check data blocks, seqs or chaining: those need context.
 Status DecodeHeader(const uint8_t* block, const Uuid& uuid, RecordHeader* h);
 

@@ -828,7 +828,8 @@ MetaStore::~MetaStore() { CloseDb(db_, path_); }
 
 Status MetaStore::Exec(const char* sql) { return ExecSql(Db{db_, path_}, sql, std::string("running ") + sql); }
 
-Status MetaStore::Create(const std::string& db_path, const VolumeRow& v, std::unique_ptr<MetaStore>* out) {
+Status MetaStore::Create(const std::string& db_path, const VolumeRow& v, std::unique_ptr<MetaStore>* out,
+                         const char* vfs) {
   std::string problem = VolumeProblem(v);
   if (!problem.empty()) return Refused(db_path, "to create meta.db", problem);
   std::string path;
@@ -866,7 +867,7 @@ Status MetaStore::Create(const std::string& db_path, const VolumeRow& v, std::un
 
   int rc = sqlite3_open_v2(path.c_str(), &db,
                            SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOFOLLOW | SQLITE_OPEN_FULLMUTEX,
-                           nullptr);
+                           vfs);
   if (rc != SQLITE_OK) return fail(FromSqlite(db, rc, path, "opening the new meta.db"));
   Db d{db, path};
   Status s = ConfigureConnection(d, /*read_only=*/false);
@@ -927,7 +928,8 @@ Status MetaStore::Create(const std::string& db_path, const VolumeRow& v, std::un
   return Status::OK();
 }
 
-Status MetaStore::Open(const std::string& db_path, bool read_only, std::unique_ptr<MetaStore>* out) {
+Status MetaStore::Open(const std::string& db_path, bool read_only, std::unique_ptr<MetaStore>* out,
+                       const char* vfs) {
   std::string path;
   BV_RETURN_IF_ERROR(ResolvePath(db_path, &path));
   struct stat st;
@@ -954,7 +956,7 @@ Status MetaStore::Open(const std::string& db_path, bool read_only, std::unique_p
   const int flags = (read_only ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE) | SQLITE_OPEN_NOFOLLOW |
                     SQLITE_OPEN_FULLMUTEX;
   sqlite3* db = nullptr;
-  int rc = sqlite3_open_v2(path.c_str(), &db, flags, nullptr);
+  int rc = sqlite3_open_v2(path.c_str(), &db, flags, vfs);
   Db d{db, path};
   auto fail = [&](Status s) {
     CloseDb(db, path);

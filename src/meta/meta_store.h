@@ -106,13 +106,19 @@ class MetaStore {
  public:
   // Creates `db_path` (must not exist; 0600), WAL mode, the schema, the volume
   // row, `segment_count` free rows in `segments`, watermark (0,1).
-  static Status Create(const std::string& db_path, const VolumeRow& v, std::unique_ptr<MetaStore>* out);
+  // `vfs` names a registered SQLite VFS to do the file I/O (tests: a
+  // power-cut simulation, tests/lib/fault_injection_vfs.h); nullptr = the
+  // default one.
+  static Status Create(const std::string& db_path, const VolumeRow& v, std::unique_ptr<MetaStore>* out,
+                       const char* vfs = nullptr);
   // Opens an existing meta.db without following a symlink; checks
   // user_version and the tables. read_only opens with SQLITE_OPEN_READONLY;
   // otherwise the schema's additions (the part of schema.sql after its
   // BOOSTVOL-SCHEMA-ADDITIONS marker, idempotent) are applied, so a volume
-  // created by an older boostvol gains the newer views.
-  static Status Open(const std::string& db_path, bool read_only, std::unique_ptr<MetaStore>* out);
+  // created by an older boostvol gains the newer views. vfs names a SQLite VFS
+  // (tests cut power with one); nullptr is the default VFS.
+  static Status Open(const std::string& db_path, bool read_only, std::unique_ptr<MetaStore>* out,
+                     const char* vfs = nullptr);
   ~MetaStore();
 
   Status LoadVolume(VolumeRow* v);

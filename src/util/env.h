@@ -5,7 +5,9 @@
 // the Files it opens, so a test can substitute an implementation that records
 // unsynced writes and drops them at a simulated power cut, or injects errors
 // (tests/lib/fault_injection_env.h). SQLite is the one exception: it does its
-// own I/O on meta.db (see docs/metadata.md for why that is safe).
+// own I/O on meta.db (see docs/metadata.md for why that is safe); tests cut
+// its power through a SQLite VFS instead (tests/lib/fault_injection_vfs.h,
+// OpenOptions::sqlite_vfs).
 //
 // Rules kept by every implementation:
 //  - Names passed to a Dir are single path components: no '/', not "." or "..".

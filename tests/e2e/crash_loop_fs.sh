@@ -26,10 +26,11 @@ source "$(dirname "$0")/../lib/crash_lib.sh"
 need_root
 need_fuse
 need_loop
-# XFS runs in the long tier only until the open finding of issue 3 is understood: in about 1 of 10-30 xfs
-# cycles a directory fsync that returned OK right before the kill -9 was not durable (reproduction:
-# CRASH_FS=xfs CRASH_FS_CYCLES=30 CRASH_SEED=3978 tests/e2e/crash_loop_fs.sh). A quick tier that fails at random
-# would hide every other result; the long tier keeps hunting it.
+# XFS runs in the long tier. Its old finding (1 in 10-30 cycles: a directory fsync that returned OK right before
+# the kill -9 was not durable) is understood and not boostvol's: XFS reported the fsync as successful although
+# the log write behind it failed with EIO before reaching the dead daemon (traced: docs/testing.md, "The XFS
+# finding"). The check now trusts only records written before the kill (KILL_MARK_FILE); 40 xfs cycles pass.
+# It can return to the quick tier once the long tier has run it clean for a while.
 if [[ ${BOOSTVOL_LONG:-0} == 1 ]]; then
   FSTYPES=${CRASH_FS:-ext4 xfs btrfs}
 else
@@ -78,6 +79,7 @@ for fstype in $FSTYPES; do
   V=$E2E_DIR/$fstype
   FAST=$V/fast SLOW=$V/slow MNT=$V/mnt FSMNT=$V/fs SIDE=$V/side
   mkdir -p "$SIDE" "$FSMNT"
+  KILL_MARK_FILE=$SIDE/durable
   LOOP=""
   section "$fstype: a 512 MiB volume, 32 MiB log, mkfs.$fstype on a loop device"
   bv_create "$FAST" "$SLOW" 512M --cache-size 32M --segment-size 1M
@@ -87,7 +89,7 @@ for fstype in $FSTYPES; do
   attach_image_loop "$mode"
   fs_mkfs "$fstype" "$LOOP" || fail "mkfs.$fstype"
   fs_mount "$LOOP" "$FSMNT" -t "$fstype"
-  max_rec=0 ops=0 t0=$SECONDS k_mig=0 lazy=0
+  max_rec=0 ops=0 t0=$SECONDS k_mig=0 lazy=0 late_total=0
   for c in $(seq 1 "$CYCLES"); do
     OUT=$V/workload.$c.out
     start_workload "$FSMNT" "$SIDE/durable" "$OUT"
@@ -107,6 +109,16 @@ for fstype in $FSTYPES; do
     fi
     stop_workload "$OUT"
     wout=$WL_OUT
+    # Only fsyncs that returned before the kill are boostvol's promise. A record appended after it belongs to an
+    # fsync that returned while the device under the filesystem was already failing (EIO): XFS can report such
+    # an fsync as successful although the log write behind it failed (issue 3; docs/testing.md, "XFS"). Those
+    # records are dropped, so their operations count as in flight (old or new state accepted).
+    if [[ -n ${KILL_MARK_BYTES:-} ]] && (($(stat -c %s "$SIDE/durable") > KILL_MARK_BYTES)); then
+      late=$(tail -c +"$((KILL_MARK_BYTES + 1))" "$SIDE/durable" | grep -c . || true)
+      truncate -s "$KILL_MARK_BYTES" "$SIDE/durable"
+      note+="; $late record(s) written after the kill began count as in flight"
+      late_total=$((late_total + late))
+    fi
     ops=$((ops + WL_OPS))
     unmount_dead_fs "$FSMNT"
     lazy=$((lazy + DEAD_FS_LAZY))
@@ -160,7 +172,7 @@ for fstype in $FSTYPES; do
   capture bv check "$FAST"
   [[ $E2E_RC -eq 0 ]] || { printf '%s\n' "$E2E_OUT" >&2; product_failure "$fstype: 'boostvol check' exited $E2E_RC"; }
   ok "clean"
-  SUMMARY[$fstype]="cycles=$CYCLES kills=$CYCLES ops=$ops kills-while-migrating=$k_mig lazy-umounts=$lazy max_recovery_ms=$max_rec time_s=$((SECONDS - t0))"
+  SUMMARY[$fstype]="cycles=$CYCLES kills=$CYCLES ops=$ops kills-while-migrating=$k_mig lazy-umounts=$lazy late-records=$late_total max_recovery_ms=$max_rec time_s=$((SECONDS - t0))"
 done
 assert_no_leftovers
 for t in $FSTYPES; do log "crash_loop_fs summary $t: ${SUMMARY[$t]}"; done

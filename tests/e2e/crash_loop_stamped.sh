@@ -25,6 +25,8 @@
 # max recovery time). CRASH_SEED replays the same random choices (kill kinds, delays, writer seeds); the
 # timing of a kill relative to the writer is of course not replayable exactly.
 # On a verification failure the scratch dir is kept (FAST with boostvol.log, SLOW, the histories in side/).
+# STAMP_BS=512 stamps 512-byte units instead of 4 KiB blocks: every write is a sub-block write that boostvol merges
+# into its 4 KiB block (like XFS's 512-byte log writes); the region is then 4096 x 512 bytes.
 # shellcheck source=SCRIPTDIR/../lib/e2e_lib.sh
 source "$(dirname "$0")/../lib/e2e_lib.sh"
 # shellcheck source=SCRIPTDIR/../lib/crash_lib.sh
@@ -46,7 +48,8 @@ CYCLES=${CRASH_CYCLES:-100}
 is_long && CYCLES=${CRASH_CYCLES:-1000}
 BLOCKS=4096 # the writer's region: the first 16 MiB of the 256 MiB image (the rest must stay zeros)
 RANDOM=$CRASH_SEED
-log "seed $CRASH_SEED (CRASH_SEED=$CRASH_SEED replays the random choices), $CYCLES cycles"
+export STAMP_BS=${STAMP_BS:-4096}
+log "seed $CRASH_SEED (CRASH_SEED=$CRASH_SEED replays the random choices), $CYCLES cycles, ${STAMP_BS}-byte stamps"
 
 section "create a 256 MiB volume with an 8 MiB log of 512 KiB segments; small migration batches"
 # CRASH_CREATE_ARGS: extra `boostvol create` options; "--no-home-journal" is a negative control (SLOW alone is

@@ -53,10 +53,18 @@ attach_image_loop() {
     log "note: asked for --direct-io=$1, the loop device reports DIO=$dio"
 }
 
+# mark_before_kill: if KILL_MARK_FILE is set, KILL_MARK_BYTES = its size just before the SIGKILL (crash_loop_fs:
+# the durable records appended before then are those whose fsync returned while the daemon was alive).
+mark_before_kill() {
+  KILL_MARK_BYTES=""
+  if [[ -n ${KILL_MARK_FILE:-} ]]; then KILL_MARK_BYTES=$(stat -c %s "$KILL_MARK_FILE"); fi
+}
+
 # kill_daemon: SIGKILL the daemon serving FAST and wait until it is gone. Sets KILLED_PID.
 kill_daemon() {
   KILLED_PID=$(daemon_pid "$FAST")
   [[ -n $KILLED_PID ]] || product_failure "no live daemon for $FAST at the moment of the kill (it died on its own?)"
+  mark_before_kill
   kill -KILL "$KILLED_PID"
   wait_until 30 "the killed daemon $KILLED_PID to be gone" not pid_alive "$KILLED_PID"
 }
@@ -129,6 +137,7 @@ kill_when_migrating() {
       # at once (inside the journal write) or after a short spin of 0-~10 ms (the in-place writes)
       local j spin=$((RANDOM % 2 ? 0 : RANDOM % 4000))
       for ((j = 0; j < spin; j++)); do :; done
+      mark_before_kill
       kill -KILL "$pid"
       KILLED_PID=$pid
       wait_until 30 "the killed daemon $pid to be gone" not pid_alive "$pid"

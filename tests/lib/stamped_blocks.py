@@ -35,6 +35,10 @@
 
 Block layout (little endian): magic b"BVSTAMP1" | addr u64 | seq u64 | payload (derived from addr, seq) |
 crc32 u32 of everything before it, in the last 4 bytes.
+
+STAMP_BS=512 (environment; 512, 1024, 2048 or 4096, default 4096) makes the stamped unit smaller than boostvol's
+4 KiB block: every write is then a sub-block write that boostvol merges with the block's current contents, the
+kind of write a filesystem's log issues (XFS: 512-byte log sectors). Addresses and --blocks count in that unit.
 """
 import argparse
 import mmap
@@ -44,7 +48,9 @@ import struct
 import sys
 import zlib
 
-BS = 4096
+BS = int(os.environ.get("STAMP_BS", "4096"))
+if BS not in (512, 1024, 2048, 4096):
+    sys.exit(f"STAMP_BS={BS}: must be 512, 1024, 2048 or 4096")
 MAGIC = b"BVSTAMP1"
 HDR = struct.Struct("<8sQQ")
 

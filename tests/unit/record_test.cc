@@ -6,6 +6,8 @@
 #include <cstring>
 #include <vector>
 
+#include "util/crc32c.h"
+
 namespace boostvol::log {
 namespace {
 
@@ -50,6 +52,41 @@ TEST(RecordTest, RejectsOtherVolumesAndBadCounts) {
   RecordHeader d;
   EXPECT_TRUE(DecodeHeader(block.data(), other, &d).IsCorruption());
   EXPECT_TRUE(DecodeHeader(block.data(), u, &d).ok());
+}
+
+
+// Bytes the format reserves (flags at 6, the u64 at 56, everything between the
+// last entry and header_crc) must be zero: a header that sets any of them is
+// rejected even when its crc is right (untrusted input, docs/log_format.md).
+TEST(RecordTest, RejectsUnknownFlagsAndNonzeroReservedBytes) {
+  Uuid u = NewRandomUuid();
+  RecordHeader h;
+  h.uuid = u;
+  h.record_seq = 3;
+  h.nblocks = 2;
+  h.entries[0] = {10, 1};
+  h.entries[1] = {11, 2};
+  std::vector<uint8_t> good(kBlockSize);
+  EncodeHeader(&h, good.data());
+  RecordHeader d;
+  ASSERT_TRUE(DecodeHeader(good.data(), u, &d).ok());
+  const size_t after_entries = kHeaderFixedSize + 2 * kEntrySize;
+  for (size_t off : {size_t{6}, size_t{7}, size_t{56}, size_t{63}, after_entries, size_t{kHeaderCrcOffset - 1}}) {
+    SCOPED_TRACE("byte " + std::to_string(off));
+    std::vector<uint8_t> bad = good;
+    bad[off] = 0x01;
+    uint32_t crc = crc32c::Value(bad.data(), kHeaderCrcOffset);  // a correct crc: only the new check stops it
+    std::memcpy(bad.data() + kHeaderCrcOffset, &crc, 4);
+    Status s = DecodeHeader(bad.data(), u, &d);
+    EXPECT_TRUE(s.IsCorruption()) << s.ToString();
+    EXPECT_NE(s.message().find(off < 8 ? "flags" : "reserved"), std::string::npos) << s.message();
+  }
+  // The last byte of the entries themselves is data, not reserved.
+  std::vector<uint8_t> entry = good;
+  entry[after_entries - 1] = 0x01;
+  uint32_t crc = crc32c::Value(entry.data(), kHeaderCrcOffset);
+  std::memcpy(entry.data() + kHeaderCrcOffset, &crc, 4);
+  EXPECT_TRUE(DecodeHeader(entry.data(), u, &d).ok());
 }
 
 }  // namespace
