@@ -91,14 +91,26 @@ Status VolumeImpl::ReadHome(uint64_t offset, uint8_t* dst, size_t n) {
     if (attempt > 0) std::this_thread::sleep_for(std::chrono::milliseconds(50 << attempt));
     s = home_->Read(offset, dst, n);
     if (s.ok()) {
-      if (attempt > 0) spdlog::info("read of home offset {} succeeded after {} retries", offset, attempt);
+      if (uint64_t failed = home_read_errors_.Cleared())
+        spdlog::info("reads of the home copy work again ({} read(s) failed meanwhile)", failed);
       return s;
     }
   }
   home_read_failures_++;
-  spdlog::error("reading {} bytes at offset {} from the home copy failed {} times: {}. This read returns EIO; "
-                "blocks held in the cache stay readable. Check the slow directory.",
-                n, offset, kTries, s.ToString());
+  uint64_t more = 0;
+  switch (home_read_errors_.Occurred(&more)) {
+    case RepeatedError::kFirst:
+      spdlog::error("reading {} bytes at offset {} from the home copy failed {} times: {}. This read returns EIO; "
+                    "blocks held in the cache stay readable, writes are accepted. Check the slow directory. "
+                    "(Further failed home reads are counted, one line a minute)",
+                    n, offset, kTries, s.ToString());
+      break;
+    case RepeatedError::kSummary:
+      spdlog::error("{} more read(s) of the home copy failed with EIO in the last minute; last: {}", more,
+                    s.ToString());
+      break;
+    case RepeatedError::kQuiet: break;
+  }
   return Status::IoError(s.err() ? s.err() : 5, "the home copy cannot be read: " + s.message());
 }
 
@@ -178,12 +190,16 @@ Status VolumeImpl::Write(uint64_t offset, size_t len, const void* buf) {
       // the home cannot be read is different: the write waits for the home
       // (DESIGN.md 4), it never fails because the home is away.
       if (p->v.cached || closed_) return s;
-      if (tries == 0)
+      uint64_t more = 0;
+      if (tries == 0 && merge_waits_.Occurred(&more) == RepeatedError::kFirst)
         spdlog::warn("a {}-byte write into image block {} must merge with the block's home copy, which cannot be read "
-                     "now ({}); the write waits for the home to come back",
+                     "now ({}); the write waits for the home to come back (later such waits are not logged "
+                     "until it is back)",
                      len, p->lba, s.message());
       std::this_thread::sleep_for(std::chrono::milliseconds(backoff_ms));
     }
+    if (uint64_t n_waited = merge_waits_.Cleared())
+      spdlog::info("the home copy is readable again; {} partial write(s) had waited for it", n_waited);
     uint64_t block_start = p->lba * kBlockSize;
     uint64_t from = std::max(block_start, offset), to = std::min(block_start + kBlockSize, offset + len);
     std::memcpy(p->data + (from - block_start), src + (from - offset), to - from);
@@ -440,6 +456,7 @@ VolumeStatus VolumeImpl::GetStatus() {
     st.next_record = ws.next_seq;
     st.durable_record = ws.durable_seq;
     st.write_waits = ws.append_waits;
+    st.writers_waiting = ws.waiting_for_space;
     if (ws.failing && st.health == "healthy") {
       st.health = "fast-dir-error";
       st.last_error = "writes to the log on FAST are failing and being retried";
@@ -452,6 +469,8 @@ VolumeStatus VolumeImpl::GetStatus() {
     st.migrated_blocks = ms.blocks;
     st.migrated_bytes = ms.bytes;
     st.migration_batches = ms.batches;
+    st.failing_since_unix = ms.failing_since_unix > 0 ? static_cast<uint64_t>(ms.failing_since_unix) : 0;
+    st.next_retry_unix = ms.next_retry_unix > 0 && ms.state == "backoff" ? static_cast<uint64_t>(ms.next_retry_unix) : 0;
     if (ms.failing_since_unix != 0) {
       st.health = "home-unreachable";
       st.last_error = ms.last_error;

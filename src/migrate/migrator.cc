@@ -67,7 +67,9 @@ bool Migrator::ShouldMigrate(const std::vector<log::LiveSegment>& segs) {
   log::LogWriter::Stats ws = o_.writer->GetStats();
   {
     MutexLock l(&mu_);
-    if (drainers_ > 0) return true;
+    // While failing, every backoff ends in a retry: the home's return is
+    // noticed (and reported) without waiting for log pressure.
+    if (drainers_ > 0 || (stats_.failing_since_unix != 0 && !segs.empty())) return true;
   }
   if (ws.waiting_for_space) return true;
   if (ws.live_segments >= start_fraction_.load() * o_.segment_count) return true;
@@ -102,14 +104,16 @@ void Migrator::Loop() {
     if (stop_) return;
     if (!s.ok()) {
       stats_.state = "backoff";
+      stats_.next_retry_unix = std::time(nullptr) + backoff_s;
       cv_.WaitFor(std::chrono::seconds(backoff_s));
+      if (stats_.failing_since_unix == 0) stats_.state = "idle";  // a drain's batch succeeded meanwhile
       // Capped low: when the home comes back, writers waiting for log space
       // should not wait long for the next try.
       backoff_s = std::min(backoff_s * 2, 8);
       continue;
     }
     backoff_s = 1;
-    stats_.state = "idle";
+    if (stats_.failing_since_unix == 0) stats_.state = "idle";
     if (!did && !kicked_) cv_.WaitFor(std::chrono::milliseconds(100));
     kicked_ = false;
   }
@@ -140,10 +144,7 @@ Status Migrator::MigrateOnce(bool* did) {
   segs.resize(take);
   {
     MutexLock l(&mu_);
-    stats_.state = "migrating";
-  }
-  {
-    MutexLock l(&mu_);
+    stats_.state = stats_.failing_since_unix != 0 ? "retrying" : "migrating";
     batch_started_ = std::chrono::steady_clock::now();
   }
   Status s = MigrateBatch(segs);
@@ -151,19 +152,33 @@ Status Migrator::MigrateOnce(bool* did) {
   if (s.ok()) {
     *did = true;
     if (stats_.failing_since_unix != 0)
-      spdlog::info("migration to {} works again after {} failed attempts", o_.home->Describe(), stats_.failures);
+      spdlog::info("migration to {} works again after {} s and {} failed attempts", o_.home->Describe(),
+                   std::time(nullptr) - stats_.failing_since_unix, stats_.failures - failures_before_outage_);
     stats_.failing_since_unix = 0;
+    stats_.next_retry_unix = 0;
     stats_.last_error.clear();
     stats_.state = "idle";
   } else {
+    const std::string text = s.ToString();
+    const auto now = std::chrono::steady_clock::now();
     if (stats_.failing_since_unix == 0) {
       stats_.failing_since_unix = std::time(nullptr);
-      spdlog::error("migration to {} failed: {}. Writes continue into the log; retrying with backoff. "
-                    "Check that the slow directory is reachable and has space.",
-                    o_.home->Describe(), s.ToString());
+      failures_before_outage_ = stats_.failures;
+      last_reminder_ = now;
+      spdlog::error("migration to {} failed: {}. Writes continue into the log (they wait only if it fills up); "
+                    "retrying with backoff (at most every 8 s). Check that the slow directory is mounted, "
+                    "reachable, writable and has space",
+                    o_.home->Describe(), text);
+    } else if (s.err() != last_err_) {
+      spdlog::warn("migration to {} still fails, now with: {}", o_.home->Describe(), text);
+    } else if (now - last_reminder_ >= std::chrono::minutes(10)) {
+      last_reminder_ = now;
+      spdlog::warn("migration to {} has failed for {} s ({} attempts): {}", o_.home->Describe(),
+                   std::time(nullptr) - stats_.failing_since_unix, stats_.failures + 1 - failures_before_outage_, text);
     }
+    last_err_ = s.err();
     stats_.failures++;
-    stats_.last_error = s.ToString();
+    stats_.last_error = text;
   }
   return s;
 }
