@@ -83,18 +83,18 @@ workload_alive() { kill -0 "$WPID" 2>/dev/null; }
 
 # --- setup -----------------------------------------------------------------------------------------------------
 section "setup: SLOW on its own ext4, boostvol, ext4 on the loop device, a file workload"
-truncate -s 400M "$D/slow.img"
+truncate -s 1G "$D/slow.img"
 mkfs.ext4 -q -F -m 0 "$D/slow.img" || fail "mkfs.ext4 for SLOW"
 loop_attach SLOW_LOOP "$D/slow.img"
 fs_mount "$SLOW_LOOP" "$SLOWFS" -t ext4
-bv_create "$FAST" "$SLOW" 256M --cache-size 32M
+bv_create "$FAST" "$SLOW" 768M --cache-size 32M
 bv_mount "$FAST" "$MNT"
 loop_attach LOOP "$MNT/image" --direct-io=on
 mkfs.ext4 -q -F "$LOOP" || fail "mkfs.ext4 on the boostvol loop device"
 fs_mount "$LOOP" "$TOP" -t ext4 -o errors=remount-ro
 DMESG_MARK="boostvol-e2e fault_slow_gone $$ $(date +%s)"
 echo "$DMESG_MARK" >/dev/kmsg 2>/dev/null || true
-python3 "$WORKLOAD" run "$TOP" "$SIDE/side" --seed 4 --max-seconds 75 --ready "$SIDE/ready" >"$SIDE/workload.out" 2>&1 &
+python3 "$WORKLOAD" run "$TOP" "$SIDE/side" --seed 4 --max-seconds 60 --ready "$SIDE/ready" >"$SIDE/workload.out" 2>&1 &
 WPID=$!
 wait_until 60 "the workload to start" test -e "$SIDE/ready"
 sleep 3
