@@ -449,8 +449,10 @@ VolumeStatus VolumeImpl::GetStatus() {
     st.dirty_blocks = index_->size();
     st.index_memory_bytes = index_->MemoryBytes();
   }
+  std::string log_error;
   if (writer_) {
     log::LogWriter::Stats ws = writer_->GetStats();
+    log_error = ws.last_error;
     st.segments_live = ws.live_segments;
     st.log_used_blocks = ws.live_blocks;
     st.next_record = ws.next_seq;
@@ -459,7 +461,7 @@ VolumeStatus VolumeImpl::GetStatus() {
     st.writers_waiting = ws.waiting_for_space;
     if (ws.failing && st.health == "healthy") {
       st.health = "fast-dir-error";
-      st.last_error = "writes to the log on FAST are failing and being retried";
+      st.last_error = "writes to the log on FAST are failing and being retried: " + ws.last_error;
     }
   }
   st.watermark_record = home_->watermark().record_seq;
@@ -486,7 +488,9 @@ VolumeStatus VolumeImpl::GetStatus() {
   }
   if (degraded_) {
     st.health = "degraded-write-through";
-    if (st.last_error.empty()) st.last_error = "the log on FAST failed; writes go straight home";
+    std::string home_error = st.failing_since_unix != 0 ? "; the home fails too: " + st.last_error : "";
+    st.last_error = "the log on FAST failed" + (log_error.empty() ? std::string() : " (" + log_error + ")") +
+                    "; writes go straight home" + home_error;
     if (lost_blocks_ > 0)
       st.last_error += "; " + std::to_string(lost_blocks_.load()) + " block(s) lost with the unreadable log";
   }

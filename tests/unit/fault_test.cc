@@ -573,7 +573,10 @@ TEST(FaultTest, FastDirFailingForGoodDegradesToWriteThrough) {
   }
   Status s = work.get();
   ASSERT_TRUE(s.ok()) << s.ToString();
-  EXPECT_EQ(f.vol->GetStatus().health, "degraded-write-through");
+  VolumeStatus st = f.vol->GetStatus();
+  EXPECT_EQ(st.health, "degraded-write-through");
+  // The status says what failed, with the errno text of the log's last failure.
+  EXPECT_NE(st.last_error.find("the log on FAST failed (Input/output error"), std::string::npos) << st.last_error;
   // The flush said durable: a power cut of everything loses nothing (home holds it all, or the log's good part).
   ASSERT_TRUE(f.env.PowerCut(PowerCutMode::kDropUnsynced, 5, "").ok());
   f.env.ClearFaults();
