@@ -5,7 +5,8 @@
 # `losetup --direct-io=on MNT/image`, running tests/lib/fs_workload.py (copies, creates, renames, deletes, each
 # durable change fsync'ed and recorded on another filesystem).
 #
-# 1. gone: `umount -l` of SLOW's filesystem for 15 s, then `mount` of the same device again. boostvol's descriptors
+# 1. gone: `umount -l` of SLOW's filesystem for 15 s (BOOSTVOL_LONG=1: 150 s, past the kernel's 120 s hung-task
+#    warning, whose messages are reported), then `mount` of the same device again. boostvol's descriptors
 #    of SLOW/image stay valid on the detached filesystem; the migrator writes a batch only while SLOW's path still
 #    leads to the image it holds open (same st_dev/st_ino), so it backs off, and resumes by itself when the same
 #    filesystem is mounted there again (same superblock: same identity).
@@ -28,6 +29,9 @@ need_cmd mkfs.ext4 e2fsck python3 fallocate df dmesg
 e2e_init
 
 WORKLOAD=$E2E_LIB_DIR/fs_workload.py
+GONE_S=${FAULT_GONE_S:-15}
+is_long && GONE_S=${FAULT_GONE_S:-150}
+ENOSPC_S=10
 D=$E2E_DIR
 SLOWFS=$D/slowfs
 SLOW=$SLOWFS/vol
@@ -94,7 +98,7 @@ mkfs.ext4 -q -F "$LOOP" || fail "mkfs.ext4 on the boostvol loop device"
 fs_mount "$LOOP" "$TOP" -t ext4 -o errors=remount-ro
 DMESG_MARK="boostvol-e2e fault_slow_gone $$ $(date +%s)"
 echo "$DMESG_MARK" >/dev/kmsg 2>/dev/null || true
-python3 "$WORKLOAD" run "$TOP" "$SIDE/side" --seed 4 --max-seconds 60 --ready "$SIDE/ready" >"$SIDE/workload.out" 2>&1 &
+python3 "$WORKLOAD" run "$TOP" "$SIDE/side" --seed 4 --max-seconds $((35 + GONE_S + ENOSPC_S)) --ready "$SIDE/ready" >"$SIDE/workload.out" 2>&1 &
 WPID=$!
 wait_until 60 "the workload to start" test -e "$SIDE/ready"
 sleep 3
@@ -102,7 +106,7 @@ sleep 3
 expect_rc 0 bv drain "$MNT"
 
 # --- 1. gone ---------------------------------------------------------------------------------------------------
-section "gone: umount -l SLOW's filesystem for 15 s, then mount the same device again"
+section "gone: umount -l SLOW's filesystem for $GONE_S s, then mount the same device again"
 ID_BEFORE=$(stat -c '%d:%i' "$SLOW/image")
 STAMP_BEFORE=$(sha256sum <"$SLOW/boostvol-home")
 check "gone: SLOW lazily unmounted; writes go on, the status says why and when it retries"
@@ -111,7 +115,7 @@ timeout 30 umount -l "$SLOWFS" || fail "umount -l $SLOWFS"
 # A drain makes the migrator try now (and must wait through the outage, not fail).
 bv drain "$MNT" >"$D/drain.gone" 2>&1 &
 DRPID=$!
-sample_status 15 "$D/status.gone"
+sample_status "$GONE_S" "$D/status.gone"
 kill -0 "$DRPID" 2>/dev/null || fail "gone: boostvol drain returned while SLOW is gone: $(cat "$D/drain.gone")"
 workload_alive || fail "gone: the workload stopped during the outage: $(cat "$SIDE/workload.out")"
 grep -q 'no longer leads' "$D/status.gone" || fail "gone: last_error does not say that SLOW's path is gone"
@@ -123,11 +127,13 @@ assert_eq "SLOW/image identity (st_dev:st_ino)" "$(stat -c '%d:%i' "$SLOW/image"
 wait_until 30 "health healthy after SLOW is back" bash -c "[[ \$('$BOOSTVOL_BIN' status '$MNT' --json | python3 -c 'import json,sys; print(json.load(sys.stdin)[\"health\"])') == healthy ]]"
 wait "$DRPID" || fail "gone: drain failed: $(cat "$D/drain.gone")"
 [[ $(sha256sum <"$SLOW/boostvol-home") != "$STAMP_BEFORE" ]] || fail "gone: the home's stamp did not move after the drain"
-echo "gone: 15 s, $(grep -c . "$D/status.gone") status samples, $(grep -c home-unreachable "$D/status.gone") home-unreachable; healthy again" >>"$SUMMARY"
+HUNG=$(dmesg | sed -n "/$DMESG_MARK/,\$p" | grep -c 'blocked for more than' || true)
+log "kernel hung-task warnings during the outage: $HUNG"
+echo "gone: $GONE_S s, hung-task warnings: $HUNG, $(grep -c . "$D/status.gone") status samples, $(grep -c home-unreachable "$D/status.gone") home-unreachable; healthy again" >>"$SUMMARY"
 ok "healthy again"
 
 # --- 2. enospc -------------------------------------------------------------------------------------------------
-section "enospc: SLOW's filesystem full for 10 s"
+section "enospc: SLOW's filesystem full for $ENOSPC_S s"
 check "enospc: a filler takes every free block of SLOW"
 fallocate -l "$(free_bytes "$SLOWFS")" "$SLOWFS/filler" 2>/dev/null || true
 dd if=/dev/zero of="$SLOWFS/filler" bs=64k oflag=append conv=notrunc status=none 2>/dev/null || true
@@ -136,7 +142,7 @@ log "SLOW free bytes: $(free_bytes "$SLOWFS")"
 # Make sure migration is attempted (a drain in the background: it must wait, not fail).
 bv drain "$MNT" >"$D/drain.enospc" 2>&1 &
 DRPID=$!
-sample_status 10 "$D/status.enospc"
+sample_status "$ENOSPC_S" "$D/status.enospc"
 workload_alive || fail "enospc: the workload stopped during the outage: $(cat "$SIDE/workload.out")"
 grep -q 'No space left on device' "$D/status.enospc" || fail "enospc: last_error does not name ENOSPC"
 kill -0 "$DRPID" 2>/dev/null || fail "enospc: boostvol drain returned while SLOW is full: $(cat "$D/drain.enospc")"
@@ -144,7 +150,7 @@ check "enospc: space freed: the drain finishes and the volume is healthy by itse
 rm -f "$SLOWFS/filler"
 wait "$DRPID" || fail "enospc: drain failed: $(cat "$D/drain.enospc")"
 wait_until 30 "health healthy after space is freed" bash -c "[[ \$('$BOOSTVOL_BIN' status '$MNT' --json | python3 -c 'import json,sys; print(json.load(sys.stdin)[\"health\"])') == healthy ]]"
-echo "enospc: 10 s; last_error: $(grep home-unreachable "$D/status.enospc" | tail -n1 | json_get - last_error | head -c 200)" >>"$SUMMARY"
+echo "enospc: $ENOSPC_S s; last_error: $(grep home-unreachable "$D/status.enospc" | tail -n1 | json_get - last_error | head -c 200)" >>"$SUMMARY"
 ok "healthy again"
 
 # --- 3. rofs ---------------------------------------------------------------------------------------------------
