@@ -13,7 +13,8 @@
 # 2. enospc: a filler takes every free block of SLOW for 10 s (each batch's redo journal needs new blocks), then
 #    is removed.
 # 3. rofs: `mount -o remount,ro` of SLOW while boostvol holds SLOW/image open for writing is refused by Linux
-#    (EBUSY); this is recorded, and the volume must stay healthy.
+#    (EBUSY); this is recorded, and the volume must stay healthy. At the end, with the volume stopped, SLOW made
+#    read-only (a read-only bind mount over it): `boostvol mount` must refuse (exit 3) naming EROFS.
 # Each fault: no write or fsync of the workload fails (it stops at the first error), ext4 above stays rw with no
 # EXT4-fs error; during the fault `boostvol status` says home-unreachable, names the cause (errno text), says since
 # when and when it retries, and never "idle"; after it, healthy by itself. At the end: every fsync'ed file verifies,
@@ -207,6 +208,17 @@ echo "daemon log: $n_fail failed / $n_back works-again / $n_batch per-attempt li
 ((n_fail >= 2 && n_fail <= 3)) || fail "expected one 'migration failed' line per outage (2), saw $n_fail"
 ((n_back == n_fail)) || fail "expected one 'works again' line per outage, saw $n_back for $n_fail"
 ((n_batch == 0)) || fail "per-attempt batch errors were logged ($n_batch lines)"
+check "a SLOW that is read-only when the volume is mounted: the mount is refused, naming the cause"
+timeout 30 mount --bind "$SLOW" "$SLOW" || fail "bind mount of SLOW"
+E2E_FS_MOUNTS+=("$SLOW")
+timeout 30 mount -o remount,bind,ro "$SLOW" || fail "remount,bind,ro of SLOW"
+capture bv mount "$FAST" "$MNT"
+echo "mount with SLOW read-only: exit $E2E_RC: $(head -n1 <<<"$E2E_OUT")" >>"$SUMMARY"
+assert_eq "boostvol mount exit with SLOW read-only" "$E2E_RC" 3
+grep -q 'Read-only file system' <<<"$E2E_OUT" || fail "the refusal does not name EROFS: $E2E_OUT"
+ok "$(head -n1 <<<"$E2E_OUT")"
+is_mounted "$MNT" && fail "$MNT got mounted anyway"
+fs_umount "$SLOW"
 fs_umount "$SLOWFS"
 loop_detach "$SLOW_LOOP"
 
