@@ -401,9 +401,15 @@ void VolumeImpl::Housekeeping() {
   if (segs.empty()) return;
   Status s = meta_->AddSealedSegments(segs);
   if (!s.ok()) {
-    spdlog::warn("recording sealed segments in meta.db failed (will retry): {}", s.ToString());
+    uint64_t more = 0;
+    if (meta_errors_.Occurred(&more) != RepeatedError::kQuiet)
+      spdlog::warn("recording sealed segments in meta.db failed (retried; this line at most once a "
+                   "minute{}): {}. The log does not depend on it (recovery reads the log); check FAST",
+                   more ? ", " + std::to_string(more) + " more failures" : std::string(), s.ToString());
     MutexLock l(&pending_mu_);
     pending_sealed_.insert(pending_sealed_.begin(), segs.begin(), segs.end());
+  } else if (uint64_t n = meta_errors_.Cleared()) {
+    spdlog::info("meta.db records sealed segments again (after {} failed attempts)", n);
   }
 }
 

@@ -118,6 +118,7 @@ class VolumeImpl : public Volume {
   std::atomic<uint64_t> lost_blocks_{0};  // blocks whose only copy was in an unreadable log
   RepeatedError home_read_errors_;        // one log line per outage, not per read
   RepeatedError merge_waits_;             // partial writes waiting for an unreadable home
+  RepeatedError meta_errors_;             // meta.db refusing sealed-segment commits (FAST full, failing)
 };
 
 }  // namespace boostvol
