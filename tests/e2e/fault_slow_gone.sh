@@ -114,7 +114,8 @@ check "gone: SLOW lazily unmounted; writes go on, the status says why and when i
 timeout 30 umount -l "$SLOWFS" || fail "umount -l $SLOWFS"
 [[ -e $SLOW ]] && fail "$SLOW still exists after umount -l"
 # A drain makes the migrator try now (and must wait through the outage, not fail).
-bv drain "$MNT" >"$D/drain.gone" 2>&1 &
+# (Not `bv`: its 120 s timeout is shorter than the long tier's outage.)
+timeout --kill-after=10 $((GONE_S + 120)) "$BOOSTVOL_BIN" drain "$MNT" >"$D/drain.gone" 2>&1 &
 DRPID=$!
 sample_status "$GONE_S" "$D/status.gone"
 kill -0 "$DRPID" 2>/dev/null || fail "gone: boostvol drain returned while SLOW is gone: $(cat "$D/drain.gone")"
@@ -208,6 +209,13 @@ echo "daemon log: $n_fail failed / $n_back works-again / $n_batch per-attempt li
 ((n_fail >= 2 && n_fail <= 3)) || fail "expected one 'migration failed' line per outage (2), saw $n_fail"
 ((n_back == n_fail)) || fail "expected one 'works again' line per outage, saw $n_back for $n_fail"
 ((n_batch == 0)) || fail "per-attempt batch errors were logged ($n_batch lines)"
+check "the migrator backed off (no spin): failed attempts per outage <= 2 x its seconds + 16"
+# Attempts come from the backoff (1, 2, 4, 8 s), from the drain's own retries (0.1 .. 5 s) and from each log
+# segment sealed while writes still flow (at most the log's 8 segments): a spin would be ~10 a second.
+while read -r secs attempts; do
+  log "outage of $secs s: $attempts failed attempts"
+  ((attempts <= 2 * secs + 16)) || fail "$attempts attempts in $secs s: the migrator does not back off"
+done < <(sed -n 's/.*works again after \([0-9]*\) s and \([0-9]*\) failed attempts.*/\1 \2/p' "$FAST/boostvol.log")
 check "a SLOW that is read-only when the volume is mounted: the mount is refused, naming the cause"
 timeout 30 mount --bind "$SLOW" "$SLOW" || fail "bind mount of SLOW"
 E2E_FS_MOUNTS+=("$SLOW")
