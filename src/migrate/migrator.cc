@@ -166,7 +166,7 @@ Status Migrator::MigrateOnce(bool* did) {
       failures_before_outage_ = stats_.failures;
       last_reminder_ = now;
       spdlog::error("migration to {} failed: {}. Writes continue into the log (they wait only if it fills up); "
-                    "retrying with backoff (at most every 8 s). Check that the slow directory is mounted, "
+                    "retrying with backoff (a retry at least every 8 s). Check that the slow directory is mounted, "
                     "reachable, writable and has space",
                     o_.home->Describe(), text);
     } else if (s.err() != last_err_) {
@@ -179,6 +179,7 @@ Status Migrator::MigrateOnce(bool* did) {
     last_err_ = s.err();
     stats_.failures++;
     stats_.last_error = text;
+    stats_.state = "backoff";  // both callers (the loop, a drain) wait before the next attempt
   }
   return s;
 }
