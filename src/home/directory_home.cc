@@ -35,6 +35,7 @@
 #include <cstdio>
 #include <cstring>
 #include <ctime>
+#include <optional>
 #include <string_view>
 
 #include <spdlog/spdlog.h>
@@ -497,6 +498,16 @@ class DirectoryHome final : public Home {
       if (!s.ok()) return s;
     }
     meta::Watermark cur = watermark();
+    if (finished_journal_end_ && AtOrAfter(*finished_journal_end_, batch.end) && AtOrAfter(cur, batch.end) &&
+        !SameWatermark(batch.end, cur)) {
+      // Every record < batch.end is home already: finishing the journal of a
+      // failed earlier attempt (a larger batch) moved the watermark past this
+      // retry's end. Done; the migrator frees these segments and goes on.
+      // (Any other batch that goes backwards is refused below: a bug.)
+      spdlog::debug("{}: batch {} is home already (watermark {})", Describe(), WatermarkString(batch.end),
+                    WatermarkString(cur));
+      return Status::OK();
+    }
     if (!AtOrAfter(batch.end, cur)) {
       return Fail(Status::InvalidArgument("batch end " + WatermarkString(batch.end) + " precedes the home's watermark " +
                                           WatermarkString(cur)),
@@ -789,6 +800,7 @@ class DirectoryHome final : public Home {
     }
     s = ReplayJournal(j);
     if (!s.ok()) return Retry(WithContext(s, "finishing the interrupted batch of " + Describe()));
+    finished_journal_end_ = j.end;
     return s;
   }
 
@@ -810,6 +822,9 @@ class DirectoryHome final : public Home {
   Mutex apply_mu_ BV_ACQUIRED_BEFORE(mu_);  // serializes ApplyBatch, Restamp, Recover
   std::unique_ptr<File> journal_ BV_PT_GUARDED_BY(apply_mu_);
   bool journal_live_ BV_GUARDED_BY(apply_mu_) = false;  // journal synced, its batch not stamped yet
+  // The end of the last batch finished from the journal of a failed attempt
+  // (retries of a smaller batch below it are already home).
+  std::optional<meta::Watermark> finished_journal_end_ BV_GUARDED_BY(apply_mu_);
 
   mutable Mutex mu_;
   meta::Watermark watermark_ BV_GUARDED_BY(mu_);

@@ -141,6 +141,14 @@ Status Migrator::MigrateOnce(bool* did) {
     bytes += uint64_t{segs[take].data_blocks} * log::kBlockSize;
     take++;
   }
+  // Never a batch that ends below what the home already holds: a failed
+  // attempt whose journal was synced is finished by the home at the start of
+  // the next ApplyBatch, moving the home's watermark to that attempt's end,
+  // while the batch size may have shrunk since (pressure changed). (The home
+  // also accepts such a batch as done: it was refused on every retry before,
+  // found under a real ENOSPC on SLOW; the log stayed full for good.)
+  const uint64_t home_end_segment = o_.home->watermark().segment_seq;
+  while (take < segs.size() && segs[take - 1].segment_seq + 1 < home_end_segment) take++;
   segs.resize(take);
   {
     MutexLock l(&mu_);
@@ -385,6 +393,12 @@ Status Migrator::Drain(const ProgressFn& progress) {
     } else {
       backoff_ms = 100;
     }
+  }
+  // The home's watermark moves in step 2 of a batch; if the background
+  // thread applied the last one, wait until its steps 3-5 (index, meta.db,
+  // log space) are done too, so that a status taken after Drain shows them.
+  if (s.ok()) {
+    MutexLock run(&run_mu_);
   }
   MutexLock l(&mu_);
   drainers_--;

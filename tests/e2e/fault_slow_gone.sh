@@ -130,8 +130,9 @@ wait_until 30 "health healthy after SLOW is back" bash -c "[[ \$('$BOOSTVOL_BIN'
 wait "$DRPID" || fail "gone: drain failed: $(cat "$D/drain.gone")"
 [[ $(sha256sum <"$SLOW/boostvol-home") != "$STAMP_BEFORE" ]] || fail "gone: the home's stamp did not move after the drain"
 HUNG=$(dmesg | sed -n "/$DMESG_MARK/,\$p" | grep -c 'blocked for more than' || true)
-log "kernel hung-task warnings during the outage: $HUNG"
-echo "gone: $GONE_S s, hung-task warnings: $HUNG, $(grep -c . "$D/status.gone") status samples, $(grep -c home-unreachable "$D/status.gone") home-unreachable; healthy again" >>"$SUMMARY"
+HUNG_LEFT=$(cat /proc/sys/kernel/hung_task_warnings 2>/dev/null || echo '?')
+log "kernel hung-task warnings during the outage: $HUNG (kernel.hung_task_warnings=$HUNG_LEFT; 0 = the kernel prints no more)"
+echo "gone: $GONE_S s, hung-task warnings: $HUNG (warnings left to print: $HUNG_LEFT), $(grep -c . "$D/status.gone") status samples, $(grep -c home-unreachable "$D/status.gone") home-unreachable; healthy again" >>"$SUMMARY"
 ok "healthy again"
 
 # --- 2. enospc -------------------------------------------------------------------------------------------------
