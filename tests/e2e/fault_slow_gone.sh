@@ -88,11 +88,11 @@ workload_alive() { kill -0 "$WPID" 2>/dev/null; }
 
 # --- setup -----------------------------------------------------------------------------------------------------
 section "setup: SLOW on its own ext4, boostvol, ext4 on the loop device, a file workload"
-truncate -s 1G "$D/slow.img"
+truncate -s 3G "$D/slow.img"
 mkfs.ext4 -q -F -m 0 "$D/slow.img" || fail "mkfs.ext4 for SLOW"
 loop_attach SLOW_LOOP "$D/slow.img"
 fs_mount "$SLOW_LOOP" "$SLOWFS" -t ext4
-bv_create "$FAST" "$SLOW" 768M --cache-size 32M
+bv_create "$FAST" "$SLOW" 2G --cache-size 32M
 bv_mount "$FAST" "$MNT"
 loop_attach LOOP "$MNT/image" --direct-io=on
 mkfs.ext4 -q -F "$LOOP" || fail "mkfs.ext4 on the boostvol loop device"
