@@ -77,7 +77,7 @@ struct VolumeStatus {
   std::string home;
   std::string health = "healthy";  // healthy | home-unreachable | degraded-write-through | ...
   std::string last_error;
-  std::string migrator_state;      // idle | migrating | backoff | stopped
+  std::string migrator_state;      // idle | migrating | retrying | backoff | stopped
   uint64_t image_size = 0;
   uint64_t cache_bytes = 0;        // log capacity
   uint64_t dirty_blocks = 0;       // blocks whose newest copy is only in the log
@@ -97,6 +97,12 @@ struct VolumeStatus {
   uint64_t index_memory_bytes = 0;
   uint64_t mount_count = 0;
   bool clean_open = false;         // opened from a clean-stop checkpoint
+  // Faults (docs/faults.md): since when migration has been failing (unix
+  // seconds, 0 = it works), when the migrator's next retry starts (0 = not
+  // backing off now), and whether writers are waiting for log space now.
+  uint64_t failing_since_unix = 0;
+  uint64_t next_retry_unix = 0;
+  bool writers_waiting = false;
 };
 
 class Volume {

@@ -10,6 +10,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <ctime>
 #include <thread>
 
 #include "boostvol/volume.h"
@@ -30,6 +31,15 @@ struct StatusArgs {
   bool watching = false;           // --watch given
   std::vector<std::string> watch;  // its SECONDS, if given
 };
+
+std::string LocalTime(uint64_t unix_s) {
+  time_t t = static_cast<time_t>(unix_s);
+  struct tm tm;
+  char buf[32];
+  if (localtime_r(&t, &tm) == nullptr || std::strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%S", &tm) == 0)
+    return std::to_string(unix_s);
+  return buf;
+}
 
 std::string Duration(uint64_t s) {
   char buf[48];
@@ -67,6 +77,17 @@ void PrintLive(const VolumeStatus& s, const control::StatusRates& r, const std::
   std::printf("volume     %s\n", s.uuid.c_str());
   std::printf("state      mounted%s, %s\n", mountpoint.empty() ? "" : (" on " + mountpoint).c_str(), s.health.c_str());
   if (!s.last_error.empty()) std::printf("last error %s\n", s.last_error.c_str());
+  const uint64_t now = static_cast<uint64_t>(std::time(nullptr));
+  if (s.failing_since_unix != 0) {
+    std::string next = s.next_retry_unix == 0 ? "a retry is running now"
+                       : s.next_retry_unix <= now ? "next retry now"
+                                                  : "next retry in " + Duration(s.next_retry_unix - now);
+    std::printf("home       unreachable for %s (migration failing since %s); %s\n",
+                Duration(now > s.failing_since_unix ? now - s.failing_since_unix : 0).c_str(),
+                LocalTime(s.failing_since_unix).c_str(), next.c_str());
+  }
+  if (s.writers_waiting)
+    std::printf("log full   writes are waiting for the migrator to free log space (they wait, they do not fail)\n");
   std::printf("fast       %s\n", s.fast_dir.c_str());
   std::printf("home       %s\n", s.home.c_str());
   std::printf("image      %s\n", FormatBytes(s.image_size).c_str());

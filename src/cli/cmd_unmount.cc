@@ -26,6 +26,7 @@
 #include "cli/cli.h"
 #include "cli/logging.h"
 #include "cli/mounts.h"
+#include "meta/meta_store.h"
 
 namespace boostvol::cli {
 namespace {
@@ -162,6 +163,24 @@ int RunUnmount(const UnmountArgs& a, const GlobalOptions& g) {
       told = true;
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  // The daemon is gone; whether it stopped *cleanly* is what meta.db says (a
+  // checkpoint refused by a full or failing FAST leaves the volume marked
+  // unclean: the next mount replays the log, nothing is lost, but this is not
+  // a clean stop and must not be reported as one).
+  std::unique_ptr<meta::MetaStore> store;
+  meta::Checkpoint cp;
+  bool clean = false;
+  Status s = meta::MetaStore::Open(fast + "/meta.db", true, &store);
+  if (s.ok()) s = store->LoadCheckpoint(&cp, &clean);
+  if (!s.ok()) {
+    return Fail(kExitIo, "the daemon has stopped, but whether it left a checkpoint cannot be read (" + s.ToString() +
+                             "); the next mount recovers from the log if it must. See " + fast + "/boostvol.log");
+  }
+  if (!clean) {
+    return Fail(kExitIo, "the daemon has stopped WITHOUT a clean checkpoint (see " + fast +
+                             "/boostvol.log: FAST full or failing?); nothing acknowledged is lost: the next mount "
+                             "recovers from the log. " + fast + " is free");
   }
   std::printf("the daemon has stopped cleanly; %s is free\n", fast.c_str());
   return kExitOk;

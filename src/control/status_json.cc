@@ -40,6 +40,9 @@ void ForEachField(VolumeStatus& st, F&& f) {
   f("index_memory_bytes", st.index_memory_bytes);
   f("mount_count", st.mount_count);
   f("clean_open", st.clean_open);
+  f("failing_since_unix", st.failing_since_unix);
+  f("next_retry_unix", st.next_retry_unix);
+  f("writers_waiting", st.writers_waiting);
 }
 
 // A parsed member value: exactly one of the three kinds.

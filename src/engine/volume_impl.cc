@@ -92,14 +92,26 @@ Status VolumeImpl::ReadHome(uint64_t offset, uint8_t* dst, size_t n) {
     if (attempt > 0) std::this_thread::sleep_for(std::chrono::milliseconds(50 << attempt));
     s = home_->Read(offset, dst, n);
     if (s.ok()) {
-      if (attempt > 0) spdlog::info("read of home offset {} succeeded after {} retries", offset, attempt);
+      if (uint64_t failed = home_read_errors_.Cleared())
+        spdlog::info("reads of the home copy work again ({} read(s) failed meanwhile)", failed);
       return s;
     }
   }
   home_read_failures_++;
-  spdlog::error("reading {} bytes at offset {} from the home copy failed {} times: {}. This read returns EIO; "
-                "blocks held in the cache stay readable. Check the slow directory.",
-                n, offset, kTries, s.ToString());
+  uint64_t more = 0;
+  switch (home_read_errors_.Occurred(&more)) {
+    case RepeatedError::kFirst:
+      spdlog::error("reading {} bytes at offset {} from the home copy failed {} times: {}. This read returns EIO; "
+                    "blocks held in the cache stay readable, writes are accepted. Check the slow directory. "
+                    "(Further failed home reads are counted, one line a minute)",
+                    n, offset, kTries, s.ToString());
+      break;
+    case RepeatedError::kSummary:
+      spdlog::error("{} more read(s) of the home copy failed with EIO in the last minute; last: {}", more,
+                    s.ToString());
+      break;
+    case RepeatedError::kQuiet: break;
+  }
   return Status::IoError(s.err() ? s.err() : 5, "the home copy cannot be read: " + s.message());
 }
 
@@ -179,12 +191,16 @@ Status VolumeImpl::Write(uint64_t offset, size_t len, const void* buf) {
       // the home cannot be read is different: the write waits for the home
       // (DESIGN.md 4), it never fails because the home is away.
       if (p->v.cached || closed_) return s;
-      if (tries == 0)
+      uint64_t more = 0;
+      if (tries == 0 && merge_waits_.Occurred(&more) == RepeatedError::kFirst)
         spdlog::warn("a {}-byte write into image block {} must merge with the block's home copy, which cannot be read "
-                     "now ({}); the write waits for the home to come back",
+                     "now ({}); the write waits for the home to come back (later such waits are not logged "
+                     "until it is back)",
                      len, p->lba, s.message());
       std::this_thread::sleep_for(std::chrono::milliseconds(backoff_ms));
     }
+    if (uint64_t n_waited = merge_waits_.Cleared())
+      spdlog::info("the home copy is readable again; {} partial write(s) had waited for it", n_waited);
     uint64_t block_start = p->lba * kBlockSize;
     uint64_t from = std::max(block_start, offset), to = std::min(block_start + kBlockSize, offset + len);
     std::memcpy(p->data + (from - block_start), src + (from - offset), to - from);
@@ -395,9 +411,15 @@ void VolumeImpl::Housekeeping() {
   }
   Status s = meta_->AddSealedSegments(segs, extents);
   if (!s.ok()) {
-    spdlog::warn("recording sealed segments in meta.db failed (will retry): {}", s.ToString());
+    uint64_t more = 0;
+    if (meta_errors_.Occurred(&more) != RepeatedError::kQuiet)
+      spdlog::warn("recording sealed segments in meta.db failed (retried; this line at most once a "
+                   "minute{}): {}. The log does not depend on it (recovery reads the log); check FAST",
+                   more ? ", " + std::to_string(more) + " more failures" : std::string(), s.ToString());
     MutexLock l(&pending_mu_);
     pending_sealed_.insert(pending_sealed_.begin(), segs.begin(), segs.end());
+  } else if (uint64_t n = meta_errors_.Cleared()) {
+    spdlog::info("meta.db records sealed segments again (after {} failed attempts)", n);
   }
 }
 
@@ -443,16 +465,19 @@ VolumeStatus VolumeImpl::GetStatus() {
     st.dirty_blocks = index_->size();
     st.index_memory_bytes = index_->MemoryBytes();
   }
+  std::string log_error;
   if (writer_) {
     log::LogWriter::Stats ws = writer_->GetStats();
+    log_error = ws.last_error;
     st.segments_live = ws.live_segments;
     st.log_used_blocks = ws.live_blocks;
     st.next_record = ws.next_seq;
     st.durable_record = ws.durable_seq;
     st.write_waits = ws.append_waits;
+    st.writers_waiting = ws.waiting_for_space;
     if (ws.failing && st.health == "healthy") {
       st.health = "fast-dir-error";
-      st.last_error = "writes to the log on FAST are failing and being retried";
+      st.last_error = "writes to the log on FAST are failing and being retried: " + ws.last_error;
     }
   }
   st.watermark_record = home_->watermark().record_seq;
@@ -462,6 +487,8 @@ VolumeStatus VolumeImpl::GetStatus() {
     st.migrated_blocks = migrated_blocks_base_ + ms.blocks;
     st.migrated_bytes = migrated_bytes_base_ + ms.bytes;
     st.migration_batches = migration_batches_base_ + ms.batches;
+    st.failing_since_unix = ms.failing_since_unix > 0 ? static_cast<uint64_t>(ms.failing_since_unix) : 0;
+    st.next_retry_unix = ms.next_retry_unix > 0 && ms.state == "backoff" ? static_cast<uint64_t>(ms.next_retry_unix) : 0;
     if (ms.failing_since_unix != 0) {
       st.health = "home-unreachable";
       st.last_error = ms.last_error;
@@ -477,7 +504,9 @@ VolumeStatus VolumeImpl::GetStatus() {
   }
   if (degraded_) {
     st.health = "degraded-write-through";
-    if (st.last_error.empty()) st.last_error = "the log on FAST failed; writes go straight home";
+    std::string home_error = st.failing_since_unix != 0 ? "; the home fails too: " + st.last_error : "";
+    st.last_error = "the log on FAST failed" + (log_error.empty() ? std::string() : " (" + log_error + ")") +
+                    "; writes go straight home" + home_error;
     if (lost_blocks_ > 0)
       st.last_error += "; " + std::to_string(lost_blocks_.load()) + " block(s) lost with the unreadable log";
   }

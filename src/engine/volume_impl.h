@@ -29,6 +29,7 @@
 #include "meta/meta_store.h"
 #include "migrate/migrator.h"
 #include "util/env.h"
+#include "util/repeated_error.h"
 #include "util/thread_annotations.h"
 
 namespace boostvol {
@@ -123,6 +124,9 @@ class VolumeImpl : public Volume {
   std::atomic<bool> closed_{false};
   std::atomic<bool> degraded_{false};   // write-through: the log has failed
   std::atomic<uint64_t> lost_blocks_{0};  // blocks whose only copy was in an unreadable log
+  RepeatedError home_read_errors_;        // one log line per outage, not per read
+  RepeatedError merge_waits_;             // partial writes waiting for an unreadable home
+  RepeatedError meta_errors_;             // meta.db refusing sealed-segment commits (FAST full, failing)
 };
 
 }  // namespace boostvol

@@ -35,6 +35,7 @@
 #include <cstdio>
 #include <cstring>
 #include <ctime>
+#include <optional>
 #include <string_view>
 
 #include <spdlog/spdlog.h>
@@ -122,6 +123,15 @@ Status WithContext(const Status& s, const std::string& prefix) {
 // Logs a failure with what the user can do about it, and returns it.
 Status Fail(const Status& s, std::string_view hint) {
   spdlog::error("{} -- {}", s.ToString(), hint);
+  return s;
+}
+
+// For failures the caller retries and reports itself (the migrator logs the
+// start and the end of an outage once; a home read's caller rate-limits its
+// own message): logged at debug level only, so an outage is not one error
+// line per attempt.
+Status Retry(const Status& s) {
+  spdlog::debug("{} (the caller retries)", s.ToString());
   return s;
 }
 
@@ -443,9 +453,10 @@ namespace {
 
 class DirectoryHome final : public Home {
  public:
-  DirectoryHome(std::unique_ptr<Dir> dir, std::unique_ptr<File> image, std::unique_ptr<File> journal,
+  DirectoryHome(Env* env, std::unique_ptr<Dir> dir, std::unique_ptr<File> image, std::unique_ptr<File> journal,
                 const log::Uuid& uuid, uint64_t size, bool use_journal, const meta::Watermark& wm)
-      : dir_(std::move(dir)),
+      : env_(env),
+        dir_(std::move(dir)),
         image_(std::move(image)),
         uuid_(uuid),
         size_(size),
@@ -467,10 +478,7 @@ class DirectoryHome final : public Home {
                   "this is a bug in the caller; please report it");
     }
     Status s = image_->ReadAt(offset, buf, n);
-    if (!s.ok()) {
-      return Fail(WithContext(s, "reading the home copy " + image_->name() + " at offset " + std::to_string(offset)),
-                  "the read is retried; if it persists, check SLOW's storage (dmesg, the network mount)");
-    }
+    if (!s.ok()) return Retry(WithContext(s, "reading the home copy " + image_->name() + " at offset " + std::to_string(offset)));
     return s;
   }
 
@@ -478,6 +486,10 @@ class DirectoryHome final : public Home {
     MutexLock l(&apply_mu_);
     Status s = ValidateBatch(batch, size_);
     if (!s.ok()) return Fail(s, "this is a bug in the migrator; please report it");
+    // The home is the files opened at mount; write a batch into them only
+    // while SLOW's path still leads to them (docs/faults.md, "vanished").
+    s = CheckStillAtPath();
+    if (!s.ok()) return Retry(s);
     bool marker_in_place = false;
     if (journal_live_) {
       // A previous call synced its journal and then failed: the image may be a
@@ -486,6 +498,16 @@ class DirectoryHome final : public Home {
       if (!s.ok()) return s;
     }
     meta::Watermark cur = watermark();
+    if (finished_journal_end_ && AtOrAfter(*finished_journal_end_, batch.end) && AtOrAfter(cur, batch.end) &&
+        !SameWatermark(batch.end, cur)) {
+      // Every record < batch.end is home already: finishing the journal of a
+      // failed earlier attempt (a larger batch) moved the watermark past this
+      // retry's end. Done; the migrator frees these segments and goes on.
+      // (Any other batch that goes backwards is refused below: a bug.)
+      spdlog::debug("{}: batch {} is home already (watermark {})", Describe(), WatermarkString(batch.end),
+                    WatermarkString(cur));
+      return Status::OK();
+    }
     if (!AtOrAfter(batch.end, cur)) {
       return Fail(Status::InvalidArgument("batch end " + WatermarkString(batch.end) + " precedes the home's watermark " +
                                           WatermarkString(cur)),
@@ -494,7 +516,7 @@ class DirectoryHome final : public Home {
     if (SameWatermark(batch.end, cur)) return Status::OK();  // every record < end is home already
     if (batch.extents.empty()) {
       s = WriteStamp(batch.end);
-      if (!s.ok()) return Fail(WithContext(s, "advancing the home's stamp to " + WatermarkString(batch.end)), kRetryHint);
+      if (!s.ok()) return Retry(WithContext(s, "advancing the home's stamp to " + WatermarkString(batch.end)));
       SetWatermark(batch.end);
       return s;
     }
@@ -507,23 +529,22 @@ class DirectoryHome final : public Home {
     if (!marker_in_place) {
       s = WriteJournal(journal_.get(), uuid_, size_, cur, batch, use_journal_);
       if (s.ok()) s = journal_->Sync();
-      if (!s.ok()) return Fail(WithContext(s, what + ": writing the journal"), kRetryHint);
+      if (!s.ok()) return Retry(WithContext(s, what + ": writing the journal"));
     }
     journal_live_ = true;
     // 2. In place, one write per extent, then the barrier.
     for (const Extent& e : batch.extents) {
       s = image_->WriteAt(e.offset, e.data, e.length);
       if (!s.ok()) {
-        return Fail(WithContext(s, what + ": writing " + std::to_string(e.length) + " bytes at " +
-                                       std::to_string(e.offset)),
-                    kRetryHint);
+        return Retry(WithContext(s, what + ": writing " + std::to_string(e.length) + " bytes at " +
+                                        std::to_string(e.offset)));
       }
     }
     s = image_->Sync();
-    if (!s.ok()) return Fail(WithContext(s, what + ": syncing the image"), kRetryHint);
+    if (!s.ok()) return Retry(WithContext(s, what + ": syncing the image"));
     // 3. The stamp.
     s = WriteStamp(batch.end);
-    if (!s.ok()) return Fail(WithContext(s, what + ": writing the stamp"), kRetryHint);
+    if (!s.ok()) return Retry(WithContext(s, what + ": writing the stamp"));
     journal_live_ = false;
     SetWatermark(batch.end);
     // 4. Empty the journal (no sync needed: a stale journal is recognized).
@@ -663,6 +684,47 @@ class DirectoryHome final : public Home {
     watermark_ = wm;
   }
 
+  // Whether SLOW's path still leads to the image file held open. A slow dir
+  // that vanished (its filesystem lazily unmounted, the directory renamed or
+  // removed, another filesystem mounted over it) leaves our descriptors valid
+  // and writable: a batch written through them would land where nobody can
+  // see it, or in an unlinked file that disappears at close, and the log
+  // would then free the only visible copy. So a batch is applied only while
+  // the path leads to the very image file held open (same st_dev/st_ino, not
+  // unlinked); otherwise the migrator backs off and retries, and resumes by
+  // itself when the same directory is back (remounting the same filesystem
+  // gives the same identity). Reads keep using the descriptors: a read that
+  // can still be served is served.
+  Status CheckStillAtPath() BV_REQUIRES(apply_mu_) {
+    FileInfo held;
+    Status s = image_->Stat(&held);
+    if (!s.ok()) return WithContext(s, "checking the home copy held open");
+    if (held.nlink == 0) {
+      return Status::IoError(ENOENT, image_->name() + " was deleted while boostvol holds it open; migration is "
+                                                      "stopped (the log keeps every block). Stop boostvol and "
+                                                      "restore SLOW from a backup, or recreate the volume");
+    }
+    const std::string& path = dir_->path();
+    std::unique_ptr<Dir> now;
+    FileInfo at_path;
+    s = env_->OpenDir(path, &now);
+    if (s.ok()) s = now->Stat("image", &at_path);
+    if (!s.ok()) {
+      return Status::IoError(s.err() ? s.err() : ENOENT,
+                             "SLOW " + path + " no longer leads to the home copy boostvol holds open (" +
+                                 s.message() + "): unmounted, renamed or removed? Migration waits until it is back");
+    }
+    if (at_path.dev != held.dev || at_path.ino != held.ino) {
+      return Status::IoError(ESTALE, "SLOW " + path + "/image is now another file (device " +
+                                         std::to_string(at_path.dev) + " inode " + std::to_string(at_path.ino) +
+                                         ", the one held open is device " + std::to_string(held.dev) + " inode " +
+                                         std::to_string(held.ino) +
+                                         "): another filesystem mounted over SLOW, or the directory replaced? "
+                                         "Migration waits until the original is back");
+    }
+    return Status::OK();
+  }
+
   // Writes the stamp for `wm` with the image's current size and times.
   Status WriteStamp(const meta::Watermark& wm) BV_REQUIRES(apply_mu_) {
     FileInfo info;
@@ -714,14 +776,14 @@ class DirectoryHome final : public Home {
     Journal j;
     std::string why;
     Status s = ReadJournal(journal_.get(), uuid_, size_, &state, &j, &why);
-    if (!s.ok()) return Fail(WithContext(s, "re-reading the journal of " + Describe()), kRetryHint);
+    if (!s.ok()) return Retry(WithContext(s, "re-reading the journal of " + Describe()));
     if (state == JournalState::kValid && j.intent_only() && SameWatermark(j.base, watermark())) {
       if (!batch.extents.empty() && AtOrAfter(batch.end, j.end)) {
         *marker_in_place = true;
       } else {
         s = journal_->Truncate(0);
         if (s.ok()) s = journal_->Sync();
-        if (!s.ok()) return Fail(WithContext(s, "removing the intent marker of " + Describe()), kRetryHint);
+        if (!s.ok()) return Retry(WithContext(s, "removing the intent marker of " + Describe()));
       }
       journal_live_ = false;
       return Status::OK();
@@ -737,7 +799,8 @@ class DirectoryHome final : public Home {
       return Status::OK();
     }
     s = ReplayJournal(j);
-    if (!s.ok()) return Fail(WithContext(s, "finishing the interrupted batch of " + Describe()), kRetryHint);
+    if (!s.ok()) return Retry(WithContext(s, "finishing the interrupted batch of " + Describe()));
+    finished_journal_end_ = j.end;
     return s;
   }
 
@@ -749,6 +812,7 @@ class DirectoryHome final : public Home {
     }
   }
 
+  Env* const env_;
   const std::unique_ptr<Dir> dir_;
   const std::unique_ptr<File> image_;  // ReadAt is thread-safe; written only under apply_mu_
   const log::Uuid uuid_;
@@ -758,6 +822,9 @@ class DirectoryHome final : public Home {
   Mutex apply_mu_ BV_ACQUIRED_BEFORE(mu_);  // serializes ApplyBatch, Restamp, Recover
   std::unique_ptr<File> journal_ BV_PT_GUARDED_BY(apply_mu_);
   bool journal_live_ BV_GUARDED_BY(apply_mu_) = false;  // journal synced, its batch not stamped yet
+  // The end of the last batch finished from the journal of a failed attempt
+  // (retries of a smaller batch below it are already home).
+  std::optional<meta::Watermark> finished_journal_end_ BV_GUARDED_BY(apply_mu_);
 
   mutable Mutex mu_;
   meta::Watermark watermark_ BV_GUARDED_BY(mu_);
@@ -807,7 +874,7 @@ Status CreateDirectoryHome(Env* env, const std::string& slow_path, const log::Uu
   }
   if (!s.ok()) return undo(s);
   meta::Watermark wm;
-  auto home = std::make_unique<DirectoryHome>(std::move(dir), std::move(image), std::move(journal), uuid, image_size,
+  auto home = std::make_unique<DirectoryHome>(env, std::move(dir), std::move(image), std::move(journal), uuid, image_size,
                                               true, wm);
   s = home->Restamp();  // writes the first stamp; its Dir::Sync makes all three entries durable
   if (!s.ok()) {
@@ -890,7 +957,7 @@ Status OpenDirectoryHome(Env* env, const std::string& slow_path, const log::Uuid
   if (s.ok() && !exists) s = dir->Sync();  // the journal's entry must be durable before a batch relies on it
   if (!s.ok()) return Fail(s, kOpenIoHint);
 
-  auto home = std::make_unique<DirectoryHome>(std::move(dir), std::move(image), std::move(journal), uuid, image_size,
+  auto home = std::make_unique<DirectoryHome>(env, std::move(dir), std::move(image), std::move(journal), uuid, image_size,
                                               use_journal, stamp.watermark);
   BV_RETURN_IF_ERROR(home->Recover(stamp, report));
   if (!use_journal) {

@@ -2,7 +2,9 @@
 
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdlib>
+#include <cstring>
 
 #include <spdlog/spdlog.h>
 
@@ -38,6 +40,13 @@ Status LockDirHome(Dir* dir, const std::string& note, std::unique_ptr<FileLock>*
     return Status::Busy("the home in " + dir->path() + " is in use by another cache (" +
                         dir->LockOwnerNote(kDirHomeLockFile) +
                         "); exactly one cache may write a home: unmount that one first");
+  }
+  if (!s.ok() && s.code() == Status::Code::kIoError && s.err() != 0) {
+    // The first write boostvol makes in SLOW: name the cause here, since the
+    // mount's message shows only this text (a read-only or full SLOW).
+    std::string m = s.message() + " (" + std::strerror(s.err()) + ")";
+    if (s.err() == EROFS) m += ": SLOW is read-only; boostvol writes the home copy, so mount SLOW read-write";
+    return Status::IoError(s.err(), m);
   }
   return s;
 }

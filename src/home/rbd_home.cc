@@ -15,6 +15,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <optional>
 #include <string_view>
 
 #include <spdlog/spdlog.h>
@@ -532,6 +533,12 @@ class RbdHome final : public Home {
       if (!s.ok()) return NoteFail(s);
     }
     meta::Watermark cur = watermark();
+    if (finished_journal_end_ && AtOrAfter(*finished_journal_end_, batch.end) && AtOrAfter(cur, batch.end) &&
+        !SameWatermark(batch.end, cur)) {
+      // Home already: the journal of a failed, larger attempt was finished
+      // above (as in DirectoryHome::ApplyBatch).
+      return Status::OK();
+    }
     if (!AtOrAfter(batch.end, cur)) {
       return Fail(Status::InvalidArgument("batch end " + WatermarkString(batch.end) + " precedes the home's watermark " +
                                           WatermarkString(cur)),
@@ -751,6 +758,7 @@ class RbdHome final : public Home {
     BV_RETURN_IF_ERROR(ReplayJournalOn(c, jf, j, pieces, where_, uuid_, size_));
     journal_live_ = false;
     SetWatermark(j.end);
+    finished_journal_end_ = j.end;
     return Status::OK();
   }
 
@@ -762,6 +770,7 @@ class RbdHome final : public Home {
 
   Mutex apply_mu_ BV_ACQUIRED_BEFORE(conn_mu_, mu_);  // serializes ApplyBatch, Restamp, Recover
   bool journal_live_ BV_GUARDED_BY(apply_mu_) = false;
+  std::optional<meta::Watermark> finished_journal_end_ BV_GUARDED_BY(apply_mu_);  // see DirectoryHome
   uint64_t journal_pieces_ BV_GUARDED_BY(apply_mu_) = 1;  // pieces a removal must cover
   bool lock_lost_ BV_GUARDED_BY(apply_mu_) = false;
   std::string adopted_away_ BV_GUARDED_BY(apply_mu_);

@@ -231,6 +231,7 @@ Status LogWriter::WriteBuffer(Buffer* b) {
 
 bool LogWriter::NoteFailureLocked(const Status& s, const char* what) {
   write_retries_++;
+  last_error_ = s.ToString();
   if (failures_++ == 0) {
     failing_since_ = std::chrono::steady_clock::now();
     spdlog::error("log {} failed, retrying: {}", what, s.ToString());
@@ -427,6 +428,7 @@ LogWriter::Stats LogWriter::GetStats() {
   s.write_retries = write_retries_;
   s.waiting_for_space = waiting_for_space_;
   s.failing = failures_ > 0;
+  s.last_error = last_error_;
   return s;
 }
 

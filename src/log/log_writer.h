@@ -34,6 +34,7 @@
 #include <functional>
 #include <memory>
 #include <thread>
+#include <string>
 #include <vector>
 
 #include "boostvol/status.h"
@@ -144,6 +145,7 @@ class LogWriter {
     uint64_t append_waits, syncs, write_retries;
     bool waiting_for_space;
     bool failing;  // log writes or syncs are failing and being retried
+    std::string last_error;  // the last failure of a log write or sync ("" if none yet)
   };
   Stats GetStats() BV_EXCLUDES(mu_);
 
@@ -188,6 +190,7 @@ class LogWriter {
   bool flusher_exited_ BV_GUARDED_BY(mu_) = false;
   bool failed_ BV_GUARDED_BY(mu_) = false;
   int failures_ BV_GUARDED_BY(mu_) = 0;  // consecutive failures
+  std::string last_error_ BV_GUARDED_BY(mu_);
   std::chrono::steady_clock::time_point failing_since_ BV_GUARDED_BY(mu_);
   bool waiting_for_space_ BV_GUARDED_BY(mu_) = false;
   uint64_t append_waits_ BV_GUARDED_BY(mu_) = 0;

@@ -38,6 +38,7 @@
 #include "log/log_format.h"
 #include "schema_sql.h"
 #include "util/crc32c.h"
+#include "util/repeated_error.h"
 
 namespace boostvol::meta {
 namespace {
@@ -84,6 +85,24 @@ Status Logged(Status s) {
   return s;
 }
 
+// FAST full, read-only or failing: the same commit fails again on every
+// retry (the migrator's housekeeping retries every 100 ms). The first error
+// is logged in full, then one summary line a minute.
+Status LoggedRepeating(Status s) {
+  static RepeatedError errors;
+  uint64_t more = 0;
+  switch (errors.Occurred(&more)) {
+    case RepeatedError::kFirst:
+      spdlog::error("meta: {} (further meta.db errors of this kind: one line a minute)", s.ToString());
+      break;
+    case RepeatedError::kSummary:
+      spdlog::error("meta: {} more meta.db error(s) in the last minute; last: {}", more, s.ToString());
+      break;
+    case RepeatedError::kQuiet: break;
+  }
+  return s;
+}
+
 std::string CheckHint(const std::string& path) {
   return "; meta.db is damaged or was edited by hand: run `boostvol check " + DirOf(path) + "`";
 }
@@ -110,12 +129,12 @@ Status FromSqlite(sqlite3* db, int rc, const std::string& path, const std::strin
     case SQLITE_CORRUPT:
       return Logged(Status::Corruption(msg + " (the SQLite file is damaged)" + CheckHint(path)));
     case SQLITE_FULL:
-      return Logged(Status::NoSpace(msg));
+      return LoggedRepeating(Status::NoSpace(msg));
     case SQLITE_BUSY:
     case SQLITE_LOCKED:
       return Logged(Status::Busy(msg + " (another process is writing meta.db)"));
     case SQLITE_READONLY:
-      return Logged(Status::IoError(EROFS, msg));
+      return LoggedRepeating(Status::IoError(EROFS, msg));
     case SQLITE_PERM:
     case SQLITE_AUTH:
       return Logged(Status::IoError(EACCES, msg));
@@ -128,7 +147,7 @@ Status FromSqlite(sqlite3* db, int rc, const std::string& path, const std::strin
     case SQLITE_CANTOPEN:
     case SQLITE_IOERR:
     default:
-      return Logged(Status::IoError(sys != 0 ? sys : EIO, msg));
+      return LoggedRepeating(Status::IoError(sys != 0 ? sys : EIO, msg));
   }
 }
 

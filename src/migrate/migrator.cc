@@ -67,7 +67,9 @@ bool Migrator::ShouldMigrate(const std::vector<log::LiveSegment>& segs) {
   log::LogWriter::Stats ws = o_.writer->GetStats();
   {
     MutexLock l(&mu_);
-    if (drainers_ > 0) return true;
+    // While failing, every backoff ends in a retry: the home's return is
+    // noticed (and reported) without waiting for log pressure.
+    if (drainers_ > 0 || (stats_.failing_since_unix != 0 && !segs.empty())) return true;
   }
   if (ws.waiting_for_space) return true;
   if (ws.live_segments >= start_fraction_.load() * o_.segment_count) return true;
@@ -102,14 +104,16 @@ void Migrator::Loop() {
     if (stop_) return;
     if (!s.ok()) {
       stats_.state = "backoff";
+      stats_.next_retry_unix = std::time(nullptr) + backoff_s;
       cv_.WaitFor(std::chrono::seconds(backoff_s));
+      if (stats_.failing_since_unix == 0) stats_.state = "idle";  // a drain's batch succeeded meanwhile
       // Capped low: when the home comes back, writers waiting for log space
       // should not wait long for the next try.
       backoff_s = std::min(backoff_s * 2, 8);
       continue;
     }
     backoff_s = 1;
-    stats_.state = "idle";
+    if (stats_.failing_since_unix == 0) stats_.state = "idle";
     if (!did && !kicked_) cv_.WaitFor(std::chrono::milliseconds(100));
     kicked_ = false;
   }
@@ -137,13 +141,18 @@ Status Migrator::MigrateOnce(bool* did) {
     bytes += uint64_t{segs[take].data_blocks} * log::kBlockSize;
     take++;
   }
+  // Never a batch that ends below what the home already holds: a failed
+  // attempt whose journal was synced is finished by the home at the start of
+  // the next ApplyBatch, moving the home's watermark to that attempt's end,
+  // while the batch size may have shrunk since (pressure changed). (The home
+  // also accepts such a batch as done: it was refused on every retry before,
+  // found under a real ENOSPC on SLOW; the log stayed full for good.)
+  const uint64_t home_end_segment = o_.home->watermark().segment_seq;
+  while (take < segs.size() && segs[take - 1].segment_seq + 1 < home_end_segment) take++;
   segs.resize(take);
   {
     MutexLock l(&mu_);
-    stats_.state = "migrating";
-  }
-  {
-    MutexLock l(&mu_);
+    stats_.state = stats_.failing_since_unix != 0 ? "retrying" : "migrating";
     batch_started_ = std::chrono::steady_clock::now();
   }
   Status s = MigrateBatch(segs);
@@ -151,19 +160,34 @@ Status Migrator::MigrateOnce(bool* did) {
   if (s.ok()) {
     *did = true;
     if (stats_.failing_since_unix != 0)
-      spdlog::info("migration to {} works again after {} failed attempts", o_.home->Describe(), stats_.failures);
+      spdlog::info("migration to {} works again after {} s and {} failed attempts", o_.home->Describe(),
+                   std::time(nullptr) - stats_.failing_since_unix, stats_.failures - failures_before_outage_);
     stats_.failing_since_unix = 0;
+    stats_.next_retry_unix = 0;
     stats_.last_error.clear();
     stats_.state = "idle";
   } else {
+    const std::string text = s.ToString();
+    const auto now = std::chrono::steady_clock::now();
     if (stats_.failing_since_unix == 0) {
       stats_.failing_since_unix = std::time(nullptr);
-      spdlog::error("migration to {} failed: {}. Writes continue into the log; retrying with backoff. "
-                    "Check that the slow directory is reachable and has space.",
-                    o_.home->Describe(), s.ToString());
+      failures_before_outage_ = stats_.failures;
+      last_reminder_ = now;
+      spdlog::error("migration to {} failed: {}. Writes continue into the log (they wait only if it fills up); "
+                    "retrying with backoff (a retry at least every 8 s). Check that the slow directory is mounted, "
+                    "reachable, writable and has space",
+                    o_.home->Describe(), text);
+    } else if (s.err() != last_err_) {
+      spdlog::warn("migration to {} still fails, now with: {}", o_.home->Describe(), text);
+    } else if (now - last_reminder_ >= std::chrono::minutes(10)) {
+      last_reminder_ = now;
+      spdlog::warn("migration to {} has failed for {} s ({} attempts): {}", o_.home->Describe(),
+                   std::time(nullptr) - stats_.failing_since_unix, stats_.failures + 1 - failures_before_outage_, text);
     }
+    last_err_ = s.err();
     stats_.failures++;
-    stats_.last_error = s.ToString();
+    stats_.last_error = text;
+    stats_.state = "backoff";  // both callers (the loop, a drain) wait before the next attempt
   }
   return s;
 }
@@ -369,6 +393,12 @@ Status Migrator::Drain(const ProgressFn& progress) {
     } else {
       backoff_ms = 100;
     }
+  }
+  // The home's watermark moves in step 2 of a batch; if the background
+  // thread applied the last one, wait until its steps 3-5 (index, meta.db,
+  // log space) are done too, so that a status taken after Drain shows them.
+  if (s.ok()) {
+    MutexLock run(&run_mu_);
   }
   MutexLock l(&mu_);
   drainers_--;

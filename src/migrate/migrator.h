@@ -15,8 +15,16 @@
 //   4. MetaStore::CommitMigration (watermark, freed segments, counters);
 //   5. LogWriter::ReleaseSegmentsBefore: the slots may be reused (rule 6).
 // A failure at any step leaves the segments live; the batch is retried whole
-// after a capped exponential backoff (1 s .. 60 s). Writes keep going into the
-// log meanwhile, and wait only when the log is full.
+// after a capped exponential backoff (1 s .. 8 s). Writes keep going into the
+// log meanwhile, and wait only when the log is full (for as long as the home
+// is away: there is no bound, see docs/faults.md "Backpressure").
+//
+// Health (Stats): while batches fail, state is "backoff" between attempts
+// (next_retry_unix says when the next one starts) and "retrying" during one;
+// it is "idle"/"migrating" only while the home works. The first failure of
+// an outage is logged once (error), a changed cause once (warning), a
+// reminder every 10 minutes, and the recovery once (info): never one line per
+// attempt or per I/O.
 //
 // When: when live segments exceed start_fraction of the ring, when a writer
 // waits for space, when a drain is requested, and when the volume has been
@@ -100,10 +108,11 @@ class Migrator {
   uint64_t max_batch_bytes() const { return max_batch_bytes_; }
 
   struct Stats {
-    std::string state;  // idle | migrating | backoff | stopped
+    std::string state;  // idle | migrating | retrying | backoff | stopped
     std::string last_error;
     uint64_t batches = 0, blocks = 0, bytes = 0, extents = 0, failures = 0;
     int64_t failing_since_unix = 0;  // 0 when healthy
+    int64_t next_retry_unix = 0;     // while in backoff: when the next attempt starts
     uint64_t batch_running_ms = 0;   // how long the batch in progress has run
     std::string meta_error;          // meta.db refuses commits (FAST full or broken)
   };
@@ -129,6 +138,9 @@ class Migrator {
   int drainers_ BV_GUARDED_BY(mu_) = 0;
   Stats stats_ BV_GUARDED_BY(mu_);
   std::string meta_error_ BV_GUARDED_BY(mu_);
+  std::chrono::steady_clock::time_point last_reminder_ BV_GUARDED_BY(mu_);
+  int last_err_ BV_GUARDED_BY(mu_) = 0;
+  uint64_t failures_before_outage_ BV_GUARDED_BY(mu_) = 0;  // errno of the last failure (a change is logged)
   std::chrono::steady_clock::time_point batch_started_ BV_GUARDED_BY(mu_);
   std::thread thread_;
 };

@@ -40,6 +40,11 @@ struct FileInfo {
   uint64_t blocks_512 = 0;  // allocated 512-byte blocks (sparseness)
   uint32_t mode = 0;
   uint32_t uid = 0;
+  // Identity: which file this is (a path that leads elsewhere now, or a file
+  // unlinked while held open, is told by these).
+  uint64_t dev = 0;
+  uint64_t ino = 0;
+  uint64_t nlink = 0;
 };
 
 class File {

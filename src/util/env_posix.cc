@@ -88,6 +88,9 @@ Status FillInfo(const struct stat& st, FileInfo* info) {
   info->blocks_512 = static_cast<uint64_t>(st.st_blocks);
   info->mode = static_cast<uint32_t>(st.st_mode);
   info->uid = static_cast<uint32_t>(st.st_uid);
+  info->dev = static_cast<uint64_t>(st.st_dev);
+  info->ino = static_cast<uint64_t>(st.st_ino);
+  info->nlink = static_cast<uint64_t>(st.st_nlink);
   return Status::OK();
 }
 

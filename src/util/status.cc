@@ -17,13 +17,10 @@ std::string Status::ToString() const {
     case Code::kUnsupported: name = "unsupported"; break;
     case Code::kAborted: name = "aborted"; break;
   }
-  std::string out = std::string(name) + ": " + msg_;
-  if (code_ == Code::kIoError && err_ != 0) {
-    out += " (";
-    out += std::strerror(err_);
-    out += ")";
-  }
-  return out;
+  // An OS error is named by its errno text first ("No space left on device:
+  // writing ..."): status and logs then say the cause, not just "I/O error".
+  if (code_ == Code::kIoError && err_ != 0) return std::string(std::strerror(err_)) + ": " + msg_;
+  return std::string(name) + ": " + msg_;
 }
 
 }  // namespace boostvol

@@ -8,11 +8,15 @@
 #    (so the migrator must commit to meta.db to free segments), then the volume is stopped cleanly (the checkpoint
 #    write meets ENOSPC too), the filler removed, the volume mounted again: every record acknowledged by an fsync
 #    must read back intact, the volume drains, and `boostvol check` is clean.
+#    The clean stop's checkpoint may then fail (ENOSPC on meta.db's WAL): `boostvol unmount` must then NOT say
+#    "stopped cleanly" (exit 3, finding B6), meta.db must say unclean, and the next mount recovers from the log.
 # 2. rofs: FAST goes read-only under the writer (ext4 errors=remount-ro + trigger_fs_error; a plain
-#    `mount -o remount,ro` is refused while the daemon holds the log open for writing, which is logged). What must
-#    hold: writes fail only if they truly cannot be served; no fsync is acknowledged without durability. Then the
-#    daemon is killed (FAST cannot go back to rw while it holds it), FAST is fsck'ed and remounted rw, the volume
-#    mounted (recovery): every record acknowledged by fsync must be intact.
+#    `mount -o remount,ro` is refused while the daemon holds the log open for writing, which is logged). On
+#    kernel 6.x ext4 then refuses every write and sync on FAST with EIO (not EROFS: it is a shutdown). What must
+#    hold: the log is declared failed after 10 s of failing, the volume degrades to write-through (status
+#    degraded-write-through), no write or fsync fails, fsyncs are acknowledged again (durable on SLOW). Then the
+#    writer stops, the daemon is killed (FAST cannot go back to rw while it holds it), FAST is fsck'ed and remounted
+#    rw, the volume mounted (recovery): every record acknowledged by fsync must be intact.
 # What the writer saw (writes ok / failed, fsyncs ok / failed) is printed, for docs/faults.md.
 # shellcheck source=SCRIPTDIR/../lib/e2e_lib.sh
 source "$(dirname "$0")/../lib/e2e_lib.sh"
@@ -115,16 +119,33 @@ detach "$LOOP" "$MNT/image"
 capture bv unmount "$MNT"
 echo "enospc: unmount with FAST full: rc=$E2E_RC $(tr '\n' ' ' <<<"$E2E_OUT" | head -c 300)" >>"$SUMMARY"
 log "boostvol unmount with FAST full: exit $E2E_RC: $(head -n3 <<<"$E2E_OUT")"
+UNMOUNT_RC=$E2E_RC
+UNMOUNT_OUT=$E2E_OUT
 if [[ $E2E_RC -ne 0 ]]; then
   # Make sure it is really down before FAST changes under it.
   pid=$(daemon_pid "$FAST")
   [[ -n $pid ]] && { kill -TERM "$pid"; wait_until 60 "daemon exit" not pid_alive "$pid"; }
   is_mounted "$MNT" && { fusermount3 -u "$MNT" || umount -l "$MNT"; }
 fi
+CLEAN=$(bv status "$FAST" --json 2>/dev/null | json_get - clean_stop)
+log "meta.db says clean_stop=$CLEAN; unmount exit $UNMOUNT_RC"
+echo "enospc: meta.db after the stop: clean_stop=$CLEAN" >>"$SUMMARY"
+check "enospc: unmount reports a clean stop only if meta.db holds the checkpoint (B6)"
+if [[ $CLEAN == True || $CLEAN == true ]]; then
+  assert_eq "unmount exit with a checkpoint written" "$UNMOUNT_RC" 0
+else
+  assert_eq "unmount exit with the checkpoint refused" "$UNMOUNT_RC" 3
+  grep -q "WITHOUT a clean checkpoint" <<<"$UNMOUNT_OUT" || fail "unmount did not say the stop was unclean: $UNMOUNT_OUT"
+  grep -q "stopped cleanly" <<<"$UNMOUNT_OUT" && fail "unmount claimed a clean stop: $UNMOUNT_OUT"
+  ok "unmount said: $(grep WITHOUT <<<"$UNMOUNT_OUT" | head -c 200)"
+fi
 grep -iE "error|fail|space" "$FAST/boostvol.log" 2>/dev/null | tail -n 8 | sed 's/^/    log| /' || true
 rm -f "$D/fastfs/filler"
 check "enospc: after freeing space, the volume mounts (recovering if it must) and every fsync'ed record is intact"
 bv_mount "$FAST" "$MNT"
+OPENED=$(bv status "$MNT" --json | json_get - clean_open)
+log "mounted again: clean_open=$OPENED"
+[[ ($CLEAN == True || $CLEAN == true) || ($OPENED != True && $OPENED != true) ]] || fail "opened 'clean' after an unclean stop"
 loop_attach LOOP "$MNT/image" --direct-io=on
 expect_rc 0 timeout 300 python3 "$WRITER" verify "$LOOP" "$D/acks"
 log "verify: $E2E_OUT"
@@ -156,7 +177,8 @@ bv_mount "$FAST" "$MNT"
 DPID=$(daemon_pid "$FAST")
 loop_attach LOOP "$MNT/image" --direct-io=on
 : >"$D/acks"
-python3 "$WRITER" write "$LOOP" "$D/acks" --max 100000 --every 8 --stop-file "$D/stop" >"$D/writer.out" 2>&1 &
+# At most the image's 8192 records (512 MiB): a write past the device's end would be an error of its own.
+python3 "$WRITER" write "$LOOP" "$D/acks" --max 8000 --every 8 --stop-file "$D/stop" >"$D/writer.out" 2>&1 &
 WPID=$!
 wait_until 120 "the writer's first acknowledged fsync" test -s "$D/acks"
 sleep 2
@@ -171,9 +193,19 @@ fi
 T_RO=$(date +%s.%N)
 wait_until 30 "FAST read-only" bash -c "awk -v m='$D/fastfs' '\$2 == m { print \$4 }' /proc/mounts | grep -qE '^ro|emergency_ro'"
 ok "FAST is now $(awk -v m="$D/fastfs" '$2 == m { print $4 }' /proc/mounts)"
-sleep 15
+check "rofs: the volume degrades to write-through (the log is declared failed after 10 s)"
+wait_until 90 "health degraded-write-through" bash -c "'$BOOSTVOL_BIN' status '$MNT' --json | grep -q '\"health\":\"degraded-write-through\"'"
+T_DEG=$(date +%s.%N)
+ok "degraded after $(python3 -c "print(round($T_DEG - $T_RO, 1))") s"
+check "rofs: fsyncs are acknowledged again (write-through to SLOW)"
+A0=$(wc -l <"$D/acks")
+wait_until 60 "a new acknowledged fsync" bash -c "(( \$(wc -l <'$D/acks') > $A0 ))"
+sleep 3
 ACK_DURING=$(tail -n1 "$D/acks" | cut -d' ' -f1)
 ACKED_AFTER_RO=$(awk -v t="$T_RO" '$2 > t + 1 { n++ } END { print n + 0 }' "$D/acks")
+GAP=$(awk -v t="$T_RO" '$2 <= t { last = $2 } $2 > t && !first { first = $2 } END { printf "%.1f", first - last }' "$D/acks")
+ok "$ACKED_AFTER_RO fsyncs acknowledged after FAST failed; the longest wait for an fsync around the failure: $GAP s"
+echo "rofs: degraded $(python3 -c "print(round($T_DEG - $T_RO, 1))") s after FAST failed; fsyncs blocked for $GAP s, then acknowledged again" >>"$SUMMARY"
 bv status "$MNT" --json >"$D/status.ro" 2>&1 || true
 log "status with FAST read-only: $(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print("health=%s migrator=%s durable=%s next=%s last_error=%s" % (d["health"], d["migrator_state"], d["durable_record"], d["next_record"], d["last_error"][:200]))' "$D/status.ro" 2>/dev/null || head -c 300 "$D/status.ro")"
 echo "rofs: fsyncs acknowledged more than 1 s after FAST went ro: $ACKED_AFTER_RO (last acked before: $ACK_BEFORE, after 15 s: $ACK_DURING)" >>"$SUMMARY"
@@ -181,13 +213,18 @@ echo "rofs: status: $(head -c 600 "$D/status.ro")" >>"$SUMMARY"
 log "fsyncs acknowledged >1 s after FAST went read-only: $ACKED_AFTER_RO; writer alive: $(kill -0 $WPID 2>/dev/null && echo yes || echo no)"
 grep -iE "error|fail|read-only" "$FAST/boostvol.log" 2>/dev/null | tail -n 5 | sed 's/^/    log| /' || true
 
-check "rofs: restart: kill the daemon, fsck FAST, remount it rw, mount the volume (recovery)"
+check "rofs: the writer stops by itself: no write or fsync failed"
 touch "$D/stop"
-kill -KILL "$DPID" 2>/dev/null || true
-wait_until 60 "daemon $DPID gone" not pid_alive "$DPID"
+wait_until 120 "the writer to stop" not kill -0 "$WPID"
 wait "$WPID" 2>/dev/null || true
 log "writer: $(tail -n1 "$D/writer.out")"
 echo "rofs: writer: $(tail -n1 "$D/writer.out")" >>"$SUMMARY"
+python3 -c 'import json,sys; d=json.loads(open(sys.argv[1]).read().splitlines()[-1]); sys.exit(0 if not d["write_errors"] and not d["fsync_errors"] else 1)' "$D/writer.out" ||
+  fail "rofs: the writer saw errors: $(tail -n1 "$D/writer.out")"
+ok "no write or fsync error"
+check "rofs: restart: kill the daemon, fsck FAST, remount it rw, mount the volume (recovery)"
+kill -KILL "$DPID" 2>/dev/null || true
+wait_until 60 "daemon $DPID gone" not pid_alive "$DPID"
 timeout 60 losetup -d "$LOOP" 2>/dev/null || true
 timeout 20 fusermount3 -uz "$MNT" 2>/dev/null || umount -l "$MNT" 2>/dev/null || true
 fs_umount "$D/fastfs"
