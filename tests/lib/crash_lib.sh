@@ -152,11 +152,26 @@ kill_when_migrating() {
 # ---------------------------------------------------------------------------------------------------------
 # Filesystems on the loop device
 
+# without_dead_fuse_mounts CMD...: runs CMD in a private mount namespace from which every FUSE mount whose
+# daemon is gone has been lazily unmounted. mkfs.btrfs and btrfs check stat every mount point to learn whether
+# their device is mounted, and refuse to run ("cannot check mount status": ENOTCONN) while any FUSE mount on the
+# machine is dead, which a crash test (this one or another running beside it) leaves behind for a moment.
+# The loop device does not care: it holds the image file itself. Nothing changes outside the namespace.
+without_dead_fuse_mounts() {
+  unshare -m --propagation private -- bash -c '
+    mapfile -t fuse_mounts < <(awk "\$3 ~ /^fuse/ {print \$2}" /proc/mounts)  # read it whole: umount shifts it
+    for mnt in "${fuse_mounts[@]}"; do
+      mnt=$(printf "%b" "$mnt")   # /proc/mounts escapes spaces as \040
+      stat -t -- "$mnt" >/dev/null 2>&1 || umount -l -- "$mnt" 2>/dev/null || true
+    done
+    exec "$@"' without_dead_fuse_mounts "$@"
+}
+
 fs_mkfs() { # fs_mkfs TYPE DEV
   case $1 in
     ext4) timeout 300 mkfs.ext4 -q -F "$2" ;;
     xfs) timeout 300 mkfs.xfs -q -f "$2" ;;
-    btrfs) timeout 300 mkfs.btrfs -q -f "$2" >/dev/null ;;
+    btrfs) without_dead_fuse_mounts timeout 300 mkfs.btrfs -q -f "$2" >/dev/null ;;
     *) fail "unknown filesystem $1" ;;
   esac
 }
@@ -174,7 +189,7 @@ fs_check() {
   case $1 in
     ext4) timeout 300 fsck.ext4 -fn "$2" >"$3" 2>&1 || rc=$? ;;
     xfs) timeout 300 xfs_repair -n "$2" >"$3" 2>&1 || rc=$? ;;
-    btrfs) timeout 300 btrfs check --readonly "$2" >"$3" 2>&1 || rc=$? ;;
+    btrfs) without_dead_fuse_mounts timeout 300 btrfs check --readonly "$2" >"$3" 2>&1 || rc=$? ;;
   esac
   return "$rc"
 }
