@@ -4,9 +4,9 @@ namespace boostvol {
 
 void ZeroMap::Erase(uint64_t first, uint64_t end) {
   if (first >= end) return;
-  auto it = map_.upper_bound(first);
+  auto it = map_.lower_bound(first);
   if (it != map_.begin()) {
-    auto prev = std::prev(it);
+    auto prev = std::prev(it);  // starts before `first`
     if (prev->second.end > first) {
       // prev straddles `first`: cut it, keep a right part if it passes `end`.
       Val v = prev->second;
