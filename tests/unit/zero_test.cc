@@ -335,5 +335,44 @@ TEST(VolumeZeroTest, TrimFreesBlocksAtHome) {
   ASSERT_EQ(f.HomeImage(), model.image());
 }
 
+// DESIGN.md 4 with zero ranges: when the log fails for good, zero ranges still
+// in RAM or in the log go home in order (holes or zeros), later zero ranges
+// go straight home, and nothing flushed is lost.
+TEST(VolumeZeroTest, FailedLogDegradesWithZeroRangesInOrder) {
+  Fixture f;
+  f.Create();
+  OpenOptions oo;
+  oo.fast_dir = f.dirs.fast();
+  oo.env = &f.env;
+  oo.start_migrator = false;
+  oo.log_fail_after_ms = 300;
+  ASSERT_TRUE(Volume::Open(oo, &f.vol).ok());
+  test::ImageModel model(kImage);
+  f.Write(0, 64 * kBlockSize, 1, &model);
+  ASSERT_TRUE(f.vol->Drain(nullptr).ok());
+  f.Zero(4 * kBlockSize, 8 * kBlockSize, &model);     // durable in the log
+  f.Write(6 * kBlockSize, kBlockSize, 2, &model);
+  ASSERT_TRUE(f.vol->Flush().ok());
+  f.Zero(20 * kBlockSize, 10 * kBlockSize, &model);   // only in a RAM buffer
+  f.Write(22 * kBlockSize, kBlockSize, 3, &model);
+  test::FaultRule r;
+  r.path_prefix = f.dirs.fast() + "/log";
+  r.op = test::FaultOp::kWrite;
+  f.env.InjectFault(r);
+  r.op = test::FaultOp::kSync;
+  f.env.InjectFault(r);
+  f.Zero(40 * kBlockSize, 4 * kBlockSize + 10, &model);  // degrades, then goes home directly
+  ASSERT_TRUE(f.vol->Flush().ok());
+  EXPECT_EQ(f.vol->GetStatus().health, "degraded-write-through");
+  model.MarkFlushed();
+  ASSERT_EQ(f.ReadAll(), model.image());
+  ASSERT_TRUE(f.env.PowerCut(test::PowerCutMode::kDropUnsynced, 1).ok());
+  f.vol.reset();
+  f.env.ClearFaults();
+  ASSERT_TRUE(f.Open().ok());
+  ASSERT_EQ(f.ReadAll(), model.image());
+  ASSERT_EQ(f.HomeImage(), model.image());
+}
+
 }  // namespace
 }  // namespace boostvol
