@@ -335,6 +335,25 @@ TEST(VolumeZeroTest, TrimFreesBlocksAtHome) {
   ASSERT_EQ(f.HomeImage(), model.image());
 }
 
+// `boostvol check` reads zero entries: a volume holding zero ranges is
+// consistent, and the ranges are named in the summary.
+TEST(VolumeZeroTest, CheckAcceptsAndCountsZeroRanges) {
+  Fixture f;
+  f.Create();
+  ASSERT_TRUE(f.Open().ok());
+  test::ImageModel model(kImage);
+  f.Write(0, 16 * kBlockSize, 1, &model);
+  f.Zero(4 * kBlockSize, 8 * kBlockSize, &model);
+  ASSERT_TRUE(f.vol->Close().ok());
+  f.vol.reset();
+  CheckReport report;
+  Status s = CheckVolume(f.dirs.fast(), nullptr, &report, &f.env);
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  EXPECT_TRUE(report.problems.empty()) << report.problems.front();
+  EXPECT_EQ(report.dirty_blocks, 8u);
+  EXPECT_NE(report.summary.find("1 zero ranges of 8 blocks"), std::string::npos) << report.summary;
+}
+
 // DESIGN.md 4 with zero ranges: when the log fails for good, zero ranges still
 // in RAM or in the log go home in order (holes or zeros), later zero ranges
 // go straight home, and nothing flushed is lost.
