@@ -22,10 +22,12 @@ namespace {
 
 bool SameHeader(const RecordHeader& a, const RecordHeader& b) {
   if (a.uuid != b.uuid || a.record_seq != b.record_seq || a.segment_seq != b.segment_seq ||
-      a.durable_seq != b.durable_seq || a.prev_crc != b.prev_crc || a.nblocks != b.nblocks)
+      a.durable_seq != b.durable_seq || a.prev_crc != b.prev_crc || a.nblocks != b.nblocks || a.nzero != b.nzero)
     return false;
   for (uint32_t i = 0; i < a.nblocks; i++)
     if (a.entries[i].lba != b.entries[i].lba || a.entries[i].block_crc != b.entries[i].block_crc) return false;
+  for (uint32_t i = 0; i < a.nzero; i++)
+    if (a.zeros[i].first != b.zeros[i].first || a.zeros[i].count != b.zeros[i].count) return false;
   return true;
 }
 
@@ -53,7 +55,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     return 0;
   }
   FUZZ_CHECK(!(flags & 2), "a header of another volume decoded");
-  FUZZ_CHECK(h->nblocks >= 1 && h->nblocks <= kMaxRecordBlocks, "nblocks %u", h->nblocks);
+  FUZZ_CHECK(h->nblocks <= kMaxRecordBlocks && h->nblocks + h->nzero >= 1 &&
+                 h->nblocks + h->nzero <= kMaxRecordEntries,
+             "nblocks %u nzero %u", h->nblocks, h->nzero);
+  for (uint32_t i = 0; i < h->nzero; i++)
+    FUZZ_CHECK(h->zeros[i].count >= 1 && h->zeros[i].first + h->zeros[i].count <= kMaxImageBlocks, "zero range");
   uint32_t stored;
   std::memcpy(&stored, block + kHeaderCrcOffset, 4);
   FUZZ_CHECK(h->header_crc == stored, "header_crc not the stored crc");

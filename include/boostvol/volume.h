@@ -95,6 +95,13 @@ struct VolumeStatus {
   uint64_t migrated_blocks = 0, migrated_bytes = 0, migration_batches = 0;
   uint64_t write_waits = 0;        // writes that waited for log space
   uint64_t index_memory_bytes = 0;
+  // Zero ranges (docs/policies.md): bytes discarded (TRIM, FUSE punch-hole),
+  // bytes zeroed (write-zeroes, FUSE zero-range), bytes of written blocks
+  // found all-zero and logged as zero ranges instead of data (log space
+  // saved), bytes zeroed at home by migration (holes punched), and blocks
+  // currently covered by zero ranges not yet home.
+  uint64_t trimmed_bytes = 0, zeroed_bytes = 0, zero_block_bytes = 0, home_zeroed_bytes = 0;
+  uint64_t pending_zero_blocks = 0;
   uint64_t mount_count = 0;
   bool clean_open = false;         // opened from a clean-stop checkpoint
   // Faults (docs/faults.md): since when migration has been failing (unix
@@ -117,6 +124,12 @@ class Volume {
   // offset and len need not be aligned; the range must lie within size().
   virtual Status Read(uint64_t offset, size_t len, void* buf) = 0;
   virtual Status Write(uint64_t offset, size_t len, const void* buf) = 0;
+  // Makes [offset, offset+len) read as zeros, in order with writes (like a
+  // Write of zeros, but whole blocks are logged as a zero range: no data in
+  // the log, a hole at home). `discard` only picks the counter (TRIM vs
+  // write-zeroes); both read back as zeros. Unaligned edges are merged like
+  // a partial write. The range must lie within size().
+  virtual Status Zero(uint64_t offset, uint64_t len, bool discard) = 0;
   // The fsync barrier.
   virtual Status Flush() = 0;
   // Migrates every block written before the call home, durably; reports progress.

@@ -102,6 +102,11 @@ void PrintLive(const VolumeStatus& s, const control::StatusRates& r, const std::
   std::printf("writes     %llu (%s), %llu flushes, %llu waited for log space\n",
               static_cast<unsigned long long>(s.writes), FormatBytes(s.bytes_written).c_str(),
               static_cast<unsigned long long>(s.flushes), static_cast<unsigned long long>(s.write_waits));
+  std::printf("zeros      %s trimmed, %s zeroed, %s of all-zero writes not stored (log space saved); "
+              "%s zeroed at home, %s pending\n",
+              FormatBytes(s.trimmed_bytes).c_str(), FormatBytes(s.zeroed_bytes).c_str(),
+              FormatBytes(s.zero_block_bytes).c_str(), FormatBytes(s.home_zeroed_bytes).c_str(),
+              FormatBytes(s.pending_zero_blocks * bs).c_str());
   std::printf("migrator   %s; %s migrated in %llu batch%s\n", s.migrator_state.c_str(),
               FormatBytes(s.migrated_bytes).c_str(), static_cast<unsigned long long>(s.migration_batches),
               s.migration_batches == 1 ? "" : "es");
@@ -177,6 +182,9 @@ int Offline(const std::string& fast, const StatusArgs& a) {
       else if (name == "bytes_written") s.bytes_written = u;
       else if (name == "read_blocks_cache") s.read_blocks_cache = u;
       else if (name == "read_blocks_home") s.read_blocks_home = u;
+      else if (name == "trimmed_bytes") s.trimmed_bytes = u;
+      else if (name == "zeroed_bytes") s.zeroed_bytes = u;
+      else if (name == "zero_block_bytes") s.zero_block_bytes = u;
       else if (name == "migration.blocks") s.migrated_blocks = u;
       else if (name == "migration.bytes") s.migrated_bytes = u;
       else if (name == "migration.batches") s.migration_batches = u;

@@ -146,7 +146,8 @@ constexpr const char* kTunablesHelp =
     "log is dirty), idle_migrate_ms (default 2000: migrate everything after this long without writes), "
     "max_batch_bytes (4096..1073741824, default 67108864: the largest migration batch), "
     "migrate_gap_blocks (0..4096, default 64: dirty blocks this close go home as one write, the gap read "
-    "from home first).";
+    "from home first), zero_detect (on|off, default on: written all-zero blocks are logged as zero ranges, "
+    "not stored; docs/policies.md).";
 
 }  // namespace
 

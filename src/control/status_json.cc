@@ -38,6 +38,11 @@ void ForEachField(VolumeStatus& st, F&& f) {
   f("migration_batches", st.migration_batches);
   f("write_waits", st.write_waits);
   f("index_memory_bytes", st.index_memory_bytes);
+  f("trimmed_bytes", st.trimmed_bytes);
+  f("zeroed_bytes", st.zeroed_bytes);
+  f("zero_block_bytes", st.zero_block_bytes);
+  f("home_zeroed_bytes", st.home_zeroed_bytes);
+  f("pending_zero_blocks", st.pending_zero_blocks);
   f("mount_count", st.mount_count);
   f("clean_open", st.clean_open);
   f("failing_since_unix", st.failing_since_unix);

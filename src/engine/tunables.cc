@@ -7,7 +7,7 @@ namespace boostvol {
 
 const std::vector<std::string>& TunableNames() {
   static const std::vector<std::string> names = {"migrate_start_fraction", "idle_migrate_ms", "max_batch_bytes",
-                                                 "migrate_gap_blocks"};
+                                                 "migrate_gap_blocks", "zero_detect"};
   return names;
 }
 
@@ -19,6 +19,12 @@ Status ParseTunable(const std::string& key, const std::string& value, TunableVal
     if (errno || end == value.c_str() || *end || !(f >= 0 && f <= 1))
       return Status::InvalidArgument("migrate_start_fraction must be a number from 0 to 1");
     out->migrate_start_fraction = f;
+    return Status::OK();
+  }
+  if (key == "zero_detect") {
+    if (value == "on" || value == "1" || value == "true") out->zero_detect = true;
+    else if (value == "off" || value == "0" || value == "false") out->zero_detect = false;
+    else return Status::InvalidArgument("zero_detect must be on or off");
     return Status::OK();
   }
   bool known = false;
@@ -48,7 +54,8 @@ std::vector<std::pair<std::string, std::string>> TunablesToStrings(const Tunable
   return {{"migrate_start_fraction", std::to_string(v.migrate_start_fraction)},
           {"idle_migrate_ms", std::to_string(v.idle_migrate_ms)},
           {"max_batch_bytes", std::to_string(v.max_batch_bytes)},
-          {"migrate_gap_blocks", std::to_string(v.migrate_gap_blocks)}};
+          {"migrate_gap_blocks", std::to_string(v.migrate_gap_blocks)},
+          {"zero_detect", v.zero_detect ? "on" : "off"}};
 }
 
 }  // namespace boostvol

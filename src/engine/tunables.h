@@ -7,6 +7,8 @@
 //                                              at most 8 MiB while writers wait for log space)
 //   migrate_gap_blocks      0..4096   64        dirty blocks this close are written as one span,
 //                                              the gap read from home (fewer, larger home writes)
+//   zero_detect             on|off    on        log written all-zero blocks as zero ranges
+//                                              (no data in the log, a hole at home)
 #pragma once
 
 #include <string>
@@ -22,6 +24,7 @@ struct TunableValues {
   uint32_t idle_migrate_ms = 2000;
   uint64_t max_batch_bytes = 64ull << 20;
   uint32_t migrate_gap_blocks = 64;
+  bool zero_detect = true;
 };
 
 const std::vector<std::string>& TunableNames();

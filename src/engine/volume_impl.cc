@@ -22,6 +22,13 @@ VolumeImpl::~VolumeImpl() {
   }
 }
 
+namespace {
+bool IsZeroBlock(const uint8_t* p) {
+  static const uint8_t kZero[kBlockSize] = {};
+  return std::memcmp(p, kZero, kBlockSize) == 0;
+}
+}  // namespace
+
 uint64_t VolumeImpl::NowMs() const {
   return static_cast<uint64_t>(
       std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch()).count());
@@ -29,21 +36,31 @@ uint64_t VolumeImpl::NowMs() const {
 
 Status VolumeImpl::ReadBlocks(uint64_t lba0, uint32_t n, uint8_t* out) {
   thread_local std::vector<Version> where;
+  thread_local std::vector<uint8_t> zero;  // not cached, but covered by a pending zero range
   where.resize(n);
+  zero.assign(n, 0);
   {
     ReaderLock l(&index_mu_);
+    const bool any_zeros = !pending_zeros_.empty();
     for (uint32_t i = 0; i < n; i++) {
       where[i].cached = index_->Lookup(static_cast<uint32_t>(lba0 + i), &where[i].value);
       if (where[i].cached) slot_readers_[SlotOf(where[i].value.pos)].fetch_add(1, std::memory_order_acquire);
+      else if (any_zeros) zero[i] = pending_zeros_.Covers(lba0 + i);
     }
   }
   Status result;
   uint32_t i = 0;
   while (i < n) {
     uint8_t* dst = out + size_t{i} * kBlockSize;
+    if (!where[i].cached && zero[i]) {
+      std::memset(dst, 0, kBlockSize);
+      read_blocks_cache_++;
+      i++;
+      continue;
+    }
     if (!where[i].cached) {
       uint32_t j = i + 1;
-      while (j < n && !where[j].cached) j++;
+      while (j < n && !where[j].cached && !zero[j]) j++;
       Status s = ReadHome((lba0 + i) * kBlockSize, dst, size_t{j - i} * kBlockSize);
       if (!s.ok() && result.ok()) result = s;
       read_blocks_home_ += j - i;
@@ -210,15 +227,24 @@ Status VolumeImpl::Write(uint64_t offset, size_t len, const void* buf) {
   if (tail_partial) partial[npartial++].lba = lba_end - 1;
   for (int i = 0; i < npartial; i++) BV_RETURN_IF_ERROR(merge(&partial[i]));
 
-  // Checksums outside the lock.
+  // Checksums outside the lock; all-zero blocks (zero_detect) are logged as
+  // zero ranges and need none.
   thread_local std::vector<uint32_t> crcs;
+  thread_local std::vector<uint8_t> zeroblk;
   crcs.resize(n);
+  zeroblk.assign(n, 0);
   auto block_ptr = [&](uint64_t lba) -> const uint8_t* {
     for (int i = 0; i < npartial; i++)
       if (partial[i].lba == lba) return partial[i].data;
     return src + (lba * kBlockSize - offset);
   };
-  for (uint64_t i = 0; i < n; i++) crcs[i] = log::BlockCrc(lba0 + i, block_ptr(lba0 + i));
+  const bool detect = zero_detect_.load(std::memory_order_relaxed);
+  auto prepare = [&](uint64_t i) {
+    const uint8_t* p = block_ptr(lba0 + i);
+    zeroblk[i] = detect && IsZeroBlock(p);
+    if (!zeroblk[i]) crcs[i] = log::BlockCrc(lba0 + i, p);
+  };
+  for (uint64_t i = 0; i < n; i++) prepare(i);
 
   if (degraded_) {
     MutexLock l(&write_mu_);
@@ -237,8 +263,20 @@ Status VolumeImpl::Write(uint64_t offset, size_t len, const void* buf) {
       for (int i = 0; i < npartial; i++) stale |= !VersionStillCurrent(partial[i].lba, partial[i].v);
       if (!stale) {
         Status s;
-        uint64_t i = 0;
-        for (; i < n && s.ok(); i++) s = writer_->Append(lba0 + i, block_ptr(lba0 + i), crcs[i], &VolumeImpl::IndexPlaced, this);
+        uint64_t zero_blocks = 0;
+        for (uint64_t i = 0; i < n && s.ok();) {
+          if (!zeroblk[i]) {
+            s = writer_->Append(lba0 + i, block_ptr(lba0 + i), crcs[i], &VolumeImpl::IndexPlaced, this);
+            i++;
+            continue;
+          }
+          uint64_t j = i + 1;
+          while (j < n && zeroblk[j]) j++;
+          s = writer_->AppendZero(lba0 + i, static_cast<uint32_t>(j - i), &VolumeImpl::ZeroPlaced, this);
+          if (s.ok()) zero_blocks += j - i;
+          i = j;
+        }
+        zero_block_bytes_ += zero_blocks * kBlockSize;
         if (!s.ok()) {
           if (!writer_->failed()) return s;  // only a stopping volume
           // The log failed under us: what went in is in its failure state;
@@ -252,10 +290,70 @@ Status VolumeImpl::Write(uint64_t offset, size_t len, const void* buf) {
     // A concurrent write or a migration changed a block we merged into: merge again.
     for (int i = 0; i < npartial; i++) {
       BV_RETURN_IF_ERROR(merge(&partial[i]));
-      crcs[partial[i].lba - lba0] = log::BlockCrc(partial[i].lba, partial[i].data);
+      prepare(partial[i].lba - lba0);
     }
   }
   last_write_ms_ = NowMs();
+  return Status::OK();
+}
+
+void VolumeImpl::ZeroPlaced(void* ctx, uint64_t first, uint32_t count, uint64_t segment_seq) {
+  VolumeImpl* self = static_cast<VolumeImpl*>(ctx);
+  WriterLock l(&self->index_mu_);
+  self->index_->RemoveRange(first, first + count);
+  self->pending_zeros_.Add(first, first + count, segment_seq);
+  self->migrate_epoch_++;  // a merge that read these blocks must read them again
+}
+
+Status VolumeImpl::Zero(uint64_t offset, uint64_t len, bool discard) {
+  if (offset > size() || len > size() - offset) return Status::InvalidArgument("zero range beyond the end of the image");
+  if (len == 0) return Status::OK();
+  (discard ? trimmed_bytes_ : zeroed_bytes_) += len;
+  uint64_t first = (offset + kBlockSize - 1) / kBlockSize;  // first whole block
+  uint64_t end = (offset + len) / kBlockSize;               // past the last whole block
+  if (first >= end) {                                       // within one block, or straddling two
+    std::vector<uint8_t> z(len, 0);
+    return Write(offset, len, z.data());
+  }
+  // Unaligned edges are partial writes of zeros (merged with the block).
+  static const std::vector<uint8_t> kZeros(kBlockSize, 0);
+  if (offset < first * kBlockSize) BV_RETURN_IF_ERROR(Write(offset, first * kBlockSize - offset, kZeros.data()));
+  {
+    MutexLock l(&write_mu_);
+    BV_RETURN_IF_ERROR(ZeroBlocksLocked(first, end));
+  }
+  if (offset + len > end * kBlockSize) BV_RETURN_IF_ERROR(Write(end * kBlockSize, offset + len - end * kBlockSize, kZeros.data()));
+  last_write_ms_ = NowMs();
+  return Status::OK();
+}
+
+Status VolumeImpl::ZeroBlocksLocked(uint64_t first, uint64_t end) {
+  if (degraded_) return ZeroThroughLocked(first, end);
+  constexpr uint64_t kMaxRun = uint64_t{1} << 31;  // a zero entry's count is a u32
+  for (uint64_t b = first; b < end;) {
+    uint64_t run = std::min(kMaxRun, end - b);
+    Status s = writer_->AppendZero(b, static_cast<uint32_t>(run), &VolumeImpl::ZeroPlaced, this);
+    if (!s.ok()) {
+      if (!writer_->failed()) return s;  // only a stopping volume
+      BV_RETURN_IF_ERROR(EnterDegradedLocked());
+      return ZeroThroughLocked(b, end);
+    }
+    b += run;
+  }
+  return Status::OK();
+}
+
+Status VolumeImpl::ZeroThroughLocked(uint64_t first, uint64_t end) {
+  for (int backoff_ms = 100;; backoff_ms = std::min(backoff_ms * 2, 5000)) {
+    Status s = home_->ZeroThrough(first * kBlockSize, (end - first) * kBlockSize);
+    if (s.ok()) break;
+    if (closed_) return s;
+    std::this_thread::sleep_for(std::chrono::milliseconds(backoff_ms));
+  }
+  WriterLock il(&index_mu_);
+  index_->RemoveRange(first, end);
+  pending_zeros_.Erase(first, end);
+  migrate_epoch_++;
   return Status::OK();
 }
 
@@ -292,10 +390,8 @@ Status VolumeImpl::WriteThroughLocked(uint64_t offset, size_t len, const uint8_t
   }
   // A block whose only copy was in the unreadable log is readable again.
   WriterLock il(&index_mu_);
-  for (uint64_t lba = offset / kBlockSize; lba < (offset + len + kBlockSize - 1) / kBlockSize; lba++) {
-    IndexValue v;
-    if (index_->Lookup(static_cast<uint32_t>(lba), &v)) index_->RemoveIf(static_cast<uint32_t>(lba), v);
-  }
+  index_->RemoveRange(offset / kBlockSize, (offset + len + kBlockSize - 1) / kBlockSize);
+  pending_zeros_.Erase(offset / kBlockSize, (offset + len + kBlockSize - 1) / kBlockSize);
   migrate_epoch_++;
   return Status::OK();
 }
@@ -314,7 +410,8 @@ Status VolumeImpl::EnterDegradedLocked() {
   //    home in log order (a later copy overwrites an earlier one).
   for (const auto& b : fs.undurable) {
     for (int backoff_ms = 100;; backoff_ms = std::min(backoff_ms * 2, 5000)) {
-      Status s = home_->WriteThrough(b.lba * kBlockSize, b.data.data(), kBlockSize);
+      Status s = b.zero_count > 0 ? home_->ZeroThrough(b.lba * kBlockSize, uint64_t{b.zero_count} * kBlockSize)
+                                  : home_->WriteThrough(b.lba * kBlockSize, b.data.data(), kBlockSize);
       if (s.ok()) break;
       std::this_thread::sleep_for(std::chrono::milliseconds(backoff_ms));
     }
@@ -328,7 +425,11 @@ Status VolumeImpl::EnterDegradedLocked() {
   uint64_t lost = 0;
   {
     WriterLock l(&index_mu_);
-    for (const auto& b : fs.undurable) index_->RemoveIf(static_cast<uint32_t>(b.lba), IndexValue{b.pos, b.crc});
+    for (const auto& b : fs.undurable)
+      if (b.zero_count == 0) index_->RemoveIf(static_cast<uint32_t>(b.lba), IndexValue{b.pos, b.crc});
+    // Every zero range is home now (migrated, or just written through), and
+    // from here on writes go home directly: none may shadow them.
+    pending_zeros_.Clear();
     migrate_epoch_++;
     lost = index_->size();
     if (lost > 0) {
@@ -371,6 +472,7 @@ void VolumeImpl::OnMigrated(const std::vector<meta::IndexEntry>& migrated, uint6
   {
     WriterLock l(&index_mu_);
     for (const meta::IndexEntry& e : migrated) index_->RemoveIf(e.lba, IndexValue{e.pos, e.crc});
+    pending_zeros_.RemoveTaggedBefore(end_segment);  // the batch's zero ranges are home
     migrate_epoch_++;
   }
   // No new reader can find a position in these slots now; wait out the old ones.
@@ -430,6 +532,7 @@ Status VolumeImpl::ApplyTunable(const std::string& key, const std::string& value
   else if (key == "idle_migrate_ms") migrator_->SetIdleMs(v.idle_migrate_ms);
   else if (key == "max_batch_bytes") migrator_->SetMaxBatchBytes(v.max_batch_bytes);
   else if (key == "migrate_gap_blocks") migrator_->SetGapBlocks(v.migrate_gap_blocks);
+  else if (key == "zero_detect") zero_detect_ = v.zero_detect;
   return Status::OK();
 }
 
@@ -448,6 +551,7 @@ std::vector<std::pair<std::string, std::string>> VolumeImpl::GetTunables() {
   v.idle_migrate_ms = migrator_->idle_ms();
   v.max_batch_bytes = migrator_->max_batch_bytes();
   v.migrate_gap_blocks = migrator_->gap_blocks();
+  v.zero_detect = zero_detect_;
   return TunablesToStrings(v);
 }
 
@@ -464,6 +568,7 @@ VolumeStatus VolumeImpl::GetStatus() {
     ReaderLock l(&index_mu_);
     st.dirty_blocks = index_->size();
     st.index_memory_bytes = index_->MemoryBytes();
+    st.pending_zero_blocks = pending_zeros_.blocks();
   }
   std::string log_error;
   if (writer_) {
@@ -489,6 +594,7 @@ VolumeStatus VolumeImpl::GetStatus() {
     st.migration_batches = migration_batches_base_ + ms.batches;
     st.failing_since_unix = ms.failing_since_unix > 0 ? static_cast<uint64_t>(ms.failing_since_unix) : 0;
     st.next_retry_unix = ms.next_retry_unix > 0 && ms.state == "backoff" ? static_cast<uint64_t>(ms.next_retry_unix) : 0;
+    st.home_zeroed_bytes = ms.zero_bytes;
     if (ms.failing_since_unix != 0) {
       st.health = "home-unreachable";
       st.last_error = ms.last_error;
@@ -521,6 +627,9 @@ VolumeStatus VolumeImpl::GetStatus() {
   st.bytes_written = bytes_written_;
   st.read_blocks_cache = read_blocks_cache_;
   st.read_blocks_home = read_blocks_home_;
+  st.trimmed_bytes = trimmed_bytes_;
+  st.zeroed_bytes = zeroed_bytes_;
+  st.zero_block_bytes = zero_block_bytes_;
   st.mount_count = mount_count_;
   st.clean_open = clean_open_;
   return st;
@@ -542,6 +651,9 @@ void VolumeImpl::RestoreCounters() {
     else if (name == "flushes") flushes_ = u;
     else if (name == "read_blocks_cache") read_blocks_cache_ = u;
     else if (name == "read_blocks_home") read_blocks_home_ = u;
+    else if (name == "trimmed_bytes") trimmed_bytes_ = u;
+    else if (name == "zeroed_bytes") zeroed_bytes_ = u;
+    else if (name == "zero_block_bytes") zero_block_bytes_ = u;
     // The migration.* totals are added to by each committed batch: the authority.
     else if (name == "migration.blocks") migrated_blocks_base_ = u;
     else if (name == "migration.bytes") migrated_bytes_base_ = u;
@@ -560,8 +672,21 @@ void VolumeImpl::SaveCounters() {
                                    {"read_blocks_home", static_cast<int64_t>(st.read_blocks_home)},
                                    {"dirty_blocks", static_cast<int64_t>(st.dirty_blocks)},
                                    {"migrated_blocks", static_cast<int64_t>(st.migrated_blocks)},
-                                   {"migration_batches", static_cast<int64_t>(st.migration_batches)}});
+                                   {"migration_batches", static_cast<int64_t>(st.migration_batches)},
+                                   {"trimmed_bytes", static_cast<int64_t>(st.trimmed_bytes)},
+                                   {"zeroed_bytes", static_cast<int64_t>(st.zeroed_bytes)},
+                                   {"zero_block_bytes", static_cast<int64_t>(st.zero_block_bytes)}});
   if (!cs.ok()) spdlog::warn("saving counters in meta.db failed: {}", cs.ToString());
+}
+
+std::string VolumeImpl::EncodePendingZeros() {
+  std::string out;
+  ReaderLock l(&index_mu_);
+  for (const ZeroMap::Range& r : pending_zeros_.All()) {
+    if (!out.empty()) out += ' ';
+    out += std::to_string(r.first) + "+" + std::to_string(r.end - r.first) + "@" + std::to_string(r.tag);
+  }
+  return out;
 }
 
 Status VolumeImpl::Close() {
@@ -582,7 +707,23 @@ Status VolumeImpl::Close() {
   }
   Housekeeping();
   SaveCounters();
+  bool zeros_saved = false;
   if (result.ok() && writer_) {
+    // Pending zero ranges go beside the checkpoint, written first: a
+    // checkpoint is only ever read with the ranges of its own stop.
+    std::string zeros = EncodePendingZeros();
+    if (zeros.size() > 60000) {
+      spdlog::info("{} bytes of pending zero ranges: no checkpoint; the next mount replays the log", zeros.size());
+    } else {
+      zeros_saved = true;
+      Status zs = meta_->SetSetting("checkpoint.pending_zeros", zeros);
+      if (!zs.ok()) {
+        spdlog::error("saving the pending zero ranges failed: {}; the next mount will recover from the log", zs.ToString());
+        result = zs;
+      }
+    }
+  }
+  if (result.ok() && writer_ && zeros_saved) {
     cp.watermark = home_->watermark();
     {
       ReaderLock l(&index_mu_);

@@ -15,6 +15,16 @@
 // order in which writes take write_mu_: overlapping writes are ordered
 // (DESIGN.md 2.4).
 //
+// Zero ranges (TRIM, write-zeroes, all-zero blocks; docs/policies.md): a zero
+// range is appended to the log under write_mu_ like a write; when it is
+// placed, its blocks' index entries are removed (older logged copies lose)
+// and it is added to pending_zeros_, tagged with its segment. A read looks
+// in the index first (a later write wins), then pending_zeros_ (zeros), then
+// home. A migration batch applies its zero ranges at home before its data and
+// then drops the ranges of its segments from pending_zeros_. A clean stop
+// saves pending_zeros_ beside the checkpoint (meta.db setting
+// checkpoint.pending_zeros); recovery rebuilds it from the log.
+//
 // Lock order: write_mu_ -> LogWriter::mu_ -> index_mu_ (checked by clang).
 #pragma once
 
@@ -25,6 +35,7 @@
 #include "boostvol/volume.h"
 #include "home/home.h"
 #include "index/block_index.h"
+#include "index/zero_map.h"
 #include "log/log_writer.h"
 #include "meta/meta_store.h"
 #include "migrate/migrator.h"
@@ -42,6 +53,7 @@ class VolumeImpl : public Volume {
   uint64_t size() const override { return row_.image_size; }
   Status Read(uint64_t offset, size_t len, void* buf) override;
   Status Write(uint64_t offset, size_t len, const void* buf) override;
+  Status Zero(uint64_t offset, uint64_t len, bool discard) override;
   Status Flush() override;
   Status Drain(const ProgressFn& progress) override;
   VolumeStatus GetStatus() override;
@@ -74,6 +86,13 @@ class VolumeImpl : public Volume {
   Status ReadBlockVersion(uint64_t lba, uint8_t* out, Version* v);
   // LogWriter::PlacedFn: indexes a block as it enters the log.
   static void IndexPlaced(void* ctx, uint64_t lba, uint32_t pos, uint32_t crc);
+  // LogWriter::ZeroPlacedFn: drops the range's index entries, adds it to pending_zeros_.
+  static void ZeroPlaced(void* ctx, uint64_t first, uint32_t count, uint64_t segment_seq);
+  // Appends zero ranges for whole blocks [first, end) (or writes them through when degraded).
+  Status ZeroBlocksLocked(uint64_t first, uint64_t end) BV_REQUIRES(write_mu_);
+  Status ZeroThroughLocked(uint64_t first, uint64_t end) BV_REQUIRES(write_mu_);
+  // The pending zero ranges as text for meta.db, and back (clean stop).
+  std::string EncodePendingZeros() BV_EXCLUDES(index_mu_);
   bool VersionStillCurrent(uint64_t lba, const Version& v) BV_REQUIRES(write_mu_);
   void OnMigrated(const std::vector<meta::IndexEntry>& migrated, uint64_t first_segment, uint64_t end_segment);
   void OnSegmentDurable(const log::LiveSegment& seg);
@@ -104,6 +123,7 @@ class VolumeImpl : public Volume {
   SharedMutex index_mu_;
   std::unique_ptr<BlockIndex> index_ BV_PT_GUARDED_BY(index_mu_);
   uint64_t migrate_epoch_ BV_GUARDED_BY(index_mu_) = 0;
+  ZeroMap pending_zeros_ BV_GUARDED_BY(index_mu_);  // zero ranges logged, not yet home
   std::unique_ptr<std::atomic<uint32_t>[]> slot_readers_;
 
   std::unique_ptr<log::LogWriter> writer_;
@@ -121,6 +141,8 @@ class VolumeImpl : public Volume {
   std::atomic<uint64_t> reads_{0}, writes_{0}, flushes_{0}, bytes_read_{0}, bytes_written_{0};
   std::atomic<uint64_t> read_blocks_cache_{0}, read_blocks_home_{0}, checksum_failures_{0}, home_read_failures_{0};
   uint64_t migrated_blocks_base_ = 0, migrated_bytes_base_ = 0, migration_batches_base_ = 0;  // RestoreCounters
+  std::atomic<uint64_t> trimmed_bytes_{0}, zeroed_bytes_{0}, zero_block_bytes_{0};
+  std::atomic<bool> zero_detect_{true};  // tunable zero_detect
   std::atomic<bool> closed_{false};
   std::atomic<bool> degraded_{false};   // write-through: the log has failed
   std::atomic<uint64_t> lost_blocks_{0};  // blocks whose only copy was in an unreadable log

@@ -228,9 +228,22 @@ class VolumeOpener {
       spdlog::warn("the log does not hold the records meta.db's checkpoint ends with; rebuilding the index from the log");
       return false;
     }
+    // The pending zero ranges saved beside the checkpoint (none if an older
+    // boostvol wrote it: it could not log zero ranges).
+    ZeroMap zeros;
+    {
+      std::string text;
+      bool found = false;
+      if (!v->meta_->GetSetting("checkpoint.pending_zeros", &text, &found).ok() ||
+          !ParsePendingZeros(text, v->image_blocks_, start.segment_seq, cp.tail.segment_seq, &zeros)) {
+        spdlog::warn("the pending zero ranges saved with the checkpoint are unusable; rebuilding from the log");
+        return false;
+      }
+    }
     {
       WriterLock l(&v->index_mu_);
       for (const meta::IndexEntry& e : cp.entries) v->index_->Put(e.lba, IndexValue{e.pos, e.crc});
+      v->pending_zeros_ = std::move(zeros);
     }
     wo->tail = cp.tail;
     wo->durable_seq = cp.tail.next_record_seq - 1;
@@ -256,6 +269,32 @@ class VolumeOpener {
         cur.last_record = cp.tail.next_record_seq - 1;
       }
       wo->live.push_back(cur);
+    }
+    return true;
+  }
+
+  // Parses "first+count@segment ..." (VolumeImpl::EncodePendingZeros) as
+  // untrusted input: every range inside the image, every segment live.
+  static bool ParsePendingZeros(const std::string& text, uint64_t image_blocks, uint64_t first_seg, uint64_t last_seg,
+                                ZeroMap* out) {
+    size_t i = 0;
+    auto num = [&](uint64_t* v) {
+      size_t j = i;
+      *v = 0;
+      while (j < text.size() && text[j] >= '0' && text[j] <= '9' && j - i < 19) *v = *v * 10 + (text[j++] - '0');
+      bool ok = j > i;
+      i = j;
+      return ok;
+    };
+    while (i < text.size()) {
+      uint64_t first, count, seg;
+      if (!num(&first) || i >= text.size() || text[i++] != '+' || !num(&count) || i >= text.size() ||
+          text[i++] != '@' || !num(&seg))
+        return false;
+      if (i < text.size() && text[i++] != ' ') return false;
+      if (count == 0 || first >= image_blocks || count > image_blocks - first || seg < first_seg || seg > last_seg)
+        return false;
+      out->Add(first, first + count, seg);
     }
     return true;
   }
@@ -320,6 +359,15 @@ class VolumeOpener {
       BlockIndex* index = v->index_.get();
       uint64_t image_blocks = v->image_blocks_;
       bool bad_lba = false;
+      ZeroMap* zeros = &v->pending_zeros_;
+      so.on_zero = [&](uint64_t first, uint32_t count, uint64_t seg) {
+        if (first >= image_blocks || count > image_blocks - first) {
+          bad_lba = true;
+          return;
+        }
+        index->RemoveRange(first, first + count);  // older logged copies lose
+        zeros->Add(first, first + count, seg);
+      };
       s = log::ScanLog(so, [&](uint64_t lba, uint32_t pos, uint32_t crc) {
         if (lba >= image_blocks) {
           bad_lba = true;

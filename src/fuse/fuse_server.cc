@@ -391,12 +391,29 @@ void do_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t 
   Server* s = S(req);
   if (ino != kImageIno) return Fail(req, ENODEV, Loud::kInfo, "fallocate", InoName(ino) + " is not the image");
   if (offset < 0 || length <= 0) return Fail(req, EINVAL, Loud::kInfo, "fallocate", "bad range");
+  const uint64_t end = static_cast<uint64_t>(offset) + static_cast<uint64_t>(length);
+  if (mode == (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE) || (mode & ~FALLOC_FL_KEEP_SIZE) == FALLOC_FL_ZERO_RANGE) {
+    // Discard (the loop device's punch hole) and write-zeroes (zero range):
+    // logged as a zero range, in order with writes (docs/policies.md).
+    const bool punch = (mode & FALLOC_FL_PUNCH_HOLE) != 0;
+    if (end > s->size() && !(mode & FALLOC_FL_KEEP_SIZE))
+      return Fail(req, EFBIG, Loud::kInfo, "fallocate", "the image has a fixed size and cannot grow");
+    const uint64_t from = std::min<uint64_t>(static_cast<uint64_t>(offset), s->size());
+    const uint64_t to = std::min<uint64_t>(end, s->size());
+    Status st = s->volume()->Zero(from, to - from, punch);
+    if (!st.ok()) {
+      return Fail(req, ErrnoOf(st), Loud::kError, punch ? "fallocate(punch hole)" : "fallocate(zero range)",
+                  "offset " + std::to_string(from) + " length " + std::to_string(to - from) + ": " + st.ToString());
+    }
+    s->TouchImageMtime();
+    fuse_reply_err(req, 0);
+    return;
+  }
   if ((mode & ~FALLOC_FL_KEEP_SIZE) != 0) {
-    // Punch hole / zero range / collapse / insert: not supported yet (a loop
-    // device then turns discard off).
+    // Collapse / insert range / unshare / punch without keep-size: the image's
+    // size is fixed and it shares nothing.
     return Fail(req, EOPNOTSUPP, Loud::kDebug, "fallocate", "mode " + std::to_string(mode) + " is not supported");
   }
-  const uint64_t end = static_cast<uint64_t>(offset) + static_cast<uint64_t>(length);
   if (end > s->size() && !(mode & FALLOC_FL_KEEP_SIZE)) {
     return Fail(req, EFBIG, Loud::kInfo, "fallocate", "the image has a fixed size and cannot grow");
   }

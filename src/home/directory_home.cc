@@ -29,6 +29,7 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <charconv>
 #include <cinttypes>
@@ -186,6 +187,18 @@ Status ValidateImageSize(uint64_t image_size) {
 
 Status ValidateBatch(const Batch& b, uint64_t image_size) {
   uint64_t prev_end = 0;
+  for (size_t i = 0; i < b.zeros.size(); i++) {
+    const ZeroExtent& z = b.zeros[i];
+    std::string which = "batch zero extent " + std::to_string(i) + " (offset " + std::to_string(z.offset) +
+                        ", length " + std::to_string(z.length) + ")";
+    if (z.length == 0 || z.length % kBlock != 0 || z.offset % kBlock != 0)
+      return Status::InvalidArgument(which + " is empty or not block aligned");
+    if (z.offset > image_size || z.length > image_size - z.offset)
+      return Status::InvalidArgument(which + " lies past the image's end " + std::to_string(image_size));
+    if (i > 0 && z.offset < prev_end) return Status::InvalidArgument(which + " is unsorted or overlaps the one before");
+    prev_end = z.offset + z.length;
+  }
+  prev_end = 0;
   for (size_t i = 0; i < b.extents.size(); i++) {
     const Extent& e = b.extents[i];
     auto which = [&] {
@@ -303,15 +316,28 @@ uint64_t JournalTableBytes(uint64_t extent_count) {
 
 Status WriteJournal(File* f, const log::Uuid& uuid, uint64_t image_size, const meta::Watermark& base,
                     const Batch& batch, bool with_data) {
-  const uint64_t n = batch.extents.size();
+  // Zero extents first (split to kJournalMaxZeroExtent: the table's length is a u32), then data.
+  uint64_t nzero = 0;
+  for (const ZeroExtent& z : batch.zeros) nzero += (z.length + kJournalMaxZeroExtent - 1) / kJournalMaxZeroExtent;
+  const uint64_t n = nzero + batch.extents.size();
   const uint64_t table_bytes = JournalTableBytes(n);
   std::vector<uint8_t> table(table_bytes, 0);
   uint64_t total = 0;
-  for (uint64_t i = 0; i < n; i++) {
-    const Extent& e = batch.extents[i];
+  uint64_t i = 0;
+  for (const ZeroExtent& z : batch.zeros) {
+    for (uint64_t done = 0; done < z.length; i++) {
+      uint64_t len = std::min(kJournalMaxZeroExtent, z.length - done);
+      Put64(&table[i * kJournalEntrySize], z.offset + done);
+      Put32(&table[i * kJournalEntrySize + 8], static_cast<uint32_t>(len));
+      Put32(&table[i * kJournalEntrySize + 12], kJournalExtentZero);
+      done += len;
+    }
+  }
+  for (const Extent& e : batch.extents) {
     Put64(&table[i * kJournalEntrySize], e.offset);
     Put32(&table[i * kJournalEntrySize + 8], e.length);
     total += e.length;
+    i++;
   }
   uint32_t body_crc = crc32c::Value(table.data(), n * kJournalEntrySize);
   if (with_data) {
@@ -320,7 +346,7 @@ Status WriteJournal(File* f, const log::Uuid& uuid, uint64_t image_size, const m
 
   uint8_t h[kJournalHeaderSize] = {};
   Put32(h + 0, kJournalMagic);
-  Put16(h + 4, kJournalVersion);
+  Put16(h + 4, nzero > 0 ? kJournalVersionZero : kJournalVersion);
   Put16(h + 6, with_data ? 0 : kJournalIntentOnly);
   std::memcpy(h + 8, uuid.data(), 16);
   Put64(h + 24, base.segment_seq);
@@ -371,7 +397,7 @@ Status ReadJournal(File* f, const log::Uuid& uuid, uint64_t image_size, JournalS
   }
   uint16_t version = Get16(h + 4);
   uint16_t flags = Get16(h + 6);
-  if (version != kJournalVersion || (flags & ~kJournalKnownFlags) != 0) {
+  if ((version != kJournalVersion && version != kJournalVersionZero) || (flags & ~kJournalKnownFlags) != 0) {
     return Status::Unsupported(name + ": journal version " + std::to_string(version) + " flags " +
                                std::to_string(flags) + " were written by a newer boostvol; use it to finish the batch");
   }
@@ -395,7 +421,7 @@ Status ReadJournal(File* f, const log::Uuid& uuid, uint64_t image_size, JournalS
                    std::to_string(image_size));
   }
   if (count > kMaxJournalExtents) return corrupt("extent count " + std::to_string(count) + " is out of range");
-  if (j.total_bytes > image_size || count * kBlock > j.total_bytes) {
+  if (j.total_bytes > image_size || (version == kJournalVersion && count * kBlock > j.total_bytes)) {
     return corrupt("total bytes " + std::to_string(j.total_bytes) + " do not fit " + std::to_string(count) +
                    " extents in the image");
   }
@@ -423,21 +449,31 @@ Status ReadJournal(File* f, const log::Uuid& uuid, uint64_t image_size, JournalS
 
   // The body crc holds: from here on a defect is not a torn write.
   uint64_t prev_end = 0, sum = 0, pos = data_start;
+  bool in_data = false;  // zero extents (version 2) come first, then data extents
   j.extents.reserve(count);
   for (uint64_t i = 0; i < count; i++) {
     const uint8_t* p = &table[i * kJournalEntrySize];
     JournalExtent e;
     e.offset = Get64(p);
     e.length = Get32(p + 8);
-    e.data_pos = pos;
-    if (Get32(p + 12) != 0 || e.length == 0 || e.length % kBlock != 0 || e.offset % kBlock != 0 ||
-        e.offset > image_size || e.length > image_size - e.offset || (i > 0 && e.offset < prev_end)) {
+    const uint32_t eflags = Get32(p + 12);
+    e.zero = eflags == kJournalExtentZero;
+    e.data_pos = e.zero ? 0 : pos;
+    if (!e.zero && !in_data) {
+      in_data = true;
+      prev_end = 0;
+    }
+    if ((eflags != 0 && !(eflags == kJournalExtentZero && version == kJournalVersionZero)) || (e.zero && in_data) ||
+        e.length == 0 || e.length % kBlock != 0 || e.offset % kBlock != 0 || e.offset > image_size ||
+        e.length > image_size - e.offset || (i > 0 && e.offset < prev_end)) {
       return corrupt("extent " + std::to_string(i) + " (offset " + std::to_string(e.offset) + ", length " +
                      std::to_string(e.length) + ") is unaligned, out of range or out of order");
     }
     prev_end = e.offset + e.length;
-    sum += e.length;
-    pos += e.length;
+    if (!e.zero) {
+      sum += e.length;
+      pos += e.length;
+    }
     j.extents.push_back(e);
   }
   if (sum != j.total_bytes) return corrupt("extent lengths do not add up to total bytes");
@@ -514,7 +550,7 @@ class DirectoryHome final : public Home {
                   "this is a bug in the migrator; please report it");
     }
     if (SameWatermark(batch.end, cur)) return Status::OK();  // every record < end is home already
-    if (batch.extents.empty()) {
+    if (batch.empty()) {
       s = WriteStamp(batch.end);
       if (!s.ok()) return Retry(WithContext(s, "advancing the home's stamp to " + WatermarkString(batch.end)));
       SetWatermark(batch.end);
@@ -532,7 +568,14 @@ class DirectoryHome final : public Home {
       if (!s.ok()) return Retry(WithContext(s, what + ": writing the journal"));
     }
     journal_live_ = true;
-    // 2. In place, one write per extent, then the barrier.
+    // 2. In place: zero ranges first, then one write per extent, then the barrier.
+    for (const ZeroExtent& z : batch.zeros) {
+      s = Zero(z.offset, z.length);
+      if (!s.ok()) {
+        return Retry(WithContext(s, what + ": zeroing " + std::to_string(z.length) + " bytes at " +
+                                        std::to_string(z.offset)));
+      }
+    }
     for (const Extent& e : batch.extents) {
       s = image_->WriteAt(e.offset, e.data, e.length);
       if (!s.ok()) {
@@ -557,6 +600,14 @@ class DirectoryHome final : public Home {
       return Fail(Status::InvalidArgument("write-through past the image's end"), "this is a bug; please report it");
     Status s = image_->WriteAt(offset, data, n);
     if (!s.ok()) return Fail(WithContext(s, "writing through to " + image_->name()), kRetryHint);
+    return s;
+  }
+
+  Status ZeroThrough(uint64_t offset, uint64_t n) override {
+    if (offset > size_ || n > size_ - offset)
+      return Fail(Status::InvalidArgument("write-through past the image's end"), "this is a bug; please report it");
+    Status s = Zero(offset, n);
+    if (!s.ok()) return Fail(WithContext(s, "zeroing through to " + image_->name()), kRetryHint);
     return s;
   }
 
@@ -751,6 +802,10 @@ class DirectoryHome final : public Home {
   Status ReplayJournal(const Journal& j) BV_REQUIRES(apply_mu_) {
     std::vector<uint8_t> buf(kCopyChunk);
     for (const JournalExtent& e : j.extents) {
+      if (e.zero) {
+        BV_RETURN_IF_ERROR(Zero(e.offset, e.length));
+        continue;
+      }
       for (uint64_t done = 0; done < e.length;) {
         size_t n = static_cast<size_t>(std::min<uint64_t>(buf.size(), e.length - done));
         BV_RETURN_IF_ERROR(journal_->ReadAt(e.data_pos + done, buf.data(), n));
@@ -778,7 +833,7 @@ class DirectoryHome final : public Home {
     Status s = ReadJournal(journal_.get(), uuid_, size_, &state, &j, &why);
     if (!s.ok()) return Retry(WithContext(s, "re-reading the journal of " + Describe()));
     if (state == JournalState::kValid && j.intent_only() && SameWatermark(j.base, watermark())) {
-      if (!batch.extents.empty() && AtOrAfter(batch.end, j.end)) {
+      if (!batch.empty() && AtOrAfter(batch.end, j.end)) {
         *marker_in_place = true;
       } else {
         s = journal_->Truncate(0);
@@ -804,6 +859,25 @@ class DirectoryHome final : public Home {
     return s;
   }
 
+  // Makes [offset, offset+n) of the image read as zeros: a hole (frees the
+  // blocks on SLOW) where the file system can punch one, written zeros where
+  // it cannot (said once in the log).
+  Status Zero(uint64_t offset, uint64_t n) {
+    Status s = image_->PunchHole(offset, n);
+    if (s.ok() || !(s.err() == EOPNOTSUPP || s.err() == ENOSYS || s.err() == EINVAL)) return s;
+    if (!punch_unsupported_.exchange(true))
+      spdlog::warn("{}: the file system cannot punch holes ({}); zero ranges (TRIM) are written as zeros there and "
+                   "free no space on SLOW",
+                   image_->name(), s.ToString());
+    std::vector<uint8_t> zeros(std::min<uint64_t>(n, kCopyChunk), 0);
+    for (uint64_t done = 0; done < n;) {
+      size_t len = static_cast<size_t>(std::min<uint64_t>(zeros.size(), n - done));
+      BV_RETURN_IF_ERROR(image_->WriteAt(offset + done, zeros.data(), len));
+      done += len;
+    }
+    return Status::OK();
+  }
+
   void ClearJournal() BV_REQUIRES(apply_mu_) {
     Status s = journal_->Truncate(0);
     if (!s.ok()) {
@@ -825,6 +899,7 @@ class DirectoryHome final : public Home {
   // The end of the last batch finished from the journal of a failed attempt
   // (retries of a smaller batch below it are already home).
   std::optional<meta::Watermark> finished_journal_end_ BV_GUARDED_BY(apply_mu_);
+  std::atomic<bool> punch_unsupported_{false};          // said once
 
   mutable Mutex mu_;
   meta::Watermark watermark_ BV_GUARDED_BY(mu_);

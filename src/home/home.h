@@ -15,6 +15,7 @@
 // time (the migrator).
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -38,10 +39,22 @@ struct Extent {
   const uint8_t* data = nullptr;  // owned by the caller for the call's duration
 };
 
+// A run of blocks that must read as zeros (TRIM, write-zeroes, all-zero
+// blocks logged as zero ranges). A home deallocates it where it can (a hole
+// in SLOW/image, a discard in RBD) and writes zeros where it cannot.
+struct ZeroExtent {
+  uint64_t offset = 0;  // multiples of 4096
+  uint64_t length = 0;
+};
+
 struct Batch {
   // After ApplyBatch returns OK the home holds every record < end.record_seq.
   meta::Watermark end;
+  // Applied first, then `extents` (a data block written after a zero range
+  // in the batch's log range is in `extents`; one written before it is not).
+  std::vector<ZeroExtent> zeros;  // sorted, disjoint
   std::vector<Extent> extents;
+  bool empty() const { return zeros.empty() && extents.empty(); }
 };
 
 // What Open found.
@@ -78,6 +91,18 @@ class Home {
     return Status::Unsupported("this home has no write-through");
   }
   virtual Status SyncThrough() { return Status::Unsupported("this home has no write-through"); }
+  // Write-through of a zero range (same rules as WriteThrough). The default
+  // writes zeros; homes that can deallocate do.
+  virtual Status ZeroThrough(uint64_t offset, uint64_t n) {
+    std::vector<uint8_t> zeros(std::min<uint64_t>(n, 1 << 20), 0);
+    for (uint64_t done = 0; done < n;) {
+      size_t len = static_cast<size_t>(std::min<uint64_t>(zeros.size(), n - done));
+      Status s = WriteThrough(offset + done, zeros.data(), len);
+      if (!s.ok()) return s;
+      done += len;
+    }
+    return Status::OK();
+  }
 };
 
 // Files of a directory home (all 0600, opened without following symlinks):

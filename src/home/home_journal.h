@@ -16,15 +16,18 @@
 // Journal (binary, little-endian):
 //   journal := header-block extent-table data
 //   header-block (4096 bytes):
-//      0 u32 magic 'BVHJ'      4 u16 version (1)        6 u16 flags
+//      0 u32 magic 'BVHJ'      4 u16 version (1; 2 if it has zero extents)  6 u16 flags
 //      8 u8[16] volume uuid
 //     24 u64 base_segment_seq 32 u64 base_record_seq    (stamp's watermark before)
 //     40 u64 end_segment_seq  48 u64 end_record_seq     (stamp's watermark after)
-//     56 u64 image_size       64 u64 extent_count       72 u64 total_bytes
+//     56 u64 image_size       64 u64 extent_count       72 u64 total_bytes (data extents' bytes)
 //     80 u32 body_crc = crc32c(extent-table entries, then data)
 //     84 .. 4091 zero        4092 u32 header_crc = crc32c(bytes 0..4091)
 //   extent-table: extent_count entries of 16 bytes (u64 offset, u32 length,
-//      u32 zero), zero-padded to a multiple of 4096.
+//      u32 flags), zero-padded to a multiple of 4096. flags bit 0 (version 2
+//      only): a zero extent (punch a hole / write zeros; no data in the data
+//      area). Zero extents come first (sorted, disjoint), then data extents
+//      (sorted, disjoint); replay applies them in table order.
 //   data: the extents' bytes in table order (absent when flags has
 //      kJournalIntentOnly: the volume runs without the journal and the header
 //      only marks that a batch is being written in place).
@@ -83,6 +86,9 @@ Status DecodeStamp(const std::string& text, const std::string& where, Stamp* out
 
 inline constexpr uint32_t kJournalMagic = 0x4A485642;  // "BVHJ" in little-endian bytes
 inline constexpr uint16_t kJournalVersion = 1;
+inline constexpr uint16_t kJournalVersionZero = 2;  // has zero extents (older readers refuse it)
+inline constexpr uint32_t kJournalExtentZero = 1;   // extent-table flags bit 0
+inline constexpr uint64_t kJournalMaxZeroExtent = uint64_t{1} << 30;  // zero extents are split to this
 inline constexpr uint16_t kJournalIntentOnly = 1;  // flags bit 0: no data follows the table
 inline constexpr uint16_t kJournalKnownFlags = kJournalIntentOnly;
 inline constexpr size_t kJournalHeaderSize = 4096;
@@ -95,7 +101,8 @@ inline constexpr uint64_t kMaxJournalExtents = uint64_t{1} << 24;
 struct JournalExtent {
   uint64_t offset = 0;    // in the image
   uint32_t length = 0;
-  uint64_t data_pos = 0;  // in the journal file (meaningless when intent-only)
+  uint64_t data_pos = 0;  // in the journal file (meaningless when intent-only or zero)
+  bool zero = false;      // punch / write zeros; no data
 };
 
 struct Journal {

@@ -430,7 +430,18 @@ Status WriteInPlace(Connection* c, const std::vector<PlainExtent>& ext, const st
     rbd_aio_release(comp);
     if (r < 0 && err.ok()) err = CephError(static_cast<int>(r), "writing " + where);
   };
+  // Zero extents (data == nullptr) first and synchronously: data extents after them may overlap.
   for (const PlainExtent& e : ext) {
+    if (e.data != nullptr) continue;
+    for (uint64_t done = 0; done < e.length;) {
+      uint64_t len = std::min<uint64_t>(uint64_t{1} << 30, e.length - done);
+      ssize_t r = rbd_write_zeroes(c->image, e.offset + done, len, 0, 0);
+      if (r < 0) return CephError(static_cast<int>(r), "zeroing " + where + " at offset " + std::to_string(e.offset + done));
+      done += len;
+    }
+  }
+  for (const PlainExtent& e : ext) {
+    if (e.data == nullptr) continue;
     for (uint64_t done = 0; done < e.length && err.ok();) {
       uint64_t len = std::min(kMaxWriteChunk, e.length - done);
       rbd_completion_t comp = nullptr;
@@ -461,7 +472,8 @@ Status ReplayJournalOn(Connection* c, const MemFile& f, const Journal& j, uint64
                        const log::Uuid& uuid, uint64_t size) {
   std::vector<PlainExtent> ext;
   ext.reserve(j.extents.size());
-  for (const JournalExtent& e : j.extents) ext.push_back(PlainExtent{e.offset, e.length, f.data.data() + e.data_pos});
+  for (const JournalExtent& e : j.extents)
+    ext.push_back(PlainExtent{e.offset, e.length, e.zero ? nullptr : f.data.data() + e.data_pos});
   BV_RETURN_IF_ERROR(WriteInPlace(c, ext, where));
   BV_RETURN_IF_ERROR(WriteStampTo(c, where, uuid, size, j.end));
   Status s = RemoveJournal(c, pieces);
@@ -471,6 +483,17 @@ Status ReplayJournalOn(Connection* c, const MemFile& f, const Journal& j, uint64
 
 Status ValidateBatch(const Batch& b, uint64_t image_size) {
   uint64_t prev_end = 0;
+  for (size_t i = 0; i < b.zeros.size(); i++) {
+    const ZeroExtent& z = b.zeros[i];
+    if (z.length == 0 || z.length % kBlock != 0 || z.offset % kBlock != 0 || z.offset > image_size ||
+        z.length > image_size - z.offset || (i > 0 && z.offset < prev_end)) {
+      return Status::InvalidArgument("batch zero extent " + std::to_string(i) + " (offset " + std::to_string(z.offset) +
+                                     ", length " + std::to_string(z.length) +
+                                     ") is empty, unaligned, past the end, unsorted or overlapping");
+    }
+    prev_end = z.offset + z.length;
+  }
+  prev_end = 0;
   for (size_t i = 0; i < b.extents.size(); i++) {
     const Extent& e = b.extents[i];
     if (e.length == 0 || e.length % kBlock != 0 || e.offset % kBlock != 0 || e.data == nullptr ||
@@ -547,7 +570,7 @@ class RbdHome final : public Home {
     if (SameWatermark(batch.end, cur)) return Status::OK();
     const std::string what =
         "applying batch " + WatermarkString(cur) + " -> " + WatermarkString(batch.end) + " to " + where_;
-    if (!batch.extents.empty()) {
+    if (!batch.empty()) {
       // 1. The journal: decided once piece 0 is written.
       if (!marker_in_place) {
         MemFile jf("journal of " + where_);
@@ -560,7 +583,8 @@ class RbdHome final : public Home {
       journal_live_ = true;
       // 2. In place, then the barrier.
       std::vector<PlainExtent> ext;
-      ext.reserve(batch.extents.size());
+      ext.reserve(batch.zeros.size() + batch.extents.size());
+      for (const ZeroExtent& z : batch.zeros) ext.push_back(PlainExtent{z.offset, z.length, nullptr});
       for (const Extent& e : batch.extents) ext.push_back(PlainExtent{e.offset, e.length, e.data});
       s = WriteInPlace(c, ext, where_);
       if (!s.ok()) return NoteFail(Status::IoError(s.err(), what + ": " + s.message()));
@@ -571,7 +595,7 @@ class RbdHome final : public Home {
     journal_live_ = false;
     SetWatermark(batch.end);
     // 4. Remove the journal (a leftover is stale: its end <= the stamp's watermark).
-    if (!batch.extents.empty()) {
+    if (!batch.empty()) {
       s = RemoveJournal(c, journal_pieces_);
       if (s.ok()) journal_pieces_ = 0;
       else spdlog::warn("{}: removing the journal failed ({}); harmless: its batch is in the stamp", where_, s.ToString());
@@ -596,6 +620,15 @@ class RbdHome final : public Home {
     ReaderLock cl(&conn_mu_);
     ssize_t r = rbd_write2(conn_->image, offset, n, static_cast<const char*>(data), 0);
     if (r < 0) return NoteFail(CephError(static_cast<int>(r), "writing through to " + where_));
+    return Status::OK();
+  }
+  Status ZeroThrough(uint64_t offset, uint64_t n) override {
+    if (offset > size_ || n > size_ - offset) return Status::InvalidArgument("write-through past the image's end");
+    MutexLock l(&apply_mu_);
+    BV_RETURN_IF_ERROR(EnsureLock());
+    ReaderLock cl(&conn_mu_);
+    Status s = WriteInPlace(conn_.get(), {PlainExtent{offset, n, nullptr}}, where_);
+    if (!s.ok()) return NoteFail(s);
     return Status::OK();
   }
   Status SyncThrough() override {
@@ -743,7 +776,7 @@ class RbdHome final : public Home {
     std::string why;
     BV_RETURN_IF_ERROR(ReadJournal(&jf, uuid_, size_, &state, &j, &why));
     if (state == JournalState::kValid && j.intent_only() && SameWatermark(j.base, watermark())) {
-      if (!batch.extents.empty() && AtOrAfter(batch.end, j.end)) {
+      if (!batch.empty() && AtOrAfter(batch.end, j.end)) {
         *marker_in_place = true;
       } else {
         BV_RETURN_IF_ERROR(RemoveJournal(c, pieces));

@@ -70,4 +70,28 @@ bool BlockIndex::RemoveIf(uint32_t lba, IndexValue expected) {
   return true;
 }
 
+uint64_t BlockIndex::RemoveRange(uint64_t first, uint64_t end) {
+  if (first >= end || size_ == 0) return 0;
+  uint64_t removed = 0;
+  if (end - first <= cap_) {
+    for (uint64_t lba = first; lba < end && size_ > 0; lba++) {
+      IndexValue v;
+      if (Lookup(static_cast<uint32_t>(lba), &v) && RemoveIf(static_cast<uint32_t>(lba), v)) removed++;
+    }
+    return removed;
+  }
+  // A range larger than the table: one pass over the slots. Backward-shift
+  // deletion may move a later entry into slot i, so i is examined again.
+  for (size_t i = 0; i < cap_;) {
+    uint32_t lba = slots_[i].lba;
+    if (lba != kEmpty && lba >= first && lba < end) {
+      RemoveIf(lba, IndexValue{slots_[i].pos, slots_[i].crc});
+      removed++;
+      continue;
+    }
+    i++;
+  }
+  return removed;
+}
+
 }  // namespace boostvol

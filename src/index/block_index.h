@@ -39,6 +39,10 @@ class BlockIndex {
   // Removes the entry only if it still equals `expected` (a newer write wins).
   bool RemoveIf(uint32_t lba, IndexValue expected);
   void Clear();
+  // Removes every entry with first <= lba < end; returns how many. Costs
+  // O(end - first) lookups, or one pass over the table when the range is
+  // larger than the table (a TRIM of a whole disk).
+  uint64_t RemoveRange(uint64_t first, uint64_t end);
 
   size_t size() const { return size_; }
   size_t capacity() const { return cap_; }

@@ -41,6 +41,8 @@ Status ScanLog(const ScanOptions& o, const std::function<void(uint64_t, uint32_t
 
   auto slot_start = [&](uint64_t s) { return static_cast<uint32_t>((s % o.segment_count) * o.segment_blocks); };
   auto accept = [&](uint32_t pos) {
+    if (o.on_zero)
+      for (uint32_t i = 0; i < hdr->nzero; i++) o.on_zero(hdr->zeros[i].first, hdr->zeros[i].count, hdr->segment_seq);
     for (uint32_t i = 0; i < hdr->nblocks; i++) on_block(hdr->entries[i].lba, pos + 1 + i, hdr->entries[i].block_crc);
     if (cur.first_record == 0) cur.first_record = expect;
     cur.last_record = expect;

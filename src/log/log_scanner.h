@@ -42,6 +42,9 @@ struct ScanOptions {
   meta::Watermark start;
   // Highest record seq meta.db proves durable (R5); 0 if none.
   uint64_t known_durable_seq = 0;
+  // Called for every zero range of every accepted record, in log order and
+  // before that record's data blocks (log_format.h); may be empty.
+  std::function<void(uint64_t first, uint32_t count, uint64_t segment_seq)> on_zero;
   // Called every few MiB with (records so far, -).
   std::function<void(uint64_t records)> progress;
 };

@@ -120,6 +120,7 @@ Status LogWriter::OpenRecordLocked() {
     b->hdr.record_seq = next_seq_++;
     b->hdr.segment_seq = cur->segment_seq;
     b->hdr.nblocks = 0;
+    b->hdr.nzero = 0;
     b->start_pos = static_cast<uint32_t>((cur->segment_seq % segment_count_) * segment_blocks_ + cur->used_blocks);
     b->max_blocks = std::min<uint32_t>(kMaxRecordBlocks, segment_blocks_ - cur->used_blocks - 1);
     b->opened_at = Clock::now();
@@ -156,9 +157,42 @@ Status LogWriter::Append(uint64_t lba, const uint8_t* block, uint32_t crc, Place
   std::memcpy(b->mem.get() + size_t{kBlockSize} * (1 + i), block, kBlockSize);
   b->hdr.entries[i] = RecordEntry{lba, crc};
   placed(ctx, lba, b->start_pos + 1 + i, crc);
-  if (b->hdr.nblocks == b->max_blocks) {
+  if (b->hdr.nblocks == b->max_blocks || b->hdr.nblocks + b->hdr.nzero == kMaxRecordEntries) {
     SealRecordLocked();
-  } else if (i == 0) {
+  } else if (i == 0 && b->hdr.nzero == 0) {
+    b->opened_at = Clock::now();
+    flusher_cv_.Signal();  // start the age timer
+  }
+  return Status::OK();
+}
+
+Status LogWriter::AppendZero(uint64_t first, uint32_t count, ZeroPlacedFn placed, void* ctx) {
+  MutexLock l(&mu_);
+  if (failed_) return Status::IoError(5, "the log on FAST has failed");
+  if (stopping_) return Status::Aborted("the log is stopping");
+  if (open_ != nullptr) {
+    // A record's zero ranges apply before its data blocks: a data block of
+    // this record inside the range would wrongly win over the zeros.
+    const RecordHeader& h = open_->hdr;
+    bool overlaps = false;
+    for (uint32_t i = 0; i < h.nblocks && !overlaps; i++)
+      overlaps = h.entries[i].lba >= first && h.entries[i].lba - first < count;
+    if (overlaps) SealRecordLocked();
+  }
+  if (open_ == nullptr) BV_RETURN_IF_ERROR(OpenRecordLocked());
+  Buffer* b = open_;
+  RecordHeader& h = b->hdr;
+  bool fresh = h.nblocks + h.nzero == 0;
+  if (h.nzero > 0 && h.zeros[h.nzero - 1].first + h.zeros[h.nzero - 1].count == first &&
+      uint64_t{h.zeros[h.nzero - 1].count} + count <= 0xFFFFFFFFull) {
+    h.zeros[h.nzero - 1].count += count;
+  } else {
+    h.zeros[h.nzero++] = ZeroEntry{first, count};
+  }
+  placed(ctx, first, count, h.segment_seq);
+  if (h.nblocks + h.nzero == kMaxRecordEntries) {
+    SealRecordLocked();
+  } else if (fresh) {
     b->opened_at = Clock::now();
     flusher_cv_.Signal();  // start the age timer
   }
@@ -252,7 +286,7 @@ void LogWriter::FlusherLoop() {
   int& failures = failures_;
   for (;;) {
     // Seal an open record that has waited long enough.
-    if (open_ != nullptr && open_->hdr.nblocks > 0 &&
+    if (open_ != nullptr && open_->hdr.nblocks + open_->hdr.nzero > 0 &&
         Clock::now() - open_->opened_at >= std::chrono::milliseconds(max_record_age_ms_)) {
       SealRecordLocked();
     }
@@ -388,6 +422,13 @@ void LogWriter::TakeFailureState(FailureState* out) {
   if (open_ != nullptr) SealRecordLocked();
   *out = FailureState{};
   auto take = [&](Buffer* b) {
+    for (uint32_t i = 0; i < b->hdr.nzero; i++) {
+      PendingBlock pb;
+      pb.lba = b->hdr.zeros[i].first;
+      pb.pos = pb.crc = 0;
+      pb.zero_count = b->hdr.zeros[i].count;
+      out->undurable.push_back(std::move(pb));
+    }
     for (uint32_t i = 0; i < b->hdr.nblocks; i++) {
       PendingBlock pb;
       pb.lba = b->hdr.entries[i].lba;

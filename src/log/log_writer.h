@@ -94,6 +94,17 @@ class LogWriter {
   // Stop() has begun.
   Status Append(uint64_t lba, const uint8_t* block, uint32_t crc, PlacedFn placed, void* ctx) BV_EXCLUDES(mu_);
 
+  // Called under mu_ when a zero range enters a record of `segment_seq`,
+  // before that record can be sealed (same contract as PlacedFn).
+  using ZeroPlacedFn = void (*)(void* ctx, uint64_t first, uint32_t count, uint64_t segment_seq);
+
+  // Appends a zero range (image blocks [first, first+count) read as zeros,
+  // no data block; log_format.h). Ordered with Append: if the open record
+  // already holds a data block in the range, it is sealed first (a record's
+  // zero ranges apply before its data). Extends the open record's last zero
+  // range when this one follows it. Same waits and failures as Append.
+  Status AppendZero(uint64_t first, uint32_t count, ZeroPlacedFn placed, void* ctx) BV_EXCLUDES(mu_);
+
   // Copies the block at `pos` if it is still held in a buffer not yet
   // written to the file; false otherwise (read it from the file).
   bool ReadBuffered(uint32_t pos, uint8_t* out) BV_EXCLUDES(mu_);
@@ -125,10 +136,11 @@ class LogWriter {
   struct PendingBlock {
     uint64_t lba;
     uint32_t pos, crc;
-    std::vector<uint8_t> data;  // 4096 bytes
+    std::vector<uint8_t> data;  // 4096 bytes; empty for a zero range
+    uint32_t zero_count = 0;    // > 0: blocks [lba, lba+zero_count) read as zeros
   };
   struct FailureState {
-    std::vector<PendingBlock> undurable;   // appended, never made durable, in log order
+    std::vector<PendingBlock> undurable;   // appended, never made durable, in log order (a record's zeros first)
     std::vector<LiveSegment> durable_segments;  // live segments trimmed to their durable records
     uint64_t durable_seq = 0;
     uint64_t next_seq = 0;

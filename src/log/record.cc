@@ -31,7 +31,7 @@ uint32_t BlockCrc(uint64_t lba, const void* block) {
 void EncodeHeader(RecordHeader* h, uint8_t* b) {
   std::memset(b, 0, kBlockSize);
   Put32(b + 0, kMagic);
-  Put16(b + 4, kVersion);
+  Put16(b + 4, h->nzero > 0 ? kVersionZero : kVersion);
   Put16(b + 6, 0);
   std::memcpy(b + 8, h->uuid.data(), 16);
   Put64(b + 24, h->record_seq);
@@ -39,10 +39,15 @@ void EncodeHeader(RecordHeader* h, uint8_t* b) {
   Put64(b + 40, h->durable_seq);
   Put32(b + 48, h->prev_crc);
   Put32(b + 52, h->nblocks);
+  Put32(b + 56, h->nzero);
   uint8_t* e = b + kHeaderFixedSize;
   for (uint32_t i = 0; i < h->nblocks; i++, e += kEntrySize) {
     Put64(e, h->entries[i].lba & kLbaMask);
     Put32(e + 8, h->entries[i].block_crc);
+  }
+  for (uint32_t i = 0; i < h->nzero; i++, e += kEntrySize) {
+    Put64(e, (h->zeros[i].first & kLbaMask) | uint64_t{static_cast<uint8_t>(EntryKind::kZero)} << 56);
+    Put32(e + 8, h->zeros[i].count);
   }
   h->header_crc = crc32c::Value(b, kHeaderCrcOffset);
   Put32(b + kHeaderCrcOffset, h->header_crc);
@@ -51,19 +56,23 @@ void EncodeHeader(RecordHeader* h, uint8_t* b) {
 Status DecodeHeader(const uint8_t* b, const Uuid& uuid, RecordHeader* h) {
   if (Get32(b) != kMagic) return Status::Corruption("bad record magic");
   uint16_t version = Get16(b + 4);
-  if (version != kVersion) return Status::Corruption("unsupported record version " + std::to_string(version));
+  if (version != kVersion && version != kVersionZero)
+    return Status::Corruption("unsupported record version " + std::to_string(version));
   uint32_t stored = Get32(b + kHeaderCrcOffset);
   if (crc32c::Value(b, kHeaderCrcOffset) != stored) return Status::Corruption("record header checksum mismatch");
   if (std::memcmp(b + 8, uuid.data(), 16) != 0) return Status::Corruption("record belongs to another volume");
   uint32_t n = Get32(b + 52);
-  if (n == 0 || n > kMaxRecordBlocks) return Status::Corruption("record block count out of range");
   // Untrusted input: fields this version does not define must be zero, so a
   // header from a future version (or a forged one with a valid crc) is never
   // half-understood.
   uint16_t flags = Get16(b + 6);
   if (flags != 0) return Status::Corruption("unknown record flags " + std::to_string(flags));
-  if (Get64(b + 56) != 0) return Status::Corruption("nonzero reserved bytes in the record header (offset 56)");
-  const uint8_t* tail = b + kHeaderFixedSize + size_t{n} * kEntrySize;
+  uint32_t z = Get32(b + 56);
+  if (Get32(b + 60) != 0) return Status::Corruption("nonzero reserved bytes in the record header (offset 60)");
+  if ((version == kVersion) != (z == 0)) return Status::Corruption("record version does not match its zero entries");
+  if (n > kMaxRecordBlocks || z > kMaxRecordEntries || n + z == 0 || n + z > kMaxRecordEntries)
+    return Status::Corruption("record block count out of range");
+  const uint8_t* tail = b + kHeaderFixedSize + size_t{n + z} * kEntrySize;
   for (const uint8_t* p = tail; p < b + kHeaderCrcOffset; p++) {
     if (*p != 0) {
       return Status::Corruption("nonzero reserved bytes after the record's entries (offset " +
@@ -76,6 +85,7 @@ Status DecodeHeader(const uint8_t* b, const Uuid& uuid, RecordHeader* h) {
   h->durable_seq = Get64(b + 40);
   h->prev_crc = Get32(b + 48);
   h->nblocks = n;
+  h->nzero = z;
   h->header_crc = stored;
   const uint8_t* e = b + kHeaderFixedSize;
   for (uint32_t i = 0; i < n; i++, e += kEntrySize) {
@@ -83,6 +93,14 @@ Status DecodeHeader(const uint8_t* b, const Uuid& uuid, RecordHeader* h) {
     if ((raw >> 56) != static_cast<uint64_t>(EntryKind::kData)) return Status::Corruption("unknown record entry kind");
     h->entries[i].lba = raw & kLbaMask;
     h->entries[i].block_crc = Get32(e + 8);
+  }
+  for (uint32_t i = 0; i < z; i++, e += kEntrySize) {
+    uint64_t raw = Get64(e);
+    if ((raw >> 56) != static_cast<uint64_t>(EntryKind::kZero)) return Status::Corruption("unknown record entry kind");
+    h->zeros[i].first = raw & kLbaMask;
+    h->zeros[i].count = Get32(e + 8);
+    if (h->zeros[i].count == 0 || h->zeros[i].first + h->zeros[i].count > kMaxImageBlocks)
+      return Status::Corruption("record zero range out of range");
   }
   return Status::OK();
 }

@@ -18,14 +18,22 @@ struct RecordEntry {
   uint32_t block_crc = 0;
 };
 
+// A zero range: image blocks [first, first + count) read as zeros.
+struct ZeroEntry {
+  uint64_t first = 0;
+  uint32_t count = 0;
+};
+
 struct RecordHeader {
   Uuid uuid{};
   uint64_t record_seq = 0;
   uint64_t segment_seq = 0;
   uint64_t durable_seq = 0;
   uint32_t prev_crc = 0;
-  uint32_t nblocks = 0;
+  uint32_t nblocks = 0;  // data blocks (and data entries)
+  uint32_t nzero = 0;    // zero entries; nblocks + nzero <= kMaxRecordEntries
   RecordEntry entries[kMaxRecordBlocks];
+  ZeroEntry zeros[kMaxRecordEntries];
   // Filled in by Encode/Decode: the crc stored at kHeaderCrcOffset.
   uint32_t header_crc = 0;
 };

@@ -6,6 +6,7 @@
 #include <memory>
 #include <spdlog/spdlog.h>
 
+#include "index/zero_map.h"
 #include "log/log_scanner.h"
 
 namespace boostvol {
@@ -199,6 +200,9 @@ Status Migrator::MigrateBatch(const std::vector<log::LiveSegment>& segs, bool* l
   std::vector<BlockRef> refs;
   auto hdr = std::make_unique<log::RecordHeader>();
   uint32_t order = 0;
+  // The batch's zero ranges, tagged with their order (a record's zero ranges
+  // come before its data blocks: log_format.h).
+  ZeroMap zeros;
   for (const log::LiveSegment& seg : segs) {
     uint32_t used = 0;
     uint32_t slot_start = static_cast<uint32_t>((seg.segment_seq % o_.segment_count) * o_.segment_blocks);
@@ -212,6 +216,8 @@ Status Migrator::MigrateBatch(const std::vector<log::LiveSegment>& segs, bool* l
                                   std::to_string(seg.segment_seq) + " cannot be migrated: " + s.message() +
                                   ". Run `boostvol check FAST`");
       }
+      for (uint32_t i = 0; i < hdr->nzero; i++)
+        zeros.Add(hdr->zeros[i].first, hdr->zeros[i].first + hdr->zeros[i].count, order++);
       for (uint32_t i = 0; i < hdr->nblocks; i++)
         refs.push_back(BlockRef{static_cast<uint32_t>(hdr->entries[i].lba), order++, slot_start + used + 1 + i,
                                 hdr->entries[i].block_crc, nullptr});
@@ -233,6 +239,15 @@ Status Migrator::MigrateBatch(const std::vector<log::LiveSegment>& segs, bool* l
   });
   refs.erase(std::unique(refs.begin(), refs.end(), [](const BlockRef& a, const BlockRef& b) { return a.lba == b.lba; }),
              refs.end());
+  // A block zeroed after its newest data copy in the batch stays zero.
+  if (!zeros.empty()) {
+    refs.erase(std::remove_if(refs.begin(), refs.end(),
+                              [&](const BlockRef& r) {
+                                uint64_t tag;
+                                return zeros.Covers(r.lba, &tag) && tag > r.order;
+                              }),
+               refs.end());
+  }
   // Spans: runs of dirty blocks whose gaps are at most gap_blocks. A span of
   // three or more extents is written whole, its gaps read from home first:
   // one read and one write instead of one write per extent (on a disk that
@@ -260,12 +275,25 @@ Status Migrator::MigrateBatch(const std::vector<log::LiveSegment>& segs, bool* l
   home::Batch batch;
   batch.end.segment_seq = segs.back().segment_seq + 1;
   batch.end.record_seq = segs.back().last_record + 1;
+  uint64_t zero_bytes = 0;
+  for (const ZeroMap::Range& z : zeros.All()) {
+    uint64_t off = z.first * log::kBlockSize, len = (z.end - z.first) * log::kBlockSize;
+    if (!batch.zeros.empty() && batch.zeros.back().offset + batch.zeros.back().length == off)
+      batch.zeros.back().length += len;
+    else
+      batch.zeros.push_back(home::ZeroExtent{off, len});
+    zero_bytes += len;
+  }
   uint8_t* out = buf.data();
   uint64_t filled_blocks = 0;
   for (const Span& sp : spans) {
     if (sp.extents >= 3) {
       uint64_t first_lba = refs[sp.first].lba, n = refs[sp.last].lba - first_lba + 1;
       BV_RETURN_IF_ERROR(o_.home->Read(first_lba * log::kBlockSize, out, n * log::kBlockSize));
+      // Gap blocks the batch zeroes must not be written back with their old contents.
+      if (!zeros.empty())
+        for (uint64_t k = 0; k < n; k++)
+          if (zeros.Covers(first_lba + k)) std::memset(out + k * log::kBlockSize, 0, log::kBlockSize);
       for (size_t i = sp.first; i <= sp.last; i++)
         std::memcpy(out + (refs[i].lba - first_lba) * log::kBlockSize, refs[i].data, log::kBlockSize);
       batch.extents.push_back(home::Extent{first_lba * log::kBlockSize, static_cast<uint32_t>(n * log::kBlockSize), out});
@@ -299,7 +327,7 @@ Status Migrator::MigrateBatch(const std::vector<log::LiveSegment>& segs, bool* l
   meta::MigrationStats ms;
   ms.blocks = refs.size();
   ms.bytes = refs.size() * uint64_t{log::kBlockSize};
-  ms.extents = batch.extents.size();
+  ms.extents = batch.extents.size() + batch.zeros.size();
   Status cs = o_.meta->CommitMigration(batch.end, ms);
   {
     MutexLock l(&mu_);
@@ -326,6 +354,7 @@ Status Migrator::MigrateBatch(const std::vector<log::LiveSegment>& segs, bool* l
   stats_.blocks += ms.blocks;
   stats_.bytes += ms.bytes;
   stats_.extents += ms.extents;
+  stats_.zero_bytes += zero_bytes;
   spdlog::debug("migrated segments {}..{}: {} blocks in {} extents", segs.front().segment_seq, segs.back().segment_seq,
                 ms.blocks, ms.extents);
   return Status::OK();

@@ -2,14 +2,16 @@
 //
 // A batch is a run of consecutive sealed, durable segments starting at the
 // migration watermark. For every image block written in the batch the copy
-// to write home is the newest one *within the batch*, so after the batch the
+// to write home is the newest one *within the batch* (or none, if a zero range
+// in the batch comes after it), so after the batch the
 // home holds exactly the image as of the batch's last record (DESIGN.md 2.7:
 // home is always a prefix). Blocks are sorted by address and merged into
 // extents, and Home::ApplyBatch makes the batch crash-atomic and durable.
 //
 // Order of a batch (each step only after the one before succeeded):
 //   1. read the batch's records from the log, verifying every checksum;
-//   2. Home::ApplyBatch (journal, in-place writes, fdatasync, stamp);
+//   2. Home::ApplyBatch (journal, zero ranges, in-place writes, fdatasync,
+//      stamp);
 //   3. on_applied: the volume drops index entries that still point into the
 //      batch (those blocks now read from home) and waits out readers;
 //   4. MetaStore::CommitMigration (watermark, freed segments, counters);
@@ -111,6 +113,7 @@ class Migrator {
     std::string state;  // idle | migrating | retrying | backoff | stopped
     std::string last_error;
     uint64_t batches = 0, blocks = 0, bytes = 0, extents = 0, failures = 0;
+    uint64_t zero_bytes = 0;  // bytes of zero ranges applied at home (holes punched)
     int64_t failing_since_unix = 0;  // 0 when healthy
     int64_t next_retry_unix = 0;     // while in backoff: when the next attempt starts
     uint64_t batch_running_ms = 0;   // how long the batch in progress has run

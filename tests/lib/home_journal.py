@@ -9,7 +9,8 @@
       means the batch was half applied when the copy was taken (a mix, unless some extents did not change).
   replay SLOW IMAGE
       If the journal is live and carries data, writes its extents into IMAGE (a copy of SLOW/image) and fsyncs
-      it: what boostvol's Open does (rule O3) before anything else. Prints what it did.
+      it: what boostvol's Open does (rule O3) before anything else. Prints what it did. Zero extents (version 2:
+      a TRIM or write-zeroes the batch carries) are written as zeros, before the data extents (table order).
 An independent implementation of the documented format: if it and boostvol disagree, one of them is wrong.
 """
 import os
@@ -46,7 +47,7 @@ def read_stamp(slow):
 
 
 def examine(slow):
-    """Returns (kind, detail, extents [(offset, bytes)])."""
+    """Returns (kind, detail, extents [(offset, bytes)]); a zero extent comes back as its zero bytes."""
     path = os.path.join(slow, "boostvol-journal")
     with open(path, "rb") as f:
         j = f.read()
@@ -60,7 +61,7 @@ def examine(slow):
     if magic != 0x4A485642 or crc32c(hdr[:4092]) != hcrc:
         return "torn", "bad magic or header crc", []
     base_seg, base_rec, end_seg, end_rec, image_size, count, total, body_crc = struct.unpack_from("<QQQQQQQI", hdr, 24)
-    if version != 1 or flags & ~1:
+    if version not in (1, 2) or flags & ~1:
         return "other", f"unsupported version {version} flags {flags}", []
     intent_only = bool(flags & 1)
     table_bytes = (16 * count + 4095) // 4096 * 4096
@@ -82,7 +83,10 @@ def examine(slow):
     extents = []
     pos = 4096 + table_bytes
     for i in range(count):
-        off, length, pad = struct.unpack_from("<QII", table, 16 * i)
+        off, length, eflags = struct.unpack_from("<QII", table, 16 * i)
+        if eflags == 1 and version == 2:
+            extents.append((off, bytes(length)))  # a zero extent: no bytes in the data area
+            continue
         extents.append((off, j[pos:pos + length]))
         pos += length
     return "live", where, extents

@@ -961,3 +961,76 @@ TEST_F(DirectoryHomeFaultTest, PowerCutDuringReplayLeavesOldOrNew) {
 
 }  // namespace
 }  // namespace boostvol::home
+
+namespace boostvol::home {
+namespace {
+
+uint64_t AllocatedBytes(const std::string& path) {
+  struct stat st;
+  if (::stat(path.c_str(), &st) != 0) return ~uint64_t{0};
+  return static_cast<uint64_t>(st.st_blocks) * 512;
+}
+
+// Zero extents are applied before data extents, and free space at home (a
+// hole in SLOW/image).
+TEST_F(DirectoryHomeTest, ZeroExtentsPunchHolesBeforeTheData) {
+  Create();
+  std::unique_ptr<Home> home;
+  HomeOpenReport report;
+  ASSERT_TRUE(Open(&home, &report).ok());
+  TestBatch full;
+  full.Add(0, kImageBlocks, 5, &model_);
+  full.batch.end = Wm(1, 10);
+  ASSERT_TRUE(home->ApplyBatch(full.batch).ok());
+  const uint64_t before = AllocatedBytes(Path("image"));
+  ASSERT_GE(before, kImageSize);
+
+  TestBatch tb;
+  tb.batch.zeros.push_back(ZeroExtent{8 * kBlock, 32 * kBlock});
+  std::memset(model_.data() + 8 * kBlock, 0, 32 * kBlock);
+  tb.Add(10, 1, 77, &model_);  // written after the zeros of its batch
+  tb.batch.end = Wm(2, 20);
+  Status s = home->ApplyBatch(tb.batch);
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  EXPECT_EQ(model_, ReadAll(home.get()));
+  const uint64_t after = AllocatedBytes(Path("image"));
+  EXPECT_LE(after + 28 * kBlock, before) << "the punched range should no longer be allocated";
+}
+
+// A journal with zero extents (version 2) is replayed after a crash: zeros
+// first, then data; the batch lands whole.
+TEST_F(DirectoryHomeTest, JournalWithZeroExtentsIsReplayedAfterACrash) {
+  Create();
+  {
+    std::unique_ptr<Home> home;
+    HomeOpenReport report;
+    ASSERT_TRUE(Open(&home, &report).ok());
+    TestBatch full;
+    full.Add(0, kImageBlocks, 9, &model_);
+    full.batch.end = Wm(1, 10);
+    ASSERT_TRUE(home->ApplyBatch(full.batch).ok());
+  }
+  TestBatch tb;
+  tb.batch.zeros.push_back(ZeroExtent{0, 4 * kBlock});
+  tb.batch.zeros.push_back(ZeroExtent{30 * kBlock, 10 * kBlock});
+  std::memset(model_.data(), 0, 4 * kBlock);
+  std::memset(model_.data() + 30 * kBlock, 0, 10 * kBlock);
+  tb.Add(2, 1, 21, &model_);
+  tb.Add(35, 2, 22, &model_);
+  tb.batch.end = Wm(3, 40);
+  PlantJournal(Wm(1, 10), tb.batch);
+  std::string journal = ReadWholeFile(Path("boostvol-journal"));
+  ASSERT_GE(journal.size(), 6u);
+  EXPECT_EQ(2, journal[4]) << "a journal with zero extents is version 2";
+
+  std::unique_ptr<Home> home;
+  HomeOpenReport report;
+  Status s = Open(&home, &report);
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  EXPECT_TRUE(report.journal_replayed);
+  EXPECT_EQ(40u, home->watermark().record_seq);
+  EXPECT_EQ(model_, ReadAll(home.get()));
+}
+
+}  // namespace
+}  // namespace boostvol::home

@@ -87,9 +87,25 @@ void RandomWrite(std::mt19937_64& rng, Volume* vol, ImageModel* model) {
   std::vector<uint8_t> data(len);
   uint64_t seed = rng();
   for (size_t i = 0; i < len; i++) data[i] = static_cast<uint8_t>((seed >> (i % 56)) + i * 131);
+  if (seed % 8 == 0) {
+    // Zero-filled blocks inside the write (logged as zero ranges).
+    uint64_t a = rng() % len, b = a + rng() % (len - a + 1);
+    std::memset(data.data() + a, 0, b - a);
+  }
   Status s = vol->Write(off, len, data.data());
   ASSERT_TRUE(s.ok()) << s.ToString();
   model->Apply(off, data.data(), len);
+}
+
+// TRIM / write-zeroes of a random range (aligned, unaligned, large).
+void RandomZero(std::mt19937_64& rng, Volume* vol, ImageModel* model) {
+  uint64_t len = rng() % 3 == 0 ? 1 + rng() % 9000 : 4096 * (1 + rng() % 96);
+  uint64_t off = (rng() % 2) ? (rng() % (kImage / 4096)) * 4096 : rng() % kImage;
+  if (off + len > kImage) off = kImage - len;
+  Status s = vol->Zero(off, len, rng() % 2 == 0);
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  std::vector<uint8_t> z(len, 0);
+  model->Apply(off, z.data(), len);
 }
 
 TEST(VolumeTest, WritesReadBackThroughBufferLogAndHome) {
@@ -316,7 +332,8 @@ struct CutStats {
   int meta_armed = 0;      // cuts armed for a meta.db commit (the rest found no commit to land in)
 };
 
-// The randomized model check: writes, flushes, migrations and power cuts in
+// The randomized model check: writes (some with zero-filled blocks), zero
+// ranges (TRIM / write-zeroes), flushes, migrations and power cuts in
 // every mode on either directory; after each cut the image must be a prefix
 // of the write history that includes everything flushed.
 //
@@ -344,9 +361,12 @@ void PowerCutRun(uint64_t seed, int steps, CutStats* stats) {
   for (int step = 0; step < steps; step++) {
     stats->steps++;
     unsigned op = rng() % 100;
-    if (op < 70) {
+    if (op < 62) {
       f.MakeRoom();
       RandomWrite(rng, f.vol.get(), &model);
+    } else if (op < 70) {
+      f.MakeRoom();
+      RandomZero(rng, f.vol.get(), &model);
     } else if (op < 82) {
       ASSERT_TRUE(f.vol->Flush().ok());
       model.MarkFlushed();
