@@ -71,7 +71,7 @@ TEST(RecordTest, RejectsUnknownFlagsAndNonzeroReservedBytes) {
   RecordHeader d;
   ASSERT_TRUE(DecodeHeader(good.data(), u, &d).ok());
   const size_t after_entries = kHeaderFixedSize + 2 * kEntrySize;
-  for (size_t off : {size_t{6}, size_t{7}, size_t{56}, size_t{63}, after_entries, size_t{kHeaderCrcOffset - 1}}) {
+  for (size_t off : {size_t{6}, size_t{7}, size_t{60}, size_t{63}, after_entries, size_t{kHeaderCrcOffset - 1}}) {
     SCOPED_TRACE("byte " + std::to_string(off));
     std::vector<uint8_t> bad = good;
     bad[off] = 0x01;
@@ -80,6 +80,14 @@ TEST(RecordTest, RejectsUnknownFlagsAndNonzeroReservedBytes) {
     Status s = DecodeHeader(bad.data(), u, &d);
     EXPECT_TRUE(s.IsCorruption()) << s.ToString();
     EXPECT_NE(s.message().find(off < 8 ? "flags" : "reserved"), std::string::npos) << s.message();
+  }
+  // Offset 56 is nzero: a version 1 record claiming zero entries is corrupt.
+  {
+    std::vector<uint8_t> bad = good;
+    bad[56] = 0x01;
+    uint32_t crc = crc32c::Value(bad.data(), kHeaderCrcOffset);
+    std::memcpy(bad.data() + kHeaderCrcOffset, &crc, 4);
+    EXPECT_TRUE(DecodeHeader(bad.data(), u, &d).IsCorruption());
   }
   // The last byte of the entries themselves is data, not reserved.
   std::vector<uint8_t> entry = good;
