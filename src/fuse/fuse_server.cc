@@ -16,9 +16,11 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cerrno>
 #include <cstdarg>
+#include <cstdio>
 #include <cstring>
 #include <ctime>
 #include <exception>
@@ -60,6 +62,89 @@ std::string TakeLastFuseMessage() {
   std::string m;
   m.swap(g_last_fuse_message);
   return m.empty() ? std::string("no details from libfuse") : m;
+}
+
+// ---------------------------------------------------------------------------
+// Diagnostic write trace (docs/testing.md, "Write trace"): off unless the
+// environment variable BOOSTVOL_WRITE_TRACE names a file. One line per event,
+// appended with one write(2) (O_APPEND), so that a SIGKILL loses nothing that
+// was written before it:
+//   S <pid>                                 the daemon started tracing
+//   W <id> <offset> <length> <pieces>       a write request arrived (before Volume::Write)
+//   K <id> <ack>                            ... and was acknowledged, as the <ack>th write of this run
+//   F <acked_at_begin> <acked_at_end>       an fsync returned success; it began after <acked_at_begin> acks
+// <pieces>: per 4 KiB image block the write touches, block:first:end:crc (bytes [first, end) of the block,
+// crc = CRC-32 as zlib computes it, hex), comma-separated. tests/lib/write_trace_check.py reads it.
+// Off by default; when on, it costs a CRC pass and two small appends per write.
+
+uint32_t ZlibCrc32(const unsigned char* p, size_t n) {
+  static const auto kTable = [] {
+    std::array<uint32_t, 256> t{};
+    for (uint32_t i = 0; i < 256; i++) {
+      uint32_t c = i;
+      for (int k = 0; k < 8; k++) c = (c & 1) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
+      t[i] = c;
+    }
+    return t;
+  }();
+  uint32_t c = 0xFFFFFFFFu;
+  for (size_t i = 0; i < n; i++) c = kTable[(c ^ p[i]) & 0xFF] ^ (c >> 8);
+  return c ^ 0xFFFFFFFFu;
+}
+
+class WriteTrace {
+ public:
+  WriteTrace() {
+    const char* path = std::getenv("BOOSTVOL_WRITE_TRACE");
+    if (path == nullptr || *path == '\0') return;
+    fd_ = ::open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd_ < 0) {
+      spdlog::warn("BOOSTVOL_WRITE_TRACE={}: cannot open it ({}); no write trace", path, std::strerror(errno));
+      return;
+    }
+    spdlog::warn("diagnostic write trace on: appending every write and fsync to {} (BOOSTVOL_WRITE_TRACE)", path);
+    Append("S " + std::to_string(getpid()) + "\n");
+  }
+  ~WriteTrace() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  bool on() const { return fd_ >= 0; }
+
+  uint64_t Arrived(uint64_t off, size_t len, const char* data) {
+    const uint64_t id = next_id_.fetch_add(1) + 1;
+    std::string line = "W " + std::to_string(id) + " " + std::to_string(off) + " " + std::to_string(len) + " ";
+    char piece[64];
+    for (uint64_t pos = off; pos < off + len;) {
+      const uint64_t blk = pos / 4096, first = pos % 4096, end = std::min<uint64_t>(4096, first + (off + len - pos));
+      const uint32_t crc = ZlibCrc32(reinterpret_cast<const unsigned char*>(data) + (pos - off), end - first);
+      std::snprintf(piece, sizeof(piece), "%s%llu:%llu:%llu:%08x", pos == off ? "" : ",",
+                    static_cast<unsigned long long>(blk), static_cast<unsigned long long>(first),
+                    static_cast<unsigned long long>(end), crc);
+      line += piece;
+      pos += end - first;
+    }
+    Append(line + "\n");
+    return id;
+  }
+  void Acked(uint64_t id) { Append("K " + std::to_string(id) + " " + std::to_string(acked_.fetch_add(1) + 1) + "\n"); }
+  uint64_t acked() const { return acked_.load(); }
+  void Fsynced(uint64_t acked_at_begin) {
+    Append("F " + std::to_string(acked_at_begin) + " " + std::to_string(acked_.load()) + "\n");
+  }
+
+ private:
+  void Append(const std::string& line) {
+    if (::write(fd_, line.data(), line.size()) != static_cast<ssize_t>(line.size())) {
+      spdlog::warn("write trace: an append failed or was short ({}); the trace is incomplete", std::strerror(errno));
+    }
+  }
+  int fd_ = -1;
+  std::atomic<uint64_t> next_id_{0}, acked_{0};
+};
+
+WriteTrace& Trace() {
+  static WriteTrace trace;
+  return trace;
 }
 
 // ---------------------------------------------------------------------------
@@ -325,18 +410,22 @@ void do_write_buf(fuse_req_t req, fuse_ino_t ino, fuse_bufvec* in_buf, off_t off
     len = static_cast<size_t>(got);
     data = buf;
   }
+  const uint64_t trace_id = Trace().on() ? Trace().Arrived(uoff, len, data) : 0;
   Status st = s->volume()->Write(uoff, len, data);
   if (!st.ok()) {
     return Fail(req, ErrnoOf(st), Loud::kError, "write",
                 "offset " + std::to_string(uoff) + " length " + std::to_string(len) + ": " + st.ToString());
   }
   s->TouchImageMtime();
+  if (trace_id != 0) Trace().Acked(trace_id);
   fuse_reply_write(req, len);
 }
 
 void do_fsync(fuse_req_t req, const char* op) {
+  const uint64_t acked_at_begin = Trace().on() ? Trace().acked() : 0;
   Status st = S(req)->volume()->Flush();
   if (!st.ok()) return Fail(req, ErrnoOf(st), Loud::kError, op, st.ToString());
+  if (Trace().on()) Trace().Fsynced(acked_at_begin);
   fuse_reply_err(req, 0);
 }
 
@@ -722,6 +811,7 @@ Status RunFuseServer(Volume* volume, const FuseServerOptions& opts) {
     sigaddset(&set, SIGHUP);
     pthread_sigmask(SIG_UNBLOCK, &set, nullptr);
 
+    Trace();  // opens BOOSTVOL_WRITE_TRACE, if set, before the first request
     fuse_loop_config* cfg = fuse_loop_cfg_create();
     fuse_loop_cfg_set_clone_fd(cfg, 1);
     unsigned idle = opts.max_idle_threads, max = opts.max_threads;

@@ -21,9 +21,19 @@
 
   verify ROOT SIDE
       For every path in SIDE: last record C -> the file exists with that sha256; X -> it does not exist;
-      R -> the old or the new contents; D -> absent or the old contents; O -> it exists (contents: any mix).
+      R -> the old or the new contents; D -> absent or the old contents; O -> it exists (contents: any mix);
+      U -> one of the states its record lists (see untrust).
       Then reads every regular file under ROOT (a read error is a problem). Exit 1 with the reasons on any
       problem.
+
+  untrust SIDE BYTES
+      The records after the first BYTES of SIDE were appended after the kill began, by fsyncs that may have
+      returned while the device was failing (docs/testing.md, "The XFS finding"): do not trust them, but do not
+      forget the operations they started either. Truncates SIDE to BYTES and appends, for every path that has a
+      record before BYTES and one after it, "U path STATE..." naming every state its records allow: the state
+      before BYTES, and each later record's (C sha -> sha; X -> "-", absent; R old new -> old, new; D old -> old,
+      "-"; O old -> old, "*", any contents). A path with no record before BYTES (a new file) is dropped, as
+      before. Prints how many records were late and how many paths became U.
 """
 import argparse
 import hashlib
@@ -136,7 +146,7 @@ def cmd_run(args):
         state = load_side(args.side)
         # Resolve what a crash left pending, from the (verified) disk.
         for path, (kind, _f) in sorted(state.items()):
-            if kind in ("R", "O", "D"):
+            if kind in ("R", "O", "D", "U"):
                 full = os.path.join(root, path)
                 if os.path.exists(full):
                     s = file_sha(full)
@@ -289,6 +299,12 @@ def cmd_verify(args):
             n["pending"] += 1
             if not exists:
                 problems.append(f"{path}: overwrite in flight, but the file is gone")
+        elif kind == "U":
+            n["pending"] += 1
+            if (cur is None and "-" not in f) or (cur is not None and "*" not in f and cur not in f):
+                problems.append(f"{path}: changed after the kill began (untrusted records): reads "
+                                f"{'as missing' if cur is None else cur[:16] + '...'}, none of "
+                                f"{' '.join(x[:16] for x in f)}")
     files = 0
     for dirpath, _dirs, filenames in os.walk(root):
         for name in filenames:
@@ -307,6 +323,47 @@ def cmd_verify(args):
     return 1 if problems else 0
 
 
+def states_of(kind, fields):
+    """The states a record allows, as U tokens: a sha256, "-" (absent), "*" (any contents)."""
+    return {"C": lambda: [fields[0]], "X": lambda: ["-"], "R": lambda: fields[:2], "D": lambda: [fields[0], "-"],
+            "O": lambda: [fields[0], "*"], "U": lambda: list(fields)}[kind]()
+
+
+def cmd_untrust(args):
+    with open(args.side, "rb") as f:
+        data = f.read()
+    keep, late = data[:args.bytes], data[args.bytes:]
+    if late and keep and not keep.endswith(b"\n"):
+        raise SystemExit(f"untrust: byte {args.bytes} of {args.side} is inside a record")
+    before = {}
+    for line in keep.decode().splitlines():
+        parts = line.split()
+        if parts:
+            before[parts[1]] = (parts[0], parts[2:])
+    states, order, n_late = {}, [], 0
+    for line in late.decode().splitlines(keepends=True):
+        parts = line.split()
+        if not parts or not line.endswith("\n"):
+            continue
+        n_late += 1
+        path = parts[1]
+        if path not in before:
+            continue  # a file created after the kill began: as if never recorded
+        if path not in states:
+            states[path] = states_of(*before[path])
+            order.append(path)
+        states[path] += [t for t in states_of(parts[0], parts[2:]) if t not in states[path]]
+    with open(args.side, "r+b") as f:
+        f.truncate(args.bytes)
+        f.seek(args.bytes)
+        for path in order:
+            f.write(("U " + path + " " + " ".join(states[path]) + "\n").encode())
+        f.flush()
+        os.fsync(f.fileno())
+    print(f"untrust: {n_late} late record(s); {len(order)} path(s) left in flight: {' '.join(order)}")
+    return 0
+
+
 def main():
     p = argparse.ArgumentParser()
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -323,7 +380,12 @@ def main():
     v = sub.add_parser("verify")
     v.add_argument("root")
     v.add_argument("side")
+    u = sub.add_parser("untrust")
+    u.add_argument("side")
+    u.add_argument("bytes", type=int)
     args = p.parse_args()
+    if args.cmd == "untrust":
+        return cmd_untrust(args)
     if args.cmd == "list":
         print("\n".join(source_files(args.src)))
         return 0
