@@ -30,18 +30,13 @@ source "$(dirname "$0")/../lib/crash_lib.sh"
 need_root
 need_fuse
 need_loop
-# XFS runs in the long tier: a second finding is under investigation (an fsync'ed file, verified after an
-# earlier kill, read other contents after a later one; seed 7867, 4 cycles). The first finding (a directory
-# fsync reported OK while the log write behind it failed at the dying device) is XFS's, not boostvol's
-# (docs/testing.md, "The XFS finding"); the check trusts only records written before the kill (KILL_MARK_FILE).
-if [[ ${BOOSTVOL_LONG:-0} == 1 ]]; then
-  FSTYPES=${CRASH_FS:-ext4 xfs btrfs}
-else
-  # btrfs: mkfs.btrfs and btrfs check refuse to run while any FUSE mount on the machine is dead, which a crash
-  # test leaves behind for a moment; they run in a private mount namespace without the dead ones
-  # (without_dead_fuse_mounts in crash_lib.sh).
-  FSTYPES=${CRASH_FS:-ext4 btrfs}
-fi
+# Both XFS findings were the test's, not boostvol's (docs/testing.md, "The XFS finding" parts 1 and 2): the
+# bookkeeping now marks what the workload recorded after the kill began as uncertain (fs_workload.py untrust),
+# and a write trace of the daemon proves at block level that every write acknowledged before a successful fsync
+# reads back after recovery. btrfs: mkfs.btrfs and btrfs check refuse to run while any FUSE mount on the machine
+# is dead, which a crash test leaves behind for a moment; they run in a private mount namespace without the dead
+# ones (without_dead_fuse_mounts in crash_lib.sh).
+FSTYPES=${CRASH_FS:-ext4 xfs btrfs}
 need_cmd python3 losetup fusermount3 sha256sum
 for t in $FSTYPES; do
   case $t in
