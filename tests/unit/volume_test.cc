@@ -64,24 +64,37 @@ struct Fixture {
     EXPECT_TRUE(s.ok()) << s.ToString();
     return out;
   }
-  // Keeps room in the tiny log when no migrator thread runs.
-  void MakeRoom() {
+  // Keeps room in the tiny log when no migrator thread runs: enough free
+  // segments for a write of `len` bytes (a 16 KiB segment holds one record of
+  // at most 3 data blocks, and a sub-block edge may need a record of its own).
+  void MakeRoom(uint64_t len = 0) {
     VolumeStatus st = vol->GetStatus();
-    if (st.segments_live + 6 >= st.segments_total) {
+    const uint64_t need = len / 12288 + 6;
+    if (st.segments_live + need >= st.segments_total) {
       Status s = vol->Drain(nullptr);
       ASSERT_TRUE(s.ok()) << s.ToString();
     }
   }
 };
 
-void RandomWrite(std::mt19937_64& rng, Volume* vol, ImageModel* model) {
-  uint64_t len;
-  switch (rng() % 4) {
-    case 0: len = 512 * (1 + rng() % 8); break;       // sub-block
-    case 1: len = 4096; break;                        // one block
-    case 2: len = 4096 * (1 + rng() % 16); break;     // up to 64 KiB aligned
-    default: len = 1 + rng() % 20000; break;          // anything
+// The length of a random write: sub-block, one block, up to 64 KiB aligned, any
+// length up to ~20 KB, and with `large` also (1 in 8) 64 KiB to 1 MiB, aligned
+// or not (what the loop device sends for big sequential I/O).
+uint64_t RandomWriteLength(std::mt19937_64& rng, bool large) {
+  if (large && rng() % 8 == 0) {
+    uint64_t len = (64 << 10) + rng() % ((1 << 20) - (64 << 10) + 1);
+    return rng() % 2 ? (len + 4095) / 4096 * 4096 : len;
   }
+  switch (rng() % 4) {
+    case 0: return 512 * (1 + rng() % 8);     // sub-block
+    case 1: return 4096;                      // one block
+    case 2: return 4096 * (1 + rng() % 16);   // up to 64 KiB aligned
+    default: return 1 + rng() % 20000;        // anything
+  }
+}
+
+void RandomWrite(std::mt19937_64& rng, Volume* vol, ImageModel* model, uint64_t len = 0) {
+  if (len == 0) len = RandomWriteLength(rng, false);
   uint64_t off = (rng() % 2) ? (rng() % (kImage / 4096)) * 4096 : rng() % kImage;
   if (off + len > kImage) off = kImage - len;
   std::vector<uint8_t> data(len);
@@ -352,7 +365,7 @@ struct CutStats {
 void PowerCutRun(uint64_t seed, int steps, CutStats* stats) {
   SCOPED_TRACE("seed " + std::to_string(seed) + " (replay: BOOSTVOL_SEED=" + std::to_string(seed) + ")");
   Fixture f;
-  f.Create();
+  f.Create(16384, 2 << 20);  // 128 segments of 16 KiB: a 1 MiB write fits, and the log still wraps often
   ASSERT_TRUE(f.Open().ok());
   ImageModel model(kImage);
   std::mt19937_64 rng(seed);
@@ -362,8 +375,9 @@ void PowerCutRun(uint64_t seed, int steps, CutStats* stats) {
     stats->steps++;
     unsigned op = rng() % 100;
     if (op < 62) {
-      f.MakeRoom();
-      RandomWrite(rng, f.vol.get(), &model);
+      const uint64_t len = RandomWriteLength(rng, /*large=*/true);
+      f.MakeRoom(len);
+      RandomWrite(rng, f.vol.get(), &model, len);
     } else if (op < 70) {
       f.MakeRoom();
       RandomZero(rng, f.vol.get(), &model);
