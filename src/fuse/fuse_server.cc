@@ -70,7 +70,8 @@ std::string TakeLastFuseMessage() {
 // appended with one write(2) (O_APPEND), so that a SIGKILL loses nothing that
 // was written before it:
 //   S <pid>                                 the daemon started tracing
-//   W <id> <offset> <length> <pieces>       a write request arrived (before Volume::Write)
+//   W <id> <offset> <length> <pieces>       a write request arrived (before Volume::Write); a punch hole or
+//                                           zero range is traced as a write of zeros
 //   K <id> <ack>                            ... and was acknowledged, as the <ack>th write of this run
 //   F <acked_at_begin> <acked_at_end>       an fsync returned success; it began after <acked_at_begin> acks
 // <pieces>: per 4 KiB image block the write touches, block:first:end:crc (bytes [first, end) of the block,
@@ -110,13 +111,17 @@ class WriteTrace {
   }
   bool on() const { return fd_ >= 0; }
 
+  // data == nullptr: a zero range (fallocate punch hole / zero range), traced
+  // as a write of zeros.
   uint64_t Arrived(uint64_t off, size_t len, const char* data) {
+    static const std::array<unsigned char, 4096> kZeros{};
     const uint64_t id = next_id_.fetch_add(1) + 1;
     std::string line = "W " + std::to_string(id) + " " + std::to_string(off) + " " + std::to_string(len) + " ";
     char piece[64];
     for (uint64_t pos = off; pos < off + len;) {
       const uint64_t blk = pos / 4096, first = pos % 4096, end = std::min<uint64_t>(4096, first + (off + len - pos));
-      const uint32_t crc = ZlibCrc32(reinterpret_cast<const unsigned char*>(data) + (pos - off), end - first);
+      const uint32_t crc = ZlibCrc32(
+          data ? reinterpret_cast<const unsigned char*>(data) + (pos - off) : kZeros.data(), end - first);
       std::snprintf(piece, sizeof(piece), "%s%llu:%llu:%llu:%08x", pos == off ? "" : ",",
                     static_cast<unsigned long long>(blk), static_cast<unsigned long long>(first),
                     static_cast<unsigned long long>(end), crc);
@@ -489,12 +494,14 @@ void do_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t 
       return Fail(req, EFBIG, Loud::kInfo, "fallocate", "the image has a fixed size and cannot grow");
     const uint64_t from = std::min<uint64_t>(static_cast<uint64_t>(offset), s->size());
     const uint64_t to = std::min<uint64_t>(end, s->size());
+    const uint64_t trace_id = Trace().on() && to > from ? Trace().Arrived(from, to - from, nullptr) : 0;
     Status st = s->volume()->Zero(from, to - from, punch);
     if (!st.ok()) {
       return Fail(req, ErrnoOf(st), Loud::kError, punch ? "fallocate(punch hole)" : "fallocate(zero range)",
                   "offset " + std::to_string(from) + " length " + std::to_string(to - from) + ": " + st.ToString());
     }
     s->TouchImageMtime();
+    if (trace_id != 0) Trace().Acked(trace_id);
     fuse_reply_err(req, 0);
     return;
   }

@@ -209,8 +209,12 @@ _e2e_cleanup() {
     done < <(_e2e_mounts_under "$E2E_DIR")
   fi
   # 2. loop devices
+  # Only devices still backed by a file of this test: a device this test detached earlier may by now belong to
+  # another test running beside it (ctest --parallel), and detaching it would pull its disk away.
   for l in "${E2E_LOOPS[@]}"; do
-    losetup "$l" >/dev/null 2>&1 && timeout 30 losetup -d "$l" 2>/dev/null
+    local back
+    back=$(losetup -n -O BACK-FILE "$l" 2>/dev/null) || continue
+    [[ -n $E2E_DIR && $back == "$E2E_DIR"/* ]] && timeout 30 losetup -d "$l" 2>/dev/null
   done
   if [[ -n $E2E_DIR ]]; then
     for l in $(_e2e_loops_under "$E2E_DIR"); do timeout 30 losetup -d "$l" 2>/dev/null; done
