@@ -23,7 +23,7 @@
 # Environment:
 #   BUILD_ROOT    where the build dirs go (default: the source tree)
 #   JOBS          parallel compile jobs (default: nproc)
-#   FUZZ_SECONDS  seconds per fuzz target (default 25; 4 targets)
+#   FUZZ_SECONDS  seconds per fuzz target (default 15; 4 targets)
 #   GTEST_FILTER  restrict the unit tests (default: all)
 # Exit status: 0 if every part passed; 1 otherwise (the first failure stops it).
 set -euo pipefail
@@ -31,7 +31,7 @@ set -euo pipefail
 SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BUILD_ROOT=${BUILD_ROOT:-$SRC}
 JOBS=${JOBS:-$(nproc)}
-FUZZ_SECONDS=${FUZZ_SECONDS:-25}
+FUZZ_SECONDS=${FUZZ_SECONDS:-15}
 FUZZ_TARGETS=(fuzz_record_header fuzz_log_scan fuzz_home_stamp fuzz_checkpoint)
 export BOOSTVOL_QUICK=1
 # Symbolized stack traces in reports (llvm-symbolizer is in Debian's llvm-14).
