@@ -109,11 +109,7 @@ struct FaultVfsGlue {
 
   static int WriteLocked(V* v, VF* vf, const void* buf, int n, sqlite3_int64 off, std::function<void()>* hook)
       BV_REQUIRES(v->mu_) {
-    if (vf->dead || (vf->st && v->CrashesNow(vf->st->path))) {
-      v->counters_.failed++;
-      TakeHook(v, hook);
-      return SQLITE_IOERR_WRITE;
-    }
+    if (FailsNow(v, vf, hook)) return SQLITE_IOERR_WRITE;
     if (vf->st && n > 0) {
       FaultInjectionVfs::FileState* st = vf->st.get();
       const uint64_t first = static_cast<uint64_t>(off) / kSector;
@@ -136,6 +132,16 @@ struct FaultVfsGlue {
     }
   }
 
+  // True if this I/O must fail: the file's connection is dead, or the armed
+  // crash point is reached now. Counts the failure and hands out the crash
+  // hook (the caller runs it after dropping mu_).
+  static bool FailsNow(V* v, VF* vf, std::function<void()>* hook) BV_REQUIRES(v->mu_) {
+    if (!vf->dead && !(vf->st && v->CrashesNow(vf->st->path))) return false;
+    v->counters_.failed++;
+    TakeHook(v, hook);
+    return true;
+  }
+
   static int Truncate(sqlite3_file* f, sqlite3_int64 size) {
     VF* vf = F(f);
     V* v = vf->vfs;
@@ -143,9 +149,7 @@ struct FaultVfsGlue {
     int rc;
     {
       MutexLock l(&v->mu_);
-      if (vf->dead || (vf->st && v->CrashesNow(vf->st->path))) {
-        v->counters_.failed++;
-        TakeHook(v, &hook);
+      if (FailsNow(v, vf, &hook)) {
         rc = SQLITE_IOERR_TRUNCATE;
       } else {
         rc = SQLITE_OK;
@@ -173,9 +177,7 @@ struct FaultVfsGlue {
     int rc;
     {
       MutexLock l(&v->mu_);
-      if (vf->dead || (vf->st && v->CrashesNow(vf->st->path))) {
-        v->counters_.failed++;
-        TakeHook(v, &hook);
+      if (FailsNow(v, vf, &hook)) {
         rc = SQLITE_IOERR_FSYNC;
       } else {
         rc = vf->real()->pMethods->xSync(vf->real(), flags);
