@@ -274,15 +274,22 @@ Status VolumeImpl::Write(uint64_t offset, size_t len, const void* buf) {
       if (!stale && npartial == 0) {
         const uint64_t cutoff = sequential_cutoff_.load(std::memory_order_relaxed);
         const bool want = mode != WriteMode::kWriteback || (cutoff > 0 && stream_run >= cutoff);
-        if (want && !AnyCachedLocked(lba0, n)) {
+        if (want && !direct_unsupported_ && !AnyCachedLocked(lba0, n)) {
           Status ds = WriteDirectLocked(offset, len, src);
           if (ds.ok()) {
             bypassed_bytes_ += len;
             direct = true;
             break;
           }
+          if (ds.code() == Status::Code::kUnsupported) {
+            // This kind of home (RBD, for now) has no home-direct writes: said once, then not tried again.
+            direct_unsupported_ = true;
+            spdlog::info("{} takes no home-direct writes ({}); write_mode and sequential_cutoff have no effect, "
+                         "every write goes through the log",
+                         home_->Describe(), ds.message());
+          }
           uint64_t more = 0;
-          if (direct_errors_.Occurred(&more) != RepeatedError::kQuiet)
+          if (!direct_unsupported_ && direct_errors_.Occurred(&more) != RepeatedError::kQuiet)
             spdlog::warn("a home-direct write of {} bytes at {} was not done ({}); it goes through the log instead "
                          "(nothing is lost; this line at most once a minute{})",
                          len, offset, ds.ToString(), more ? ", " + std::to_string(more) + " more" : std::string());
