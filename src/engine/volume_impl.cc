@@ -385,6 +385,16 @@ Status VolumeImpl::WriteDirectLocked(uint64_t offset, size_t len, const uint8_t*
     BV_RETURN_IF_ERROR(home_->WriteDirect(offset, src, len));
   }
   if (uint64_t n = direct_errors_.Cleared()) spdlog::info("home-direct writes work again ({} went to the log)", n);
+  if (!direct_said_) {
+    direct_said_ = true;
+    spdlog::warn("writing straight home ({}): while the log holds older writes not yet home, {} alone is not "
+                 "crash-consistent (DESIGN.md 2.7; a crash with FAST intact still recovers a prefix). Set "
+                 "sequential_cutoff=0 and write_mode=writeback to keep it (docs/policies.md)",
+                 static_cast<WriteMode>(write_mode_.load()) == WriteMode::kWriteback
+                     ? std::string("a sequential stream past sequential_cutoff")
+                     : std::string("write_mode=") + WriteModeName(static_cast<WriteMode>(write_mode_.load())),
+                 home_->Describe());
+  }
   // A partial write that merged the old home copy of one of these blocks must merge again.
   WriterLock il(&index_mu_);
   migrate_epoch_++;

@@ -167,6 +167,7 @@ class VolumeImpl : public Volume {
   uint64_t stream_clock_ BV_GUARDED_BY(write_mu_) = 0;
   RepeatedError direct_errors_;  // home-direct writes refused or failing (logged instead)
   bool direct_unsupported_ BV_GUARDED_BY(write_mu_) = false;  // the home has no WriteDirect
+  bool direct_said_ BV_GUARDED_BY(write_mu_) = false;         // the 2.7 warning, once a mount
   std::atomic<bool> closed_{false};
   std::atomic<bool> degraded_{false};   // write-through: the log has failed
   std::atomic<uint64_t> lost_blocks_{0};  // blocks whose only copy was in an unreadable log
