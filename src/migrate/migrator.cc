@@ -10,6 +10,9 @@
 #include "log/log_scanner.h"
 
 namespace boostvol {
+
+std::atomic<void (*)()> g_migrator_after_gap_reads_for_test{nullptr};
+
 namespace {
 
 struct BlockRef {
@@ -321,6 +324,7 @@ Status Migrator::MigrateBatch(const std::vector<log::LiveSegment>& segs, bool* l
         spdlog::debug("batch: {} dirty blocks in {} extents, {} gap blocks filled from home", refs.size(),
                       batch.extents.size(), filled_blocks);
       record_data.clear();
+      if (auto hook = g_migrator_after_gap_reads_for_test.load(); hook != nullptr && filled_blocks > 0) hook();
       return o_.home->ApplyBatch(batch);
     }();
   }

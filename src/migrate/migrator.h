@@ -52,6 +52,11 @@
 
 namespace boostvol {
 
+// Tests only: called by a batch after it read its gap blocks from home and
+// before the home applies it (widens the window the home-direct write lock
+// closes, so a test can show it is needed). Null in production.
+extern std::atomic<void (*)()> g_migrator_after_gap_reads_for_test;
+
 struct MigratorOptions {
   File* log = nullptr;
   log::Uuid uuid{};
