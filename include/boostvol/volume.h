@@ -35,6 +35,8 @@ struct CreateOptions {
   uint64_t cache_size = 0;          // bytes of log on FAST; 0 = default (min(image, 1 GiB))
   uint32_t segment_size = 4 << 20;  // bytes per log segment
   bool home_journal = true;         // DESIGN.md 2.7 (false: home is unsafe without FAST)
+  // Tunables saved in meta.db at create (e.g. {"write_mode", "writearound"}); validated first.
+  std::vector<std::pair<std::string, std::string>> tunables;
   Env* env = nullptr;               // nullptr = the real file system
   const char* sqlite_vfs = nullptr;  // SQLite VFS for meta.db (tests); nullptr = SQLite's default
   // Start a fresh cache on the existing home in slow_dir (a directory home or rbd:POOL/IMAGE) instead of
@@ -101,6 +103,7 @@ struct VolumeStatus {
   // saved), bytes zeroed at home by migration (holes punched), and blocks
   // currently covered by zero ranges not yet home.
   uint64_t trimmed_bytes = 0, zeroed_bytes = 0, zero_block_bytes = 0, home_zeroed_bytes = 0;
+  uint64_t bypassed_bytes = 0;  // written straight home (write modes, sequential bypass)
   uint64_t pending_zero_blocks = 0;
   uint64_t mount_count = 0;
   bool clean_open = false;         // opened from a clean-stop checkpoint

@@ -1,4 +1,5 @@
 // boostvol create FAST SLOW --size 8G [--cache-size 2G] [--segment-size 4M] [--no-home-journal]
+//                 [--write-mode writeback|writethrough|writearound]
 // boostvol create FAST rbd:POOL/IMAGE --size 8G [--ceph-conf PATH] [--ceph-id NAME]   (docs/rbd-home.md)
 // boostvol create FAST SLOW|rbd:POOL/IMAGE --adopt    a fresh cache on an existing home
 #include <CLI/CLI.hpp>
@@ -16,6 +17,7 @@ namespace {
 struct CreateArgs {
   std::string fast, slow, size, cache_size, segment_size = "4M";
   bool no_home_journal = false;
+  std::string write_mode;
   bool adopt = false;
   std::string ceph_conf, ceph_id;
 };
@@ -58,6 +60,7 @@ int RunCreate(const CreateArgs& a, const GlobalOptions& g) {
   }
   o.segment_size = static_cast<uint32_t>(seg);
   o.home_journal = !a.no_home_journal;
+  if (!a.write_mode.empty()) o.tunables.push_back({"write_mode", a.write_mode});
   if (a.no_home_journal) {
     std::fprintf(stderr,
                  "boostvol: WARNING: --no-home-journal: migration writes the home copy in place without a redo\n"
@@ -97,6 +100,10 @@ void AddCreateCommand(CLI::App& app, const GlobalOptions& g, int* exit_code) {
   c->add_option("--ceph-id", a->ceph_id, "Ceph client name for an rbd: home, without 'client.' (default: admin)");
   c->add_option("--cache-size", a->cache_size, "Log size on FAST (default: min(image, 1 GiB))");
   c->add_option("--segment-size", a->segment_size, "Log segment size")->capture_default_str();
+  c->add_option("--write-mode", a->write_mode,
+                "writeback (default), writethrough or writearound (docs/policies.md); later: boostvol set FAST "
+                "write_mode=...")
+      ->check(CLI::IsMember({"writeback", "writethrough", "writearound"}));
   c->add_flag("--no-home-journal", a->no_home_journal,
               "UNSAFE: migrate without the home redo journal; SLOW alone is no longer crash-consistent");
   c->callback([a, &g, exit_code] { *exit_code = RunCreate(*a, g); });

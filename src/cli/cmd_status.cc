@@ -107,6 +107,8 @@ void PrintLive(const VolumeStatus& s, const control::StatusRates& r, const std::
               FormatBytes(s.trimmed_bytes).c_str(), FormatBytes(s.zeroed_bytes).c_str(),
               FormatBytes(s.zero_block_bytes).c_str(), FormatBytes(s.home_zeroed_bytes).c_str(),
               FormatBytes(s.pending_zero_blocks * bs).c_str());
+  std::printf("bypass     %s written straight home (write mode, sequential bypass)\n",
+              FormatBytes(s.bypassed_bytes).c_str());
   std::printf("migrator   %s; %s migrated in %llu batch%s\n", s.migrator_state.c_str(),
               FormatBytes(s.migrated_bytes).c_str(), static_cast<unsigned long long>(s.migration_batches),
               s.migration_batches == 1 ? "" : "es");
@@ -185,6 +187,7 @@ int Offline(const std::string& fast, const StatusArgs& a) {
       else if (name == "trimmed_bytes") s.trimmed_bytes = u;
       else if (name == "zeroed_bytes") s.zeroed_bytes = u;
       else if (name == "zero_block_bytes") s.zero_block_bytes = u;
+      else if (name == "bypassed_bytes") s.bypassed_bytes = u;
       else if (name == "migration.blocks") s.migrated_blocks = u;
       else if (name == "migration.bytes") s.migrated_bytes = u;
       else if (name == "migration.batches") s.migration_batches = u;

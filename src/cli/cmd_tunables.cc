@@ -147,7 +147,9 @@ constexpr const char* kTunablesHelp =
     "max_batch_bytes (4096..1073741824, default 67108864: the largest migration batch), "
     "migrate_gap_blocks (0..4096, default 64: dirty blocks this close go home as one write, the gap read "
     "from home first), zero_detect (on|off, default on: written all-zero blocks are logged as zero ranges, "
-    "not stored; docs/policies.md).";
+    "not stored; docs/policies.md), write_mode (writeback|writethrough|writearound, default writeback; "
+    "switching away from writeback on a mounted volume drains first), sequential_cutoff (bytes or 4M, default "
+    "4M, 0 = off: longer sequential streams go straight home; docs/policies.md).";
 
 }  // namespace
 

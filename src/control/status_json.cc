@@ -41,6 +41,7 @@ void ForEachField(VolumeStatus& st, F&& f) {
   f("trimmed_bytes", st.trimmed_bytes);
   f("zeroed_bytes", st.zeroed_bytes);
   f("zero_block_bytes", st.zero_block_bytes);
+  f("bypassed_bytes", st.bypassed_bytes);
   f("home_zeroed_bytes", st.home_zeroed_bytes);
   f("pending_zero_blocks", st.pending_zero_blocks);
   f("mount_count", st.mount_count);

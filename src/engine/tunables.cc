@@ -1,5 +1,7 @@
 #include "engine/tunables.h"
 
+#include "util/size_parse.h"
+
 #include <cerrno>
 #include <cstdlib>
 
@@ -7,7 +9,8 @@ namespace boostvol {
 
 const std::vector<std::string>& TunableNames() {
   static const std::vector<std::string> names = {"migrate_start_fraction", "idle_migrate_ms", "max_batch_bytes",
-                                                 "migrate_gap_blocks", "zero_detect"};
+                                                 "migrate_gap_blocks", "zero_detect", "write_mode",
+                                                 "sequential_cutoff"};
   return names;
 }
 
@@ -25,6 +28,21 @@ Status ParseTunable(const std::string& key, const std::string& value, TunableVal
     if (value == "on" || value == "1" || value == "true") out->zero_detect = true;
     else if (value == "off" || value == "0" || value == "false") out->zero_detect = false;
     else return Status::InvalidArgument("zero_detect must be on or off");
+    return Status::OK();
+  }
+  if (key == "sequential_cutoff") {  // bytes, or with a unit: 4M, 512K; 0 = off
+    uint64_t v = 0;
+    if (value != "0" && !ParseSize(value, &v).ok())
+      return Status::InvalidArgument("sequential_cutoff must be a size (bytes, or 4M, 512K...); 0 = off");
+    if (v > (1ull << 40)) return Status::InvalidArgument("sequential_cutoff must be at most 1T (0 = off)");
+    out->sequential_cutoff = v;
+    return Status::OK();
+  }
+  if (key == "write_mode") {
+    if (value == "writeback") out->write_mode = WriteMode::kWriteback;
+    else if (value == "writethrough") out->write_mode = WriteMode::kWritethrough;
+    else if (value == "writearound") out->write_mode = WriteMode::kWritearound;
+    else return Status::InvalidArgument("write_mode must be writeback, writethrough or writearound");
     return Status::OK();
   }
   bool known = false;
@@ -55,7 +73,17 @@ std::vector<std::pair<std::string, std::string>> TunablesToStrings(const Tunable
           {"idle_migrate_ms", std::to_string(v.idle_migrate_ms)},
           {"max_batch_bytes", std::to_string(v.max_batch_bytes)},
           {"migrate_gap_blocks", std::to_string(v.migrate_gap_blocks)},
-          {"zero_detect", v.zero_detect ? "on" : "off"}};
+          {"zero_detect", v.zero_detect ? "on" : "off"},
+          {"write_mode", WriteModeName(v.write_mode)},
+          {"sequential_cutoff", std::to_string(v.sequential_cutoff)}};
+}
+
+const char* WriteModeName(WriteMode m) {
+  switch (m) {
+    case WriteMode::kWritethrough: return "writethrough";
+    case WriteMode::kWritearound: return "writearound";
+    default: return "writeback";
+  }
 }
 
 }  // namespace boostvol

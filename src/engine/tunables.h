@@ -9,8 +9,14 @@
 //                                              the gap read from home (fewer, larger home writes)
 //   zero_detect             on|off    on        log written all-zero blocks as zero ranges
 //                                              (no data in the log, a hole at home)
+//   write_mode              writeback|writethrough|writearound   writeback
+//                                              where writes go (docs/policies.md "Write modes");
+//                                              switching away from writeback drains first
+//   sequential_cutoff       0..1T     4 MiB     a sequential stream longer than this goes
+//                                              straight home (writeback mode); 0 = never
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <utility>
 #include <vector>
@@ -19,13 +25,19 @@
 
 namespace boostvol {
 
+enum class WriteMode : uint8_t { kWriteback = 0, kWritethrough = 1, kWritearound = 2 };
+
 struct TunableValues {
   double migrate_start_fraction = 0.5;
   uint32_t idle_migrate_ms = 2000;
   uint64_t max_batch_bytes = 64ull << 20;
   uint32_t migrate_gap_blocks = 64;
   bool zero_detect = true;
+  WriteMode write_mode = WriteMode::kWriteback;
+  uint64_t sequential_cutoff = 4ull << 20;
 };
+
+const char* WriteModeName(WriteMode m);
 
 const std::vector<std::string>& TunableNames();
 // Parses `value` for `key` into *out (other fields untouched).

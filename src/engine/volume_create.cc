@@ -11,6 +11,7 @@
 #include "home/home_factory.h"
 #include "log/log_format.h"
 #include "log/record.h"
+#include "engine/tunables.h"
 #include "meta/meta_store.h"
 #include "util/env.h"
 
@@ -58,6 +59,10 @@ Status CreateVolume(const CreateOptions& o) {
     return Status::InvalidArgument("FAST and SLOW are the same directory; the cache and the home need their own");
   if (image_size == 0 || image_size % kBlockSize != 0)
     return Status::InvalidArgument("image size must be a positive multiple of 4 KiB");
+  for (const auto& [key, value] : o.tunables) {
+    TunableValues tv;
+    BV_RETURN_IF_ERROR(ParseTunable(key, value, &tv));
+  }
   if (image_size / kBlockSize > log::kMaxImageBlocks) return Status::InvalidArgument("image size is over the 16 TiB limit");
   if (o.segment_size % kBlockSize != 0 || o.segment_size / kBlockSize < log::kMinSegmentBlocks ||
       o.segment_size / kBlockSize > log::kMaxSegmentBlocks)
@@ -143,7 +148,11 @@ Status CreateVolume(const CreateOptions& o) {
   std::unique_ptr<meta::MetaStore> meta;
   s = meta::MetaStore::Create(o.fast_dir + "/meta.db", row, &meta, o.sqlite_vfs);
   if (!s.ok()) return undo(s);
+  for (const auto& [key, value] : o.tunables) {
+    if (s.ok()) s = meta->SetSetting(key, value);
+  }
   meta.reset();
+  if (!s.ok()) return undo(s);
   s = fast->Sync();
   if (s.ok() && slow) s = slow->Sync();
   if (!s.ok()) return undo(s);

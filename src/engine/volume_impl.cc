@@ -252,6 +252,9 @@ Status VolumeImpl::Write(uint64_t offset, size_t len, const void* buf) {
     last_write_ms_ = NowMs();
     return Status::OK();
   }
+  const WriteMode mode = static_cast<WriteMode>(write_mode_.load(std::memory_order_relaxed));
+  bool tracked = false, direct = false;
+  uint64_t stream_run = 0;
   for (;;) {
     {
       MutexLock l(&write_mu_);
@@ -259,8 +262,39 @@ Status VolumeImpl::Write(uint64_t offset, size_t len, const void* buf) {
         BV_RETURN_IF_ERROR(WriteThroughLocked(offset, len, src));
         break;
       }
+      if (!tracked) {
+        tracked = true;
+        stream_run = TrackStreamLocked(offset, len);
+      }
       bool stale = false;
       for (int i = 0; i < npartial; i++) stale |= !VersionStillCurrent(partial[i].lba, partial[i].v);
+      // Home-direct: whole blocks only (a partial block merges with its
+      // current copy, which the log orders), and only blocks with no copy in
+      // the log (rule (a), docs/policies.md).
+      if (!stale && npartial == 0) {
+        const uint64_t cutoff = sequential_cutoff_.load(std::memory_order_relaxed);
+        const bool want = mode != WriteMode::kWriteback || (cutoff > 0 && stream_run >= cutoff);
+        if (want && !direct_unsupported_ && !AnyCachedLocked(lba0, n)) {
+          Status ds = WriteDirectLocked(offset, len, src);
+          if (ds.ok()) {
+            bypassed_bytes_ += len;
+            direct = true;
+            break;
+          }
+          if (ds.code() == Status::Code::kUnsupported) {
+            // This kind of home (RBD, for now) has no home-direct writes: said once, then not tried again.
+            direct_unsupported_ = true;
+            spdlog::info("{} takes no home-direct writes ({}); write_mode and sequential_cutoff have no effect, "
+                         "every write goes through the log",
+                         home_->Describe(), ds.message());
+          }
+          uint64_t more = 0;
+          if (!direct_unsupported_ && direct_errors_.Occurred(&more) != RepeatedError::kQuiet)
+            spdlog::warn("a home-direct write of {} bytes at {} was not done ({}); it goes through the log instead "
+                         "(nothing is lost; this line at most once a minute{})",
+                         len, offset, ds.ToString(), more ? ", " + std::to_string(more) + " more" : std::string());
+        }
+      }
       if (!stale) {
         Status s;
         uint64_t zero_blocks = 0;
@@ -293,7 +327,77 @@ Status VolumeImpl::Write(uint64_t offset, size_t len, const void* buf) {
       prepare(partial[i].lba - lba0);
     }
   }
+  // Write-through: a logged write is acknowledged once durable too.
+  if (mode == WriteMode::kWritethrough && !direct && !degraded_) BV_RETURN_IF_ERROR(writer_->Sync());
   last_write_ms_ = NowMs();
+  return Status::OK();
+}
+
+uint64_t VolumeImpl::TrackStreamLocked(uint64_t offset, uint64_t len) {
+  stream_clock_++;
+  Stream* lru = &streams_[0];
+  Stream* hit = nullptr;
+  for (Stream& st : streams_) {
+    if (st.run > 0 && st.next == offset) {
+      // Two streams meeting at one offset: the longer one continues, the other ends.
+      if (hit == nullptr || st.run > hit->run) hit = &st;
+    }
+    if (st.used < lru->used) lru = &st;
+  }
+  if (hit != nullptr) {
+    for (Stream& st : streams_)
+      if (&st != hit && st.run > 0 && st.next == offset) st = Stream{};
+    uint64_t before = hit->run;
+    hit->run += len;
+    hit->next = offset + len;
+    hit->used = stream_clock_;
+    return before;
+  }
+  *lru = Stream{offset + len, len, stream_clock_};
+  return 0;
+}
+
+bool VolumeImpl::AnyCachedLocked(uint64_t lba0, uint64_t n) {
+  // Stable while write_mu_ is held: only appends (under write_mu_) add index
+  // entries or pending zeros; the migrator only removes them.
+  ReaderLock l(&index_mu_);
+  const bool any_zeros = !pending_zeros_.empty();
+  IndexValue v;
+  for (uint64_t i = 0; i < n; i++) {
+    if (index_->Lookup(static_cast<uint32_t>(lba0 + i), &v)) return true;
+    if (any_zeros && pending_zeros_.Covers(lba0 + i)) return true;
+  }
+  return false;
+}
+
+Status VolumeImpl::WriteDirectLocked(uint64_t offset, size_t len, const uint8_t* src) {
+  // Every write before this one in the single order (write_mu_) that went to
+  // the log is made durable first: a crash can then never keep this write
+  // and lose an earlier one (DESIGN.md 2.3). Free when the log is synced.
+  BV_RETURN_IF_ERROR(writer_->Sync());
+  {
+    // The migrator reads gap blocks from home and writes them back in its
+    // batch; none may be read before this write and applied after it.
+    MutexLock hl(migrator_->home_write_mu());
+    // Durable at home on OK (written and fdatasync'ed): no later log record
+    // exists yet (write_mu_ is held), so none can become durable before it
+    // (rule (b)), and the fsync barrier needs nothing more for it.
+    BV_RETURN_IF_ERROR(home_->WriteDirect(offset, src, len));
+  }
+  if (uint64_t n = direct_errors_.Cleared()) spdlog::info("home-direct writes work again ({} went to the log)", n);
+  if (!direct_said_) {
+    direct_said_ = true;
+    spdlog::warn("writing straight home ({}): while the log holds older writes not yet home, {} alone is not "
+                 "crash-consistent (DESIGN.md 2.7; a crash with FAST intact still recovers a prefix). Set "
+                 "sequential_cutoff=0 and write_mode=writeback to keep it (docs/policies.md)",
+                 static_cast<WriteMode>(write_mode_.load()) == WriteMode::kWriteback
+                     ? std::string("a sequential stream past sequential_cutoff")
+                     : std::string("write_mode=") + WriteModeName(static_cast<WriteMode>(write_mode_.load())),
+                 home_->Describe());
+  }
+  // A partial write that merged the old home copy of one of these blocks must merge again.
+  WriterLock il(&index_mu_);
+  migrate_epoch_++;
   return Status::OK();
 }
 
@@ -533,10 +637,22 @@ Status VolumeImpl::ApplyTunable(const std::string& key, const std::string& value
   else if (key == "max_batch_bytes") migrator_->SetMaxBatchBytes(v.max_batch_bytes);
   else if (key == "migrate_gap_blocks") migrator_->SetGapBlocks(v.migrate_gap_blocks);
   else if (key == "zero_detect") zero_detect_ = v.zero_detect;
+  else if (key == "write_mode") write_mode_ = static_cast<uint8_t>(v.write_mode);
+  else if (key == "sequential_cutoff") sequential_cutoff_ = v.sequential_cutoff;
   return Status::OK();
 }
 
 Status VolumeImpl::SetTunable(const std::string& key, const std::string& value) {
+  if (key == "write_mode") {
+    TunableValues v;
+    BV_RETURN_IF_ERROR(ParseTunable(key, value, &v));
+    if (v.write_mode != WriteMode::kWriteback && static_cast<WriteMode>(write_mode_.load()) == WriteMode::kWriteback) {
+      // Away from write-back: what the log holds goes home first, so that the
+      // new mode finds its blocks uncached (rule (a)) and fsync-cheap.
+      spdlog::info("write_mode {}: draining the log home first", value);
+      BV_RETURN_IF_ERROR(migrator_->Drain(ProgressFn()));
+    }
+  }
   BV_RETURN_IF_ERROR(ApplyTunable(key, value));
   Status s = meta_->SetSetting(key, value);
   if (!s.ok()) spdlog::error("tunable {}={} applied but not saved in meta.db: {}", key, value, s.ToString());
@@ -552,6 +668,8 @@ std::vector<std::pair<std::string, std::string>> VolumeImpl::GetTunables() {
   v.max_batch_bytes = migrator_->max_batch_bytes();
   v.migrate_gap_blocks = migrator_->gap_blocks();
   v.zero_detect = zero_detect_;
+  v.write_mode = static_cast<WriteMode>(write_mode_.load());
+  v.sequential_cutoff = sequential_cutoff_;
   return TunablesToStrings(v);
 }
 
@@ -630,6 +748,7 @@ VolumeStatus VolumeImpl::GetStatus() {
   st.trimmed_bytes = trimmed_bytes_;
   st.zeroed_bytes = zeroed_bytes_;
   st.zero_block_bytes = zero_block_bytes_;
+  st.bypassed_bytes = bypassed_bytes_;
   st.mount_count = mount_count_;
   st.clean_open = clean_open_;
   return st;
@@ -654,6 +773,7 @@ void VolumeImpl::RestoreCounters() {
     else if (name == "trimmed_bytes") trimmed_bytes_ = u;
     else if (name == "zeroed_bytes") zeroed_bytes_ = u;
     else if (name == "zero_block_bytes") zero_block_bytes_ = u;
+    else if (name == "bypassed_bytes") bypassed_bytes_ = u;
     // The migration.* totals are added to by each committed batch: the authority.
     else if (name == "migration.blocks") migrated_blocks_base_ = u;
     else if (name == "migration.bytes") migrated_bytes_base_ = u;
@@ -675,7 +795,8 @@ void VolumeImpl::SaveCounters() {
                                    {"migration_batches", static_cast<int64_t>(st.migration_batches)},
                                    {"trimmed_bytes", static_cast<int64_t>(st.trimmed_bytes)},
                                    {"zeroed_bytes", static_cast<int64_t>(st.zeroed_bytes)},
-                                   {"zero_block_bytes", static_cast<int64_t>(st.zero_block_bytes)}});
+                                   {"zero_block_bytes", static_cast<int64_t>(st.zero_block_bytes)},
+                                   {"bypassed_bytes", static_cast<int64_t>(st.bypassed_bytes)}});
   if (!cs.ok()) spdlog::warn("saving counters in meta.db failed: {}", cs.ToString());
 }
 

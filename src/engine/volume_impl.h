@@ -80,6 +80,17 @@ class VolumeImpl : public Volume {
   // home and switches every later write to write-through.
   Status EnterDegradedLocked() BV_REQUIRES(write_mu_);
   Status WriteThroughLocked(uint64_t offset, size_t len, const uint8_t* src) BV_REQUIRES(write_mu_);
+  // Home-direct writes (write modes, sequential bypass; docs/policies.md).
+  // The run length of the sequential stream this write continues, before it
+  // (0 for a new stream); records the write in streams_.
+  uint64_t TrackStreamLocked(uint64_t offset, uint64_t len) BV_REQUIRES(write_mu_);
+  // Rule (a): true if any block of [lba0, lba0+n) has a copy in the log
+  // (an index entry) or lies in a pending zero range.
+  bool AnyCachedLocked(uint64_t lba0, uint64_t n) BV_REQUIRES(write_mu_);
+  // Rule (b): makes every earlier log record durable, then writes the whole
+  // blocks home and syncs them, all before write_mu_ is released (so no later
+  // record exists yet). On error nothing is acknowledged: log the write.
+  Status WriteDirectLocked(uint64_t offset, size_t len, const uint8_t* src) BV_REQUIRES(write_mu_);
   // Reads from home with bounded retries.
   Status ReadHome(uint64_t offset, uint8_t* dst, size_t n);
   // Reads one block and reports the version it read (for merging).
@@ -143,6 +154,20 @@ class VolumeImpl : public Volume {
   uint64_t migrated_blocks_base_ = 0, migrated_bytes_base_ = 0, migration_batches_base_ = 0;  // RestoreCounters
   std::atomic<uint64_t> trimmed_bytes_{0}, zeroed_bytes_{0}, zero_block_bytes_{0};
   std::atomic<bool> zero_detect_{true};  // tunable zero_detect
+  std::atomic<uint8_t> write_mode_{0};   // tunable write_mode (WriteMode)
+  std::atomic<uint64_t> sequential_cutoff_{4ull << 20};  // tunable sequential_cutoff (0 = off)
+  std::atomic<uint64_t> bypassed_bytes_{0};  // bytes written home-direct
+  struct Stream {
+    uint64_t next = 0;  // the offset that continues it
+    uint64_t run = 0;   // bytes written in sequence so far
+    uint64_t used = 0;  // LRU clock
+  };
+  static constexpr int kStreams = 8;
+  Stream streams_[kStreams] BV_GUARDED_BY(write_mu_);
+  uint64_t stream_clock_ BV_GUARDED_BY(write_mu_) = 0;
+  RepeatedError direct_errors_;  // home-direct writes refused or failing (logged instead)
+  bool direct_unsupported_ BV_GUARDED_BY(write_mu_) = false;  // the home has no WriteDirect
+  bool direct_said_ BV_GUARDED_BY(write_mu_) = false;         // the 2.7 warning, once a mount
   std::atomic<bool> closed_{false};
   std::atomic<bool> degraded_{false};   // write-through: the log has failed
   std::atomic<uint64_t> lost_blocks_{0};  // blocks whose only copy was in an unreadable log

@@ -224,7 +224,7 @@ Status ValidateBatch(const Batch& b, uint64_t image_size) {
 // Stamp
 
 std::string EncodeStamp(const Stamp& s) {
-  std::string t = "boostvol-home " + std::to_string(kStampVersion) + "\n";
+  std::string t = "boostvol-home " + std::to_string(s.direct_writes ? kStampVersionDirect : kStampVersion) + "\n";
   t += "uuid=" + log::UuidToString(s.uuid) + "\n";
   t += "image_size=" + std::to_string(s.image_size) + "\n";
   t += "watermark_segment=" + std::to_string(s.watermark.segment_seq) + "\n";
@@ -232,6 +232,7 @@ std::string EncodeStamp(const Stamp& s) {
   t += "image_mtime_ns=" + std::to_string(s.image_mtime_ns) + "\n";
   t += "image_ctime_ns=" + std::to_string(s.image_ctime_ns) + "\n";
   t += "image_blocks=" + std::to_string(s.image_blocks) + "\n";
+  if (s.direct_writes) t += "direct_writes=1\n";
   char crc[32];
   std::snprintf(crc, sizeof crc, "crc=%08x\n", crc32c::Value(t.data(), t.size()));
   t += crc;
@@ -266,8 +267,8 @@ Status DecodeStamp(const std::string& text, const std::string& where, Stamp* out
     pos = e + 1;
   }
   static constexpr const char* kKeys[] = {"uuid",           "image_size",     "watermark_segment", "watermark_record",
-                                          "image_mtime_ns", "image_ctime_ns", "image_blocks"};
-  constexpr size_t kNumKeys = sizeof kKeys / sizeof kKeys[0];
+                                          "image_mtime_ns", "image_ctime_ns", "image_blocks", "direct_writes"};
+  constexpr size_t kAllKeys = sizeof kKeys / sizeof kKeys[0];
   if (lines.empty()) return bad("no header line");
   std::string_view head = lines[0];
   constexpr std::string_view kHead = "boostvol-home ";
@@ -275,16 +276,18 @@ Status DecodeStamp(const std::string& text, const std::string& where, Stamp* out
   if (head.substr(0, kHead.size()) != kHead || !ParseU64(head.substr(kHead.size()), &version)) {
     return bad("first line is not 'boostvol-home <version>'");
   }
-  if (version != kStampVersion) {
+  if (version != kStampVersion && version != kStampVersionDirect) {
     return Status::Unsupported(where + ": stamp format version " + std::to_string(version) +
-                               " is not understood by this boostvol (it reads version " +
-                               std::to_string(kStampVersion) + "); use the boostvol that wrote it");
+                               " is not understood by this boostvol (it reads versions " +
+                               std::to_string(kStampVersion) + " and " + std::to_string(kStampVersionDirect) +
+                               "); use the boostvol that wrote it");
   }
+  const size_t kNumKeys = version == kStampVersionDirect ? kAllKeys : kAllKeys - 1;
   if (lines.size() != 1 + kNumKeys) {
     return bad("has " + std::to_string(lines.size()) + " lines before crc=, expected " +
                std::to_string(1 + kNumKeys));
   }
-  std::string_view val[kNumKeys];
+  std::string_view val[kAllKeys];
   for (size_t i = 0; i < kNumKeys; i++) {
     std::string_view line = lines[1 + i];
     std::string_view key = kKeys[i];
@@ -301,6 +304,10 @@ Status DecodeStamp(const std::string& text, const std::string& where, Stamp* out
   if (!ParseI64(val[4], &s.image_mtime_ns)) return bad("image_mtime_ns is not a number");
   if (!ParseI64(val[5], &s.image_ctime_ns)) return bad("image_ctime_ns is not a number");
   if (!ParseU64(val[6], &s.image_blocks)) return bad("image_blocks is not a number");
+  if (kNumKeys == kAllKeys) {
+    if (val[7] != "1") return bad("direct_writes is not 1 (a version 2 stamp always carries the mark)");
+    s.direct_writes = true;
+  }
   if (!ValidateImageSize(s.image_size).ok()) return bad("image_size " + std::to_string(s.image_size) + " is invalid");
   if (s.watermark.record_seq == 0) return bad("watermark_record is 0 (record seqs start at 1)");
   *out = s;
@@ -619,6 +626,28 @@ class DirectoryHome final : public Home {
     return s;
   }
 
+  Status WriteDirect(uint64_t offset, const void* data, size_t n) override {
+    MutexLock l(&apply_mu_);
+    if (offset > size_ || n > size_ - offset)
+      return Fail(Status::InvalidArgument("home-direct write past the image's end"), "this is a bug; please report it");
+    // A synced journal whose batch is not stamped may be replayed (at the next
+    // ApplyBatch or open) over this write: the caller logs it instead.
+    if (journal_live_) return Status::Busy("an interrupted migration batch is not finished at " + Describe());
+    Status s = CheckStillAtPath();
+    if (!s.ok()) return s;
+    if (!direct_mark_) {
+      // The intent mark, durable before the image changes under the stamp.
+      s = WriteStamp(watermark(), /*direct=*/true);
+      if (!s.ok()) return WithContext(s, "writing the home-direct intent mark into " + Describe());
+    }
+    s = image_->WriteAt(offset, data, n);
+    if (s.ok()) s = image_->Sync();
+    if (!s.ok()) return WithContext(s, "home-direct write of " + std::to_string(n) + " bytes at " + std::to_string(offset));
+    return s;
+  }
+
+  bool direct_mark_for_test() const override { return direct_mark_; }
+
   Status Restamp() override {
     MutexLock l(&apply_mu_);
     FileInfo info;
@@ -711,6 +740,19 @@ class DirectoryHome final : public Home {
     if (info.size != stamp.image_size) {
       add("image size " + std::to_string(info.size) + " differs from stamp " + std::to_string(stamp.image_size));
     }
+    const bool times_newer = info.mtime_ns > stamp.image_mtime_ns || info.ctime_ns > stamp.image_ctime_ns;
+    if (stamp.direct_writes && info.size == stamp.image_size && times_newer) {
+      // The intent mark: this volume wrote the image directly (write modes,
+      // sequential bypass) and stopped before the next stamp; the newer times
+      // are ours. Stamp the current times (image synced first), clearing it.
+      spdlog::info("{}: image times are newer than the stamp's, and the stamp carries the home-direct intent mark "
+                   "(the volume wrote home directly before it stopped): accepted",
+                   image_->name());
+      s = image_->Sync();
+      if (s.ok()) s = WriteStamp(stamp.watermark);
+      if (!s.ok()) return Fail(WithContext(s, "restamping " + Describe() + " after home-direct writes"), kOpenIoHint);
+      return Status::OK();
+    }
     if (info.mtime_ns > stamp.image_mtime_ns) {
       add("image mtime " + FormatNs(info.mtime_ns) + " is newer than stamp " + FormatNs(stamp.image_mtime_ns));
     }
@@ -777,7 +819,11 @@ class DirectoryHome final : public Home {
   }
 
   // Writes the stamp for `wm` with the image's current size and times.
-  Status WriteStamp(const meta::Watermark& wm) BV_REQUIRES(apply_mu_) {
+  // `direct` writes the intent mark (stamp version 2): home-direct writes
+  // may follow. Any other stamp write clears it: every stamp is written after
+  // the image was synced (or, at open, restamped), so its times cover every
+  // home-direct write before it.
+  Status WriteStamp(const meta::Watermark& wm, bool direct = false) BV_REQUIRES(apply_mu_) {
     FileInfo info;
     BV_RETURN_IF_ERROR(image_->Stat(&info));
     Stamp st;
@@ -787,6 +833,7 @@ class DirectoryHome final : public Home {
     st.image_mtime_ns = info.mtime_ns;
     st.image_ctime_ns = info.ctime_ns;
     st.image_blocks = info.blocks_512;
+    st.direct_writes = direct;
     std::string text = EncodeStamp(st);
     std::unique_ptr<File> tmp;
     BV_RETURN_IF_ERROR(OpenNoFollow(dir_.get(), kStampTmpFile, OpenMode::kCreate, &tmp));
@@ -795,7 +842,9 @@ class DirectoryHome final : public Home {
     BV_RETURN_IF_ERROR(tmp->Sync());
     tmp.reset();
     BV_RETURN_IF_ERROR(dir_->Rename(kStampTmpFile, kStampFile));
-    return dir_->Sync();
+    BV_RETURN_IF_ERROR(dir_->Sync());
+    direct_mark_ = direct;
+    return Status::OK();
   }
 
   // Copies a valid journal's extents in place, syncs, stamps, clears.
@@ -900,6 +949,7 @@ class DirectoryHome final : public Home {
   // (retries of a smaller batch below it are already home).
   std::optional<meta::Watermark> finished_journal_end_ BV_GUARDED_BY(apply_mu_);
   std::atomic<bool> punch_unsupported_{false};          // said once
+  std::atomic<bool> direct_mark_{false};  // the stamp on disk carries the intent mark (written under apply_mu_)
 
   mutable Mutex mu_;
   meta::Watermark watermark_ BV_GUARDED_BY(mu_);

@@ -91,6 +91,20 @@ class Home {
     return Status::Unsupported("this home has no write-through");
   }
   virtual Status SyncThrough() { return Status::Unsupported("this home has no write-through"); }
+
+  // Home-direct write (write modes, sequential bypass; docs/policies.md):
+  // writes n bytes (block aligned) in place and makes them durable before
+  // returning OK. The caller guarantees that no log copy of these blocks can
+  // ever be applied over them (DESIGN rule (a) of docs/policies.md) and keeps
+  // the migrator out meanwhile. Before the first such write after a stamp,
+  // the stamp gets the intent mark (docs/home_format.md), so a stop before
+  // the next stamp is not taken for a change behind the cache's back.
+  // Busy/Unsupported (or any error): nothing was acknowledged; the caller
+  // logs the write instead.
+  virtual Status WriteDirect(uint64_t offset, const void* data, size_t n) {
+    return Status::Unsupported("this home takes no home-direct writes");
+  }
+  virtual bool direct_mark_for_test() const { return false; }
   // Write-through of a zero range (same rules as WriteThrough). The default
   // writes zeros; homes that can deallocate do.
   virtual Status ZeroThrough(uint64_t offset, uint64_t n) {

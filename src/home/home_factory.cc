@@ -70,6 +70,11 @@ class LockedHome final : public Home {
     return inner_->WriteThrough(offset, data, n);
   }
   Status SyncThrough() override { return inner_->SyncThrough(); }
+  Status ZeroThrough(uint64_t offset, uint64_t n) override { return inner_->ZeroThrough(offset, n); }
+  Status WriteDirect(uint64_t offset, const void* data, size_t n) override {
+    return inner_->WriteDirect(offset, data, n);
+  }
+  bool direct_mark_for_test() const override { return inner_->direct_mark_for_test(); }
 
  private:
   std::unique_ptr<Home> inner_;

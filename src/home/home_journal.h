@@ -65,6 +65,11 @@ inline constexpr char kJournalFile[] = "boostvol-journal";
 // ---- Stamp ----
 
 inline constexpr int kStampVersion = 1;
+// Version 2 = version 1 plus a `direct_writes=1` line: home-direct writes
+// (write modes, sequential bypass) may have changed the image since this
+// stamp, so newer image times are not taken for a change behind our back.
+// Written only while the mark is set; a stamp without it stays version 1.
+inline constexpr int kStampVersionDirect = 2;
 inline constexpr size_t kMaxStampBytes = 4096;
 
 struct Stamp {
@@ -74,6 +79,7 @@ struct Stamp {
   int64_t image_mtime_ns = 0;
   int64_t image_ctime_ns = 0;
   uint64_t image_blocks = 0;  // 512-byte blocks allocated (informational)
+  bool direct_writes = false;  // the intent mark (version 2 only)
 };
 
 std::string EncodeStamp(const Stamp& s);

@@ -10,6 +10,9 @@
 #include "log/log_scanner.h"
 
 namespace boostvol {
+
+std::atomic<void (*)()> g_migrator_after_gap_reads_for_test{nullptr};
+
 namespace {
 
 struct BlockRef {
@@ -284,38 +287,48 @@ Status Migrator::MigrateBatch(const std::vector<log::LiveSegment>& segs, bool* l
       batch.zeros.push_back(home::ZeroExtent{off, len});
     zero_bytes += len;
   }
-  uint8_t* out = buf.data();
-  uint64_t filled_blocks = 0;
-  for (const Span& sp : spans) {
-    if (sp.extents >= 3) {
-      uint64_t first_lba = refs[sp.first].lba, n = refs[sp.last].lba - first_lba + 1;
-      BV_RETURN_IF_ERROR(o_.home->Read(first_lba * log::kBlockSize, out, n * log::kBlockSize));
-      // Gap blocks the batch zeroes must not be written back with their old contents.
-      if (!zeros.empty())
-        for (uint64_t k = 0; k < n; k++)
-          if (zeros.Covers(first_lba + k)) std::memset(out + k * log::kBlockSize, 0, log::kBlockSize);
-      for (size_t i = sp.first; i <= sp.last; i++)
-        std::memcpy(out + (refs[i].lba - first_lba) * log::kBlockSize, refs[i].data, log::kBlockSize);
-      batch.extents.push_back(home::Extent{first_lba * log::kBlockSize, static_cast<uint32_t>(n * log::kBlockSize), out});
-      filled_blocks += n - (sp.last - sp.first + 1);
-      out += n * log::kBlockSize;
-      continue;
-    }
-    for (size_t i = sp.first; i <= sp.last; i++) {
-      std::memcpy(out, refs[i].data, log::kBlockSize);
-      if (i > sp.first && refs[i].lba == refs[i - 1].lba + 1) {
-        batch.extents.back().length += log::kBlockSize;
-      } else {
-        batch.extents.push_back(home::Extent{uint64_t{refs[i].lba} * log::kBlockSize, log::kBlockSize, out});
+  // Gap reads through ApplyBatch: no home-direct write in between (the
+  // lock is not held over the meta.db commit below).
+  Status applied;
+  {
+    MutexLock home_write(&home_write_mu_);
+    applied = [&]() -> Status {
+      uint8_t* out = buf.data();
+      uint64_t filled_blocks = 0;
+      for (const Span& sp : spans) {
+        if (sp.extents >= 3) {
+          uint64_t first_lba = refs[sp.first].lba, n = refs[sp.last].lba - first_lba + 1;
+          BV_RETURN_IF_ERROR(o_.home->Read(first_lba * log::kBlockSize, out, n * log::kBlockSize));
+          // Gap blocks the batch zeroes must not be written back with their old contents.
+          if (!zeros.empty())
+            for (uint64_t k = 0; k < n; k++)
+              if (zeros.Covers(first_lba + k)) std::memset(out + k * log::kBlockSize, 0, log::kBlockSize);
+          for (size_t i = sp.first; i <= sp.last; i++)
+            std::memcpy(out + (refs[i].lba - first_lba) * log::kBlockSize, refs[i].data, log::kBlockSize);
+          batch.extents.push_back(home::Extent{first_lba * log::kBlockSize, static_cast<uint32_t>(n * log::kBlockSize), out});
+          filled_blocks += n - (sp.last - sp.first + 1);
+          out += n * log::kBlockSize;
+          continue;
+        }
+        for (size_t i = sp.first; i <= sp.last; i++) {
+          std::memcpy(out, refs[i].data, log::kBlockSize);
+          if (i > sp.first && refs[i].lba == refs[i - 1].lba + 1) {
+            batch.extents.back().length += log::kBlockSize;
+          } else {
+            batch.extents.push_back(home::Extent{uint64_t{refs[i].lba} * log::kBlockSize, log::kBlockSize, out});
+          }
+          out += log::kBlockSize;
+        }
       }
-      out += log::kBlockSize;
-    }
+      if (filled_blocks > 0)
+        spdlog::debug("batch: {} dirty blocks in {} extents, {} gap blocks filled from home", refs.size(),
+                      batch.extents.size(), filled_blocks);
+      record_data.clear();
+      if (auto hook = g_migrator_after_gap_reads_for_test.load(); hook != nullptr && filled_blocks > 0) hook();
+      return o_.home->ApplyBatch(batch);
+    }();
   }
-  if (filled_blocks > 0)
-    spdlog::debug("batch: {} dirty blocks in {} extents, {} gap blocks filled from home", refs.size(),
-                  batch.extents.size(), filled_blocks);
-  record_data.clear();
-  BV_RETURN_IF_ERROR(o_.home->ApplyBatch(batch));
+  BV_RETURN_IF_ERROR(applied);
 
   // 3. Blocks whose newest copy was in the batch now read from home.
   std::vector<meta::IndexEntry> migrated;

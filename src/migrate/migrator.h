@@ -52,6 +52,11 @@
 
 namespace boostvol {
 
+// Tests only: called by a batch after it read its gap blocks from home and
+// before the home applies it (widens the window the home-direct write lock
+// closes, so a test can show it is needed). Null in production.
+extern std::atomic<void (*)()> g_migrator_after_gap_reads_for_test;
+
 struct MigratorOptions {
   File* log = nullptr;
   log::Uuid uuid{};
@@ -87,6 +92,12 @@ class Migrator {
   // Migrates one batch if any segment is migratable; *did = whether it did.
   // For tests and for Drain; the background thread uses it too.
   Status MigrateOnce(bool* did) BV_EXCLUDES(mu_);
+
+  // Held by a batch from its first read of gap blocks from home until the
+  // home has applied it; home-direct writes (docs/policies.md) take it too,
+  // so that a gap block read before such a write is never written back over
+  // it. Lock order: the volume's write_mu_ before this.
+  Mutex* home_write_mu() { return &home_write_mu_; }
 
   // Migrates exactly these segments (a failed log's durable part, see
   // LogWriter::TakeFailureState), retrying home failures with backoff for as
@@ -134,6 +145,7 @@ class Migrator {
   std::atomic<uint32_t> gap_blocks_{64};
   Mutex run_mu_ BV_ACQUIRED_BEFORE(mu_);  // one batch at a time
   bool draining_failed_log_ BV_GUARDED_BY(run_mu_) = false;
+  Mutex home_write_mu_;
   Mutex mu_;
   CondVar cv_{&mu_};
   bool stop_ BV_GUARDED_BY(mu_) = false;

@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """Stamped 4 KiB blocks for crash tests (used by tests/e2e/kill9_fsync.sh).
 
-  write IMAGE HISTORY --start-seq N --blocks B [--seed S] [--max-writes M]
+  write IMAGE HISTORY --start-seq N --blocks B [--seed S] [--max-writes M] [--run R]
+      --run R: sequential instead (like dd): each write is R consecutive blocks in one pwrite, starting where
+      the last one ended (wrapping at B); every block its own sequence number, ascending with the address.
       Writes stamped blocks with O_DIRECT at random block addresses in [0, B), sequence numbers N, N+1, ...
       Before each write, appends "W seq addr" to HISTORY; after every 1-8 writes (sometimes 32-256) calls fsync on the image and,
       when it succeeds, appends "F seq" (the last write completed before that fsync began) to HISTORY and
@@ -88,7 +90,9 @@ def cmd_write(args):
     rng = random.Random(args.seed)
     fd = os.open(args.image, os.O_RDWR | os.O_DIRECT)
     hist = open(args.history, "a")
-    buf = mmap.mmap(-1, BS)  # page aligned, as O_DIRECT needs
+    run = args.run
+    buf = mmap.mmap(-1, BS * max(run, 1))  # page aligned, as O_DIRECT needs
+    pos = rng.randrange(args.blocks) if run else 0
     seq = args.start_seq
     last_done = None
     n = 0
@@ -100,21 +104,28 @@ def cmd_write(args):
     next_sync = interval()
     try:
         while n < args.max_writes:
-            addr = rng.randrange(args.blocks)
-            hist.write(f"W {seq} {addr}\n")
-            hist.flush()
+            if run:
+                if pos + run > args.blocks:
+                    pos = 0
+                addr, nblk = pos, run
+                pos += run
+            else:
+                addr, nblk = rng.randrange(args.blocks), 1
             buf.seek(0)
-            buf.write(make_block(addr, seq))
+            for i in range(nblk):
+                hist.write(f"W {seq + i} {addr + i}\n")
+                buf.write(make_block(addr + i, seq + i))
+            hist.flush()
             try:
                 w = os.pwritev(fd, [buf], addr * BS)
             except OSError as e:
                 why = f"write of seq {seq} failed: {e}"
                 break
-            if w != BS:
+            if w != BS * nblk:
                 why = f"short write of seq {seq}: {w}"
                 break
-            last_done = seq
-            seq += 1
+            seq += nblk
+            last_done = seq - 1
             n += 1
             next_sync -= 1
             if next_sync == 0:
@@ -332,6 +343,7 @@ def main():
     w.add_argument("--blocks", type=int, required=True)
     w.add_argument("--seed", type=int, default=None)
     w.add_argument("--max-writes", type=int, default=10**9)
+    w.add_argument("--run", type=int, default=0, help="sequential writes of this many blocks (0: random single blocks)")
     v = sub.add_parser("verify")
     v.add_argument("image")
     v.add_argument("history")

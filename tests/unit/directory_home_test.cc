@@ -344,7 +344,7 @@ TEST_F(DirectoryHomeTest, MalformedStampIsCorruption) {
   std::string extra = body + "color=blue\n";
   EXPECT_TRUE(DecodeStamp(with_crc(extra), "x", &parsed).IsCorruption());
   std::string newer = body;
-  newer.replace(0, 15, "boostvol-home 2");
+  newer.replace(0, 15, "boostvol-home 3");
   EXPECT_EQ(Status::Code::kUnsupported, DecodeStamp(with_crc(newer), "x", &parsed).code());
   EXPECT_TRUE(DecodeStamp("", "x", &parsed).IsCorruption());
   EXPECT_TRUE(DecodeStamp(text.substr(0, text.size() - 1), "x", &parsed).IsCorruption());
@@ -393,6 +393,98 @@ TEST_F(DirectoryHomeTest, ImageChangedBehindTheBackIsReported) {
   ASSERT_TRUE(Open(&home, &report).ok());
   EXPECT_FALSE(report.changed_behind_back) << report.change_detail;
   EXPECT_EQ(5u, report.watermark.record_seq);
+}
+
+// Home-direct writes (write modes, sequential bypass): the stamp carries the
+// intent mark before the image changes, so a stop before the next stamp (kill
+// -9) is not taken for a change behind the cache's back; any later stamp
+// clears it, and a change after that is detected again.
+TEST_F(DirectoryHomeTest, HomeDirectWritesCarryTheIntentMark) {
+  Create();
+  std::vector<uint8_t> blk(2 * kBlock);
+  for (size_t i = 0; i < blk.size(); i++) blk[i] = static_cast<uint8_t>(i * 13 + 1);
+  {
+    std::unique_ptr<Home> home;
+    HomeOpenReport report;
+    ASSERT_TRUE(Open(&home, &report).ok());
+    TestBatch tb;
+    tb.Add(2, 1, 6, &model_);
+    tb.batch.end = Wm(1, 5);
+    ASSERT_TRUE(home->ApplyBatch(tb.batch).ok());
+    EXPECT_EQ(0u, ReadWholeFile(Path("boostvol-home")).find("boostvol-home 1\n"));
+    EXPECT_FALSE(home->direct_mark_for_test());
+
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    ASSERT_TRUE(home->WriteDirect(7 * kBlock, blk.data(), blk.size()).ok());
+    std::memcpy(model_.data() + 7 * kBlock, blk.data(), blk.size());
+    const std::string marked = ReadWholeFile(Path("boostvol-home"));
+    EXPECT_EQ(0u, marked.find("boostvol-home 2\n")) << marked;
+    EXPECT_NE(std::string::npos, marked.find("\ndirect_writes=1\n")) << marked;
+    EXPECT_TRUE(home->direct_mark_for_test());
+    // The mark is written once, not per write.
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    ASSERT_TRUE(home->WriteDirect(9 * kBlock, blk.data(), kBlock).ok());
+    std::memcpy(model_.data() + 9 * kBlock, blk.data(), kBlock);
+    EXPECT_EQ(marked, ReadWholeFile(Path("boostvol-home")));
+    EXPECT_EQ(model_, ReadAll(home.get()));
+    // The daemon dies here (no stamp after the writes).
+  }
+  {
+    std::unique_ptr<Home> home;
+    HomeOpenReport report;
+    ASSERT_TRUE(Open(&home, &report).ok());
+    EXPECT_FALSE(report.changed_behind_back) << report.change_detail;
+    EXPECT_EQ(5u, report.watermark.record_seq);
+    EXPECT_EQ(model_, ReadAll(home.get()));
+    // Accepting it restamped the times and cleared the mark.
+    EXPECT_EQ(0u, ReadWholeFile(Path("boostvol-home")).find("boostvol-home 1\n"));
+
+    // A batch after home-direct writes clears the mark too.
+    ASSERT_TRUE(home->WriteDirect(11 * kBlock, blk.data(), kBlock).ok());
+    std::memcpy(model_.data() + 11 * kBlock, blk.data(), kBlock);
+    EXPECT_TRUE(home->direct_mark_for_test());
+    TestBatch tb;
+    tb.Add(20, 1, 9, &model_);
+    tb.batch.end = Wm(2, 8);
+    ASSERT_TRUE(home->ApplyBatch(tb.batch).ok());
+    EXPECT_FALSE(home->direct_mark_for_test());
+    EXPECT_EQ(0u, ReadWholeFile(Path("boostvol-home")).find("boostvol-home 1\n"));
+  }
+  // A write behind our back after that is detected as before.
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  int fd = ::open(Path("image").c_str(), O_WRONLY);
+  ASSERT_GE(fd, 0);
+  std::vector<uint8_t> junk(kBlock, 0xEE);
+  ASSERT_EQ(static_cast<ssize_t>(kBlock), ::pwrite(fd, junk.data(), kBlock, 30 * kBlock));
+  ::close(fd);
+  std::unique_ptr<Home> home;
+  HomeOpenReport report;
+  ASSERT_TRUE(Open(&home, &report).ok());
+  EXPECT_TRUE(report.changed_behind_back);
+}
+
+// The intent mark is a version 2 stamp with exactly one more line; version 1
+// stamps stay readable, a damaged mark is corruption.
+TEST_F(DirectoryHomeTest, StampVersion2RoundTripsAndIsChecked) {
+  Stamp st;
+  st.uuid = uuid_;
+  st.image_size = kImageSize;
+  st.watermark = Wm(3, 9);
+  st.direct_writes = true;
+  Stamp back;
+  ASSERT_TRUE(DecodeStamp(EncodeStamp(st), "t", &back).ok());
+  EXPECT_TRUE(back.direct_writes);
+  EXPECT_EQ(9u, back.watermark.record_seq);
+  st.direct_writes = false;
+  const std::string v1 = EncodeStamp(st);
+  ASSERT_TRUE(DecodeStamp(v1, "t", &back).ok());
+  EXPECT_FALSE(back.direct_writes);
+  EXPECT_EQ(std::string::npos, v1.find("direct_writes"));
+  // A version 1 header over a version 2 body (and the reverse) is refused.
+  st.direct_writes = true;
+  std::string bad = EncodeStamp(st);
+  bad.replace(bad.find("direct_writes=1"), 15, "direct_writes=0");
+  EXPECT_TRUE(DecodeStamp(bad, "t", &back).IsCorruption());
 }
 
 TEST_F(DirectoryHomeTest, ImageResizedBehindTheBackIsReportedAndNotRestamped) {
@@ -1029,6 +1121,32 @@ TEST_F(DirectoryHomeTest, JournalWithZeroExtentsIsReplayedAfterACrash) {
   ASSERT_TRUE(s.ok()) << s.ToString();
   EXPECT_TRUE(report.journal_replayed);
   EXPECT_EQ(40u, home->watermark().record_seq);
+  EXPECT_EQ(model_, ReadAll(home.get()));
+}
+
+// While a failed batch's journal is live (it may be replayed over the image),
+// home-direct writes are refused: the caller logs them instead.
+TEST_F(DirectoryHomeFaultTest, HomeDirectWriteIsRefusedWhileAJournalIsLive) {
+  Create(&fenv_);
+  std::unique_ptr<Home> home;
+  HomeOpenReport report;
+  ASSERT_TRUE(Open(&home, &report, true, &fenv_).ok());
+  TestBatch tb;
+  tb.Add(2, 3, 21, &model_);
+  tb.batch.end = Wm(2, 20);
+  test::FaultRule rule;
+  rule.op = test::FaultOp::kSync;
+  rule.count = 1;
+  rule.path_prefix = Path("image");
+  fenv_.InjectFault(rule);
+  EXPECT_FALSE(home->ApplyBatch(tb.batch).ok());
+  fenv_.ClearFaults();
+  std::vector<uint8_t> blk(kBlock, 0x5A);
+  Status s = home->WriteDirect(3 * kBlock, blk.data(), kBlock);
+  EXPECT_TRUE(s.IsBusy()) << s.ToString();
+  ASSERT_TRUE(home->ApplyBatch(tb.batch).ok());
+  ASSERT_TRUE(home->WriteDirect(3 * kBlock, blk.data(), kBlock).ok());
+  std::memcpy(model_.data() + 3 * kBlock, blk.data(), kBlock);
   EXPECT_EQ(model_, ReadAll(home.get()));
 }
 
