@@ -1,5 +1,5 @@
 // boostvol create FAST SLOW --size 8G [--cache-size 2G] [--segment-size 4M] [--no-home-journal]
-//                 [--write-mode writeback|writethrough|writearound]
+//                 [--write-mode writeback|writethrough|writearound] [--bypass-order prefix|relaxed]
 // boostvol create FAST rbd:POOL/IMAGE --size 8G [--ceph-conf PATH] [--ceph-id NAME]   (docs/rbd-home.md)
 // boostvol create FAST SLOW|rbd:POOL/IMAGE --adopt    a fresh cache on an existing home
 #include <CLI/CLI.hpp>
@@ -17,7 +17,7 @@ namespace {
 struct CreateArgs {
   std::string fast, slow, size, cache_size, segment_size = "4M";
   bool no_home_journal = false;
-  std::string write_mode;
+  std::string write_mode, bypass_order;
   bool adopt = false;
   std::string ceph_conf, ceph_id;
 };
@@ -61,6 +61,12 @@ int RunCreate(const CreateArgs& a, const GlobalOptions& g) {
   o.segment_size = static_cast<uint32_t>(seg);
   o.home_journal = !a.no_home_journal;
   if (!a.write_mode.empty()) o.tunables.push_back({"write_mode", a.write_mode});
+  if (!a.bypass_order.empty()) o.tunables.push_back({"bypass_order", a.bypass_order});
+  if (a.bypass_order == "relaxed")
+    std::fprintf(stderr,
+                 "boostvol: WARNING: --bypass-order relaxed: writes may go straight home while older writes are\n"
+                 "  still only in the log, so SLOW alone is NOT crash-consistent if FAST is lost (DESIGN.md 2.7).\n"
+                 "  A crash with FAST intact still recovers. `boostvol set FAST bypass_order=prefix` undoes it.\n");
   if (a.no_home_journal) {
     std::fprintf(stderr,
                  "boostvol: WARNING: --no-home-journal: migration writes the home copy in place without a redo\n"
@@ -104,6 +110,10 @@ void AddCreateCommand(CLI::App& app, const GlobalOptions& g, int* exit_code) {
                 "writeback (default), writethrough or writearound (docs/policies.md); later: boostvol set FAST "
                 "write_mode=...")
       ->check(CLI::IsMember({"writeback", "writethrough", "writearound"}));
+  c->add_option("--bypass-order", a->bypass_order,
+                "prefix (default: a write goes straight home only while the log holds nothing not yet home, so "
+                "SLOW alone stays crash-consistent) or relaxed (UNSAFE without FAST; docs/policies.md)")
+      ->check(CLI::IsMember({"prefix", "relaxed"}));
   c->add_flag("--no-home-journal", a->no_home_journal,
               "UNSAFE: migrate without the home redo journal; SLOW alone is no longer crash-consistent");
   c->callback([a, &g, exit_code] { *exit_code = RunCreate(*a, g); });

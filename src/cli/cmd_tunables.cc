@@ -33,7 +33,13 @@ Pairs Defaults() { return TunablesToStrings(TunableValues{}); }
 
 Status ValidateTunable(const std::string& key, const std::string& value) {
   TunableValues v;
-  return ParseTunable(key, value, &v);
+  Status s = ParseTunable(key, value, &v);
+  if (s.ok() && key == "bypass_order" && v.bypass_order == BypassOrder::kRelaxed)
+    std::fprintf(stderr,
+                 "boostvol: WARNING: bypass_order=relaxed: writes may go straight home while older writes are still\n"
+                 "  only in the log, so SLOW alone is NOT crash-consistent if FAST is lost (DESIGN.md 2.7).\n"
+                 "  A crash with FAST intact still recovers. bypass_order=prefix undoes it.\n");
+  return s;
 }
 
 // Holds FAST/lock (exclusive) while meta.db is changed offline, so a mount
@@ -149,7 +155,9 @@ constexpr const char* kTunablesHelp =
     "from home first), zero_detect (on|off, default on: written all-zero blocks are logged as zero ranges, "
     "not stored; docs/policies.md), write_mode (writeback|writethrough|writearound, default writeback; "
     "switching away from writeback on a mounted volume drains first), sequential_cutoff (bytes or 4M, default "
-    "4M, 0 = off: longer sequential streams go straight home; docs/policies.md).";
+    "4M, 0 = off: longer sequential streams go straight home; docs/policies.md), bypass_order (prefix|relaxed, "
+    "default prefix: straight home only while the log holds nothing not yet home, so SLOW alone stays "
+    "crash-consistent; relaxed gives that up, said as a warning).";
 
 }  // namespace
 

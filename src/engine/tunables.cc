@@ -10,7 +10,7 @@ namespace boostvol {
 const std::vector<std::string>& TunableNames() {
   static const std::vector<std::string> names = {"migrate_start_fraction", "idle_migrate_ms", "max_batch_bytes",
                                                  "migrate_gap_blocks", "zero_detect", "write_mode",
-                                                 "sequential_cutoff"};
+                                                 "sequential_cutoff", "bypass_order"};
   return names;
 }
 
@@ -45,6 +45,13 @@ Status ParseTunable(const std::string& key, const std::string& value, TunableVal
     else return Status::InvalidArgument("write_mode must be writeback, writethrough or writearound");
     return Status::OK();
   }
+  if (key == "bypass_order") {
+    if (value == "prefix") out->bypass_order = BypassOrder::kPrefix;
+    else if (value == "relaxed") out->bypass_order = BypassOrder::kRelaxed;
+    else return Status::InvalidArgument("bypass_order must be prefix (the home alone stays crash-consistent, "
+                                        "DESIGN.md 2.7) or relaxed (gives that up; docs/policies.md)");
+    return Status::OK();
+  }
   bool known = false;
   for (const std::string& n : TunableNames()) known |= n == key;
   if (!known) {
@@ -75,7 +82,8 @@ std::vector<std::pair<std::string, std::string>> TunablesToStrings(const Tunable
           {"migrate_gap_blocks", std::to_string(v.migrate_gap_blocks)},
           {"zero_detect", v.zero_detect ? "on" : "off"},
           {"write_mode", WriteModeName(v.write_mode)},
-          {"sequential_cutoff", std::to_string(v.sequential_cutoff)}};
+          {"sequential_cutoff", std::to_string(v.sequential_cutoff)},
+          {"bypass_order", v.bypass_order == BypassOrder::kRelaxed ? "relaxed" : "prefix"}};
 }
 
 const char* WriteModeName(WriteMode m) {

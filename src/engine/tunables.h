@@ -14,6 +14,11 @@
 //                                              switching away from writeback drains first
 //   sequential_cutoff       0..1T     4 MiB     a sequential stream longer than this goes
 //                                              straight home (writeback mode); 0 = never
+//   bypass_order            prefix|relaxed       prefix
+//                                              prefix: a write goes straight home only while
+//                                              the log holds nothing not yet home, so the home
+//                                              alone stays a prefix (DESIGN.md 2.7); relaxed:
+//                                              whenever its own blocks are uncached (gives 2.7 up)
 #pragma once
 
 #include <cstdint>
@@ -26,6 +31,7 @@
 namespace boostvol {
 
 enum class WriteMode : uint8_t { kWriteback = 0, kWritethrough = 1, kWritearound = 2 };
+enum class BypassOrder : uint8_t { kPrefix = 0, kRelaxed = 1 };
 
 struct TunableValues {
   double migrate_start_fraction = 0.5;
@@ -35,6 +41,7 @@ struct TunableValues {
   bool zero_detect = true;
   WriteMode write_mode = WriteMode::kWriteback;
   uint64_t sequential_cutoff = 4ull << 20;
+  BypassOrder bypass_order = BypassOrder::kPrefix;
 };
 
 const char* WriteModeName(WriteMode m);

@@ -253,9 +253,11 @@ Status VolumeImpl::Write(uint64_t offset, size_t len, const void* buf) {
     return Status::OK();
   }
   const WriteMode mode = static_cast<WriteMode>(write_mode_.load(std::memory_order_relaxed));
-  bool tracked = false, direct = false;
+  const bool relaxed = bypass_relaxed_.load(std::memory_order_relaxed);
+  bool tracked = false, direct = false, drained = false, drained_clean = false;
   uint64_t stream_run = 0;
   for (;;) {
+    bool drain_first = false;
     {
       MutexLock l(&write_mu_);
       if (degraded_) {
@@ -270,11 +272,28 @@ Status VolumeImpl::Write(uint64_t offset, size_t len, const void* buf) {
       for (int i = 0; i < npartial; i++) stale |= !VersionStillCurrent(partial[i].lba, partial[i].v);
       // Home-direct: whole blocks only (a partial block merges with its
       // current copy, which the log orders), and only blocks with no copy in
-      // the log (rule (a), docs/policies.md).
+      // the log (rule (a), docs/policies.md); with bypass_order=prefix only
+      // while the log holds nothing not yet home (DESIGN.md 2.7).
       if (!stale && npartial == 0) {
         const uint64_t cutoff = sequential_cutoff_.load(std::memory_order_relaxed);
         const bool want = mode != WriteMode::kWriteback || (cutoff > 0 && stream_run >= cutoff);
-        if (want && !direct_unsupported_ && !AnyCachedLocked(lba0, n)) {
+        bool allowed = false;
+        if (want && !direct_unsupported_) {
+          if (relaxed) {
+            allowed = !AnyCachedLocked(lba0, n);
+          } else {
+            uint64_t dirty = 0;
+            allowed = LogAllHomeLocked(&dirty);
+            // A little left to go home (typically the stream's own first
+            // sequential_cutoff bytes): wait for it once, then bypass.
+            if (!allowed && !drained && dirty * kBlockSize <= std::max(kBypassDrainMaxBytes, 2 * cutoff) &&
+                NowMs() >= bypass_drain_quiet_until_ms_.load(std::memory_order_relaxed))
+              drain_first = true;
+            // Waited, and other writers dirtied the log again: log for a while.
+            if (!allowed && drained_clean) bypass_drain_quiet_until_ms_ = NowMs() + 1000;
+          }
+        }
+        if (allowed) {
           Status ds = WriteDirectLocked(offset, len, src);
           if (ds.ok()) {
             bypassed_bytes_ += len;
@@ -295,7 +314,7 @@ Status VolumeImpl::Write(uint64_t offset, size_t len, const void* buf) {
                          len, offset, ds.ToString(), more ? ", " + std::to_string(more) + " more" : std::string());
         }
       }
-      if (!stale) {
+      if (!stale && !drain_first) {
         Status s;
         uint64_t zero_blocks = 0;
         for (uint64_t i = 0; i < n && s.ok();) {
@@ -320,6 +339,19 @@ Status VolumeImpl::Write(uint64_t offset, size_t len, const void* buf) {
         }
         break;
       }
+    }
+    if (drain_first) {
+      // Not under write_mu_: other writers go on (and may dirty the log
+      // again; then this write is logged after all).
+      drained = true;
+      bypass_drains_++;
+      Status ds = DrainForBypass();
+      drained_clean = ds.ok();
+      if (!ds.ok()) {
+        spdlog::debug("waiting for the log to go home before a home-direct write: {}; logging meanwhile",
+                      ds.ToString());
+      }
+      continue;
     }
     // A concurrent write or a migration changed a block we merged into: merge again.
     for (int i = 0; i < npartial; i++) {
@@ -370,6 +402,41 @@ bool VolumeImpl::AnyCachedLocked(uint64_t lba0, uint64_t n) {
   return false;
 }
 
+bool VolumeImpl::LogAllHomeLocked(uint64_t* dirty_blocks) {
+  // Every logged write leaves, until its batch is durable at home, an index
+  // entry for each of its blocks (or a newer write's entry, or a pending zero
+  // range over it): IndexPlaced/ZeroPlaced run inside Append under write_mu_,
+  // and OnMigrated removes entries only after Home::ApplyBatch made the batch
+  // durable and moved the home's watermark past it. So an empty index and no
+  // pending zeros mean that the home alone holds the image as of the last
+  // logged write. Stable while write_mu_ is held (only appends add entries).
+  ReaderLock l(&index_mu_);
+  *dirty_blocks = index_->size() + pending_zeros_.blocks();
+  return index_->size() == 0 && pending_zeros_.empty();
+}
+
+Status VolumeImpl::DrainForBypass() {
+  // While migration fails (the home is away), no write waits for it: logged.
+  if (migrator_->GetStats().failing_since_unix != 0) return Status::Busy("migration is failing");
+  // Seal the open segment so that its records can go home now, not after idle_migrate_ms.
+  writer_->SealSegment();
+  BV_RETURN_IF_ERROR(writer_->Sync());
+  const uint64_t deadline = NowMs() + kBypassDrainWaitMs;
+  for (;;) {
+    {
+      ReaderLock l(&index_mu_);
+      if (index_->size() == 0 && pending_zeros_.empty()) return Status::OK();
+    }
+    if (closed_) return Status::Aborted("the volume is stopping");
+    if (NowMs() >= deadline) return Status::Busy("the log did not go home within the wait");
+    bool did = false;
+    // Run by this thread (or waits for the migrator's batch in progress).
+    // A failing home: give up at once, the write is logged.
+    BV_RETURN_IF_ERROR(migrator_->MigrateOnce(&did));
+    if (!did) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+}
+
 Status VolumeImpl::WriteDirectLocked(uint64_t offset, size_t len, const uint8_t* src) {
   // Every write before this one in the single order (write_mu_) that went to
   // the log is made durable first: a crash can then never keep this write
@@ -385,11 +452,11 @@ Status VolumeImpl::WriteDirectLocked(uint64_t offset, size_t len, const uint8_t*
     BV_RETURN_IF_ERROR(home_->WriteDirect(offset, src, len));
   }
   if (uint64_t n = direct_errors_.Cleared()) spdlog::info("home-direct writes work again ({} went to the log)", n);
-  if (!direct_said_) {
+  if (!direct_said_ && bypass_relaxed_) {
     direct_said_ = true;
     spdlog::warn("writing straight home ({}): while the log holds older writes not yet home, {} alone is not "
                  "crash-consistent (DESIGN.md 2.7; a crash with FAST intact still recovers a prefix). Set "
-                 "sequential_cutoff=0 and write_mode=writeback to keep it (docs/policies.md)",
+                 "bypass_order=prefix (the default) to keep it (docs/policies.md)",
                  static_cast<WriteMode>(write_mode_.load()) == WriteMode::kWriteback
                      ? std::string("a sequential stream past sequential_cutoff")
                      : std::string("write_mode=") + WriteModeName(static_cast<WriteMode>(write_mode_.load())),
@@ -639,6 +706,16 @@ Status VolumeImpl::ApplyTunable(const std::string& key, const std::string& value
   else if (key == "zero_detect") zero_detect_ = v.zero_detect;
   else if (key == "write_mode") write_mode_ = static_cast<uint8_t>(v.write_mode);
   else if (key == "sequential_cutoff") sequential_cutoff_ = v.sequential_cutoff;
+  else if (key == "bypass_order") {
+    bypass_relaxed_ = v.bypass_order == BypassOrder::kRelaxed;
+    if (bypass_relaxed_)
+      spdlog::warn("bypass_order=relaxed: home-direct writes (write_mode writethrough/writearound, sequential "
+                   "streams past sequential_cutoff) go home while older writes are still only in the log, so {} "
+                   "ALONE IS NOT CRASH-CONSISTENT (DESIGN.md 2.7 is given up): if FAST is lost for good, the home "
+                   "may hold a later write without an earlier one. A crash with FAST intact still recovers a prefix. "
+                   "`boostvol set FAST bypass_order=prefix` restores it (docs/policies.md)",
+                   home_->Describe());
+  }
   return Status::OK();
 }
 
@@ -670,6 +747,7 @@ std::vector<std::pair<std::string, std::string>> VolumeImpl::GetTunables() {
   v.zero_detect = zero_detect_;
   v.write_mode = static_cast<WriteMode>(write_mode_.load());
   v.sequential_cutoff = sequential_cutoff_;
+  v.bypass_order = bypass_relaxed_ ? BypassOrder::kRelaxed : BypassOrder::kPrefix;
   return TunablesToStrings(v);
 }
 

@@ -87,6 +87,15 @@ class VolumeImpl : public Volume {
   // Rule (a): true if any block of [lba0, lba0+n) has a copy in the log
   // (an index entry) or lies in a pending zero range.
   bool AnyCachedLocked(uint64_t lba0, uint64_t n) BV_REQUIRES(write_mu_);
+  // bypass_order=prefix (DESIGN.md 2.7): true if the log holds nothing that is
+  // not home yet (no index entry, no pending zero range): a home-direct write
+  // then leaves the home alone at a prefix of the writes. *dirty_blocks gets
+  // how many blocks are not home yet.
+  bool LogAllHomeLocked(uint64_t* dirty_blocks) BV_REQUIRES(write_mu_);
+  // bypass_order=prefix: a write that would go home-direct but finds at most
+  // a little not yet home waits (without write_mu_) for the migrator to take
+  // it home, at most kBypassDrainWaitMs. OK once the log held nothing dirty.
+  Status DrainForBypass() BV_EXCLUDES(write_mu_);
   // Rule (b): makes every earlier log record durable, then writes the whole
   // blocks home and syncs them, all before write_mu_ is released (so no later
   // record exists yet). On error nothing is acknowledged: log the write.
@@ -157,6 +166,16 @@ class VolumeImpl : public Volume {
   std::atomic<uint8_t> write_mode_{0};   // tunable write_mode (WriteMode)
   std::atomic<uint64_t> sequential_cutoff_{4ull << 20};  // tunable sequential_cutoff (0 = off)
   std::atomic<uint64_t> bypassed_bytes_{0};  // bytes written home-direct
+  std::atomic<bool> bypass_relaxed_{false};  // tunable bypass_order (false: prefix)
+  // bypass_order=prefix: a write that finds at most this much not yet home
+  // (or 2 x sequential_cutoff if larger) waits for it to go home, then bypasses.
+  static constexpr uint64_t kBypassDrainMaxBytes = 8ull << 20;
+  static constexpr uint64_t kBypassDrainWaitMs = 5000;
+  // After a wait that did not leave the log clean (other writers dirtied it
+  // again), no new wait before this time (NowMs): writes are logged meanwhile.
+  // While migration fails, no write waits either (Migrator::GetStats).
+  std::atomic<uint64_t> bypass_drain_quiet_until_ms_{0};
+  std::atomic<uint64_t> bypass_drains_{0};  // waits for the log to go home (tests, docs)
   struct Stream {
     uint64_t next = 0;  // the offset that continues it
     uint64_t run = 0;   // bytes written in sequence so far

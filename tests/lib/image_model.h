@@ -43,7 +43,14 @@ class ImageModel {
   // True if `got` (the whole image) equals the image after some prefix k of
   // the writes with flushed() <= k <= writes(); *why says which block broke it.
   bool CheckPrefix(const std::vector<uint8_t>& got, uint64_t* k_out, std::string* why) const {
-    const uint64_t lo = flushed_, hi = writes_;
+    return CheckPrefixBetween(got, flushed_, writes_, k_out, why);
+  }
+
+  // The same for a prefix k with lo <= k <= hi (hi <= writes()): e.g. the
+  // home alone after FAST is lost (DESIGN.md 2.7), which may be older than
+  // the last flush but not older than the last drain.
+  bool CheckPrefixBetween(const std::vector<uint8_t>& got, uint64_t lo, uint64_t hi, uint64_t* k_out,
+                          std::string* why) const {
     std::vector<char> ok(hi - lo + 1, 1);
     for (uint64_t b = 0; b < versions_.size(); b++) {
       uint32_t h = Hash(got.data() + b * kBlock);
@@ -75,6 +82,16 @@ class ImageModel {
         return true;
       }
     return false;
+  }
+
+  // After a crash recovered prefix k (`image`): the writes after k are gone,
+  // the history up to k is kept (an older copy, the home alone, may still be
+  // checked against it); everything up to k counts as flushed from now on.
+  void CutAt(uint64_t k, const std::vector<uint8_t>& image) {
+    image_ = image;
+    writes_ = flushed_ = k;
+    for (auto& vs : versions_)
+      while (vs.size() > 1 && vs.back().write > k) vs.pop_back();
   }
 
   // Starts a new history from `image` (after a crash was checked).

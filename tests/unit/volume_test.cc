@@ -9,12 +9,14 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <random>
 #include <thread>
 #include <vector>
 
 #include "boostvol/volume.h"
 #include "engine/volume_impl.h"
+#include "home/home_factory.h"
 #include "migrate/migrator.h"
 #include "lib/fault_injection_env.h"
 #include "lib/fault_injection_vfs.h"
@@ -189,6 +191,8 @@ TEST(VolumeTest, SequentialBypassSendsLongStreamsHomeButNotCachedBlocks) {
   Fixture f;
   f.Create();
   ASSERT_TRUE(f.Open().ok());
+  // Rule (a) alone (bypass_order=relaxed); prefix: PrefixOrderBypassesOnlyWhileTheLogIsAllHome.
+  ASSERT_TRUE(f.vol->SetTunable("bypass_order", "relaxed").ok());
   ASSERT_TRUE(f.vol->SetTunable("sequential_cutoff", "16K").ok());
   ImageModel model(kImage);
   auto write = [&](uint64_t off, size_t len, uint8_t tag) {
@@ -245,6 +249,8 @@ TEST(VolumeTest, WriteModesDrainFirstAndRouteWrites) {
   Fixture f;
   f.Create();
   ASSERT_TRUE(f.Open().ok());
+  // Rule (a) alone (bypass_order=relaxed); prefix: PrefixOrderBypassesOnlyWhileTheLogIsAllHome.
+  ASSERT_TRUE(f.vol->SetTunable("bypass_order", "relaxed").ok());
   ImageModel model(kImage);
   auto write = [&](uint64_t off, size_t len, uint8_t tag) {
     std::vector<uint8_t> d = Pattern(len, tag);
@@ -289,6 +295,8 @@ TEST(VolumeTest, HomeDirectWriteNeverLandsUnderAnUnfinishedBatch) {
   Fixture f;
   f.Create();
   ASSERT_TRUE(f.Open().ok());
+  // Rule (a) alone (bypass_order=relaxed); prefix: PrefixOrderBypassesOnlyWhileTheLogIsAllHome.
+  ASSERT_TRUE(f.vol->SetTunable("bypass_order", "relaxed").ok());
   ImageModel model(kImage);
   auto write = [&](uint64_t block, uint8_t tag) {
     std::vector<uint8_t> d = Pattern(4096, tag);
@@ -341,6 +349,8 @@ TEST(VolumeTest, HomeDirectWritesAndMigrationGapsDoNotUndoEachOther) {
   Fixture f;
   f.Create(65536, 1 << 20);
   ASSERT_TRUE(f.Open(/*migrator=*/true).ok());
+  // Relaxed: with bypass_order=prefix no home-direct write happens while a batch is dirty at all.
+  ASSERT_TRUE(f.vol->SetTunable("bypass_order", "relaxed").ok());
   ASSERT_TRUE(f.vol->SetTunable("sequential_cutoff", "4096").ok());
   // Each batch with gap blocks waits 20 ms between reading them and applying:
   // without the lock, B's home-direct writes land in that window.
@@ -396,6 +406,90 @@ TEST(VolumeTest, HomeDirectWritesAndMigrationGapsDoNotUndoEachOther) {
   EXPECT_EQ(f.ReadAll(), expect);
   ASSERT_TRUE(f.vol->Close().ok());
   EXPECT_EQ(ReadHomeFile(f.dirs.slow()), expect);
+}
+
+// bypass_order=prefix (the default): a write goes home-direct only while the
+// log holds nothing not yet home (DESIGN.md 2.7); a stream's logged head is
+// taken home first, then the stream bypasses; while the log cannot go home,
+// writes that would bypass are logged.
+TEST(VolumeTest, PrefixOrderBypassesOnlyWhileTheLogIsAllHome) {
+  Fixture f;
+  f.Create();
+  ASSERT_TRUE(f.Open().ok());
+  bool seen = false;
+  for (const auto& [k, v] : f.vol->GetTunables())
+    if (k == "bypass_order") {
+      seen = true;
+      EXPECT_EQ("prefix", v);
+    }
+  EXPECT_TRUE(seen);
+  EXPECT_FALSE(f.vol->SetTunable("bypass_order", "sloppy").ok());
+  ASSERT_TRUE(f.vol->SetTunable("sequential_cutoff", "16K").ok());
+  ImageModel model(kImage);
+  auto write = [&](uint64_t off, size_t len, uint8_t tag) {
+    std::vector<uint8_t> d = Pattern(len, tag);
+    ASSERT_TRUE(f.vol->Write(off, len, d.data()).ok());
+    model.Apply(off, d.data(), len);
+  };
+  // A random write elsewhere and a stream's first 16 KiB: logged.
+  write(500 * 4096, 4096, 1);
+  write(100 * 4096, 8192, 2);
+  write(102 * 4096, 8192, 2);
+  VolumeStatus st = f.vol->GetStatus();
+  EXPECT_EQ(0u, st.bypassed_bytes);
+  EXPECT_EQ(5u, st.dirty_blocks);
+  // Past the cutoff: the log (5 blocks) goes home first, then the write.
+  write(104 * 4096, 8192, 2);
+  st = f.vol->GetStatus();
+  EXPECT_EQ(8192u, st.bypassed_bytes);
+  EXPECT_EQ(0u, st.dirty_blocks);
+  EXPECT_EQ(ReadHomeFile(f.dirs.slow()), model.image());  // the home alone is the whole image
+  write(106 * 4096, 8192, 2);
+  EXPECT_EQ(16384u, f.vol->GetStatus().bypassed_bytes);
+
+  // The log cannot go home (its journal on SLOW fails): the stream is logged,
+  // although its blocks are uncached and the home image itself is writable
+  // (bypass_order=relaxed would send it home).
+  write(300 * 4096, 4096, 3);  // dirty
+  test::FaultRule r;
+  r.path_prefix = f.dirs.slow() + "/boostvol-journal";
+  r.op = test::FaultOp::kWrite;
+  f.env.InjectFault(r);
+  const std::vector<uint8_t> home_before = ReadHomeFile(f.dirs.slow());
+  write(108 * 4096, 8192, 2);
+  write(110 * 4096, 8192, 2);
+  st = f.vol->GetStatus();
+  EXPECT_EQ(16384u, st.bypassed_bytes);
+  EXPECT_EQ(5u, st.dirty_blocks);
+  EXPECT_EQ(ReadHomeFile(f.dirs.slow()), home_before);
+  EXPECT_EQ(f.ReadAll(), model.image());
+  // Relaxed: the uncached blocks go home although the log holds block 300 and the stream's logged blocks.
+  ASSERT_TRUE(f.vol->SetTunable("bypass_order", "relaxed").ok());
+  write(112 * 4096, 8192, 2);
+  EXPECT_EQ(16384u + 8192, f.vol->GetStatus().bypassed_bytes);
+  f.env.ClearFaults();
+  ASSERT_TRUE(f.vol->SetTunable("bypass_order", "prefix").ok());
+
+  // Writearound obeys the same rule: a partial write is logged; the next
+  // whole-block write takes it home first, then goes home itself.
+  ASSERT_TRUE(f.vol->SetTunable("write_mode", "writearound").ok());
+  EXPECT_EQ(0u, f.vol->GetStatus().dirty_blocks);  // drained by the switch
+  write(200 * 4096 + 10, 100, 4);
+  EXPECT_EQ(1u, f.vol->GetStatus().dirty_blocks);
+  write(210 * 4096, 4096, 5);
+  st = f.vol->GetStatus();
+  EXPECT_EQ(16384u + 8192 + 4096, st.bypassed_bytes);
+  EXPECT_EQ(0u, st.dirty_blocks);
+  EXPECT_EQ(ReadHomeFile(f.dirs.slow()), model.image());
+  EXPECT_EQ(f.ReadAll(), model.image());
+  ASSERT_TRUE(f.vol->Close().ok());
+  // Saved: the next mount is in prefix order again (and relaxed would be said there).
+  f.vol.reset();
+  ASSERT_TRUE(f.Open().ok());
+  for (const auto& [k, v] : f.vol->GetTunables())
+    if (k == "bypass_order") {
+      EXPECT_EQ("prefix", v);
+    }
 }
 
 // A write mode chosen at create is in force at the first mount.
@@ -600,7 +694,36 @@ struct CutStats {
   int meta_armed = 0;      // cuts armed for a meta.db commit (the rest found no commit to land in)
   uint64_t bypassed_bytes = 0;  // written home-direct (write modes, sequential bypass)
   int direct_runs = 0;          // runs with a home-direct policy
+  int home_alone_checks = 0;    // cuts after which the home alone was checked (bypass_order=prefix)
+  int home_alone_behind = 0;    // of those, the home alone was an older prefix than the volume's
+  uint64_t prefix_bypassed_bytes = 0;  // bypassed_bytes of the bypass_order=prefix sequences
 };
+
+// The home alone, as a user would find it if FAST were lost for good now
+// (DESIGN.md 2.7): a copy of SLOW, opened without the cache (its journal
+// replayed), read whole.
+std::vector<uint8_t> ReadHomeAlone(const std::string& slow_dir, const std::string& copy_dir) {
+  std::error_code ec;
+  std::filesystem::remove_all(copy_dir, ec);
+  std::filesystem::copy(slow_dir, copy_dir, std::filesystem::copy_options::recursive, ec);
+  EXPECT_FALSE(ec) << "copying " << slow_dir << ": " << ec.message();
+  home::HomeSummary sum;
+  EXPECT_TRUE(home::InspectHome(Env::Posix(), "dir:" + copy_dir, home::HomeOptions{}, &sum).ok());
+  log::Uuid uuid{};
+  EXPECT_TRUE(log::UuidFromString(sum.previous_uuid, &uuid));
+  std::unique_ptr<home::Home> home;
+  home::HomeOpenReport report;
+  std::vector<uint8_t> out(kImage);
+  Status s = home::OpenDirectoryHome(Env::Posix(), copy_dir, uuid, kImage, /*use_journal=*/true, &home, &report);
+  EXPECT_TRUE(s.ok()) << "the home alone does not open: " << s.ToString();
+  if (s.ok()) {
+    s = home->Read(0, out.data(), kImage);
+    EXPECT_TRUE(s.ok()) << s.ToString();
+  }
+  home.reset();
+  std::filesystem::remove_all(copy_dir, ec);
+  return out;
+}
 
 // A sequential stream of aligned writes (wraps at the image's end).
 void SequentialWrite(std::mt19937_64& rng, Volume* vol, ImageModel* model, uint64_t* next) {
@@ -649,14 +772,23 @@ void PowerCutRun(uint64_t seed, int steps, CutStats* stats) {
   std::mt19937_64 rng(seed);
   int cuts = 0;
   stats->runs++;
-  const int policy = static_cast<int>(seed % 3);  // 0: write-back only, 1: sequential bypass, 2: writearound
+  // 0: write-back only, 1: sequential bypass, 2: writearound, all with the
+  // default bypass_order=prefix; 3, 4: 1 and 2 with bypass_order=relaxed.
+  const int policy = static_cast<int>(seed % 5);
+  const bool relaxed = policy >= 3;
   auto set_policy = [&] {
-    if (policy == 1) {
+    if (relaxed) {
+      ASSERT_TRUE(f.vol->SetTunable("bypass_order", "relaxed").ok());
+    }
+    if (policy == 1 || policy == 3) {
       ASSERT_TRUE(f.vol->SetTunable("sequential_cutoff", "16384").ok());
-    } else if (policy == 2) {
+    } else if (policy == 2 || policy == 4) {
       ASSERT_TRUE(f.vol->SetTunable("write_mode", "writearound").ok());
     }
   };
+  // Every write up to this one is home (a drain returned): the home alone is
+  // never older than that.
+  uint64_t home_floor = 0;
   set_policy();
   if (policy != 0) stats->direct_runs++;
   uint64_t stream_next = 0;
@@ -688,9 +820,12 @@ void PowerCutRun(uint64_t seed, int steps, CutStats* stats) {
       bool did;
       (void)f.impl()->MigrateOnce(&did);
       f.env.ClearFaults();
-    } else if (op < 90) {
+    } else if (op < 87) {
       bool did;
       ASSERT_TRUE(f.impl()->MigrateOnce(&did).ok());
+    } else if (op < 90) {
+      ASSERT_TRUE(f.vol->Drain(nullptr).ok());
+      home_floor = model.writes();
     } else {
       PowerCutMode mode = static_cast<PowerCutMode>(rng() % 3);
       std::string scope = rng() % 4 == 0 ? f.dirs.fast() : (rng() % 3 == 0 ? f.dirs.slow() : "");
@@ -742,7 +877,11 @@ void PowerCutRun(uint64_t seed, int steps, CutStats* stats) {
         ASSERT_TRUE(vs.ok()) << vs.ToString();
       }
       stats->bypassed_bytes += f.vol->GetStatus().bypassed_bytes;
+      if (!relaxed) stats->prefix_bypassed_bytes += f.vol->GetStatus().bypassed_bytes;
       f.vol.reset();  // the daemon died with the power
+      // FAST lost for good at this moment: what the home alone holds.
+      std::vector<uint8_t> home_alone;
+      if (!relaxed) home_alone = ReadHomeAlone(f.dirs.slow(), f.dirs.root() + "/home-alone");
       Status s = f.Open();
       ASSERT_TRUE(s.ok()) << "reopen after a power cut " << point << " (mode " << static_cast<int>(mode)
                           << ", scope '" << scope << "'): " << s.ToString();
@@ -752,7 +891,18 @@ void PowerCutRun(uint64_t seed, int steps, CutStats* stats) {
       ASSERT_TRUE(model.CheckPrefix(got, &k, &why))
           << why << " (writes " << model.writes() << ", flushed " << model.flushed() << ", cut " << cuts << " "
           << point << ", mode " << static_cast<int>(mode) << ", scope '" << scope << "')";
-      model.Reset(got);
+      if (!relaxed) {
+        // DESIGN.md 2.7: the home alone is a prefix too, no older than the
+        // last drain, no newer than what the volume recovered.
+        uint64_t j;
+        ASSERT_TRUE(model.CheckPrefixBetween(home_alone, home_floor, k, &j, &why))
+            << "the home alone (FAST lost) is not a prefix: " << why << " (writes " << model.writes()
+            << ", drained " << home_floor << ", recovered " << k << ", cut " << cuts << " " << point << ", mode "
+            << static_cast<int>(mode) << ", scope '" << scope << "')";
+        stats->home_alone_checks++;
+        if (j < k) stats->home_alone_behind++;
+      }
+      model.CutAt(k, got);
       cuts++;
       stats->cuts++;
       set_policy();
@@ -781,10 +931,16 @@ TEST(VolumeTest, PowerCutsLeaveAPrefixIncludingEveryFlush) {
   std::printf("power-cut model: %d sequences wrote home-direct (bypassed_bytes read before each cut, summed: %llu)\n",
               stats.direct_runs,
               static_cast<unsigned long long>(stats.bypassed_bytes));
+  std::printf("power-cut model: the home alone (FAST lost) checked after %d cuts (bypass_order=prefix, %llu bytes "
+              "home-direct), %d of them an older prefix than the volume's\n",
+              stats.home_alone_checks, static_cast<unsigned long long>(stats.prefix_bypassed_bytes),
+              stats.home_alone_behind);
   // The test must reach what it claims to test (not checked for one replayed seed).
   if (fixed == nullptr) {
     EXPECT_GT(stats.in_meta_commit, 0) << "no cut landed inside a meta.db commit";
     EXPECT_GT(stats.bypassed_bytes, 0u) << "no home-direct write happened";
+    EXPECT_GT(stats.home_alone_behind, 0) << "the home alone was never behind: the check checks nothing";
+    EXPECT_GT(stats.prefix_bypassed_bytes, 0u) << "no home-direct write in bypass_order=prefix";
   }
 }
 
