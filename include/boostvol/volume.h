@@ -104,6 +104,7 @@ struct VolumeStatus {
   // currently covered by zero ranges not yet home.
   uint64_t trimmed_bytes = 0, zeroed_bytes = 0, zero_block_bytes = 0, home_zeroed_bytes = 0;
   uint64_t bypassed_bytes = 0;  // written straight home (write modes, sequential bypass)
+  std::string bypass_order = "prefix";  // tunable bypass_order: prefix | relaxed (docs/policies.md)
   uint64_t pending_zero_blocks = 0;
   uint64_t mount_count = 0;
   bool clean_open = false;         // opened from a clean-stop checkpoint

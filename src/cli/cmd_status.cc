@@ -107,8 +107,9 @@ void PrintLive(const VolumeStatus& s, const control::StatusRates& r, const std::
               FormatBytes(s.trimmed_bytes).c_str(), FormatBytes(s.zeroed_bytes).c_str(),
               FormatBytes(s.zero_block_bytes).c_str(), FormatBytes(s.home_zeroed_bytes).c_str(),
               FormatBytes(s.pending_zero_blocks * bs).c_str());
-  std::printf("bypass     %s written straight home (write mode, sequential bypass)\n",
-              FormatBytes(s.bypassed_bytes).c_str());
+  std::printf("bypass     %s written straight home (write mode, sequential bypass); bypass_order=%s%s\n",
+              FormatBytes(s.bypassed_bytes).c_str(), s.bypass_order.c_str(),
+              s.bypass_order == "relaxed" ? " (SLOW alone is NOT crash-consistent if FAST is lost)" : "");
   std::printf("migrator   %s; %s migrated in %llu batch%s\n", s.migrator_state.c_str(),
               FormatBytes(s.migrated_bytes).c_str(), static_cast<unsigned long long>(s.migration_batches),
               s.migration_batches == 1 ? "" : "es");
@@ -175,6 +176,11 @@ int Offline(const std::string& fast, const StatusArgs& a) {
     s.next_record = clean ? cp.tail.next_record_seq : 0;
     s.clean_open = clean;
     (void)store->LoadMountCount(&s.mount_count);  // stays 0 if unreadable: status still answers
+    {
+      std::string order;
+      bool found = false;
+      if (store->GetSetting("bypass_order", &order, &found).ok() && found) s.bypass_order = order;
+    }
     for (const auto& [name, value] : counters) {
       const uint64_t u = value < 0 ? 0 : static_cast<uint64_t>(value);
       if (name == "reads") s.reads = u;

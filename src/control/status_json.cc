@@ -42,6 +42,7 @@ void ForEachField(VolumeStatus& st, F&& f) {
   f("zeroed_bytes", st.zeroed_bytes);
   f("zero_block_bytes", st.zero_block_bytes);
   f("bypassed_bytes", st.bypassed_bytes);
+  f("bypass_order", st.bypass_order);
   f("home_zeroed_bytes", st.home_zeroed_bytes);
   f("pending_zero_blocks", st.pending_zero_blocks);
   f("mount_count", st.mount_count);

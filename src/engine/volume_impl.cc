@@ -827,6 +827,7 @@ VolumeStatus VolumeImpl::GetStatus() {
   st.zeroed_bytes = zeroed_bytes_;
   st.zero_block_bytes = zero_block_bytes_;
   st.bypassed_bytes = bypassed_bytes_;
+  st.bypass_order = bypass_relaxed_ ? "relaxed" : "prefix";
   st.mount_count = mount_count_;
   st.clean_open = clean_open_;
   return st;
