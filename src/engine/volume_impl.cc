@@ -344,7 +344,6 @@ Status VolumeImpl::Write(uint64_t offset, size_t len, const void* buf) {
       // Not under write_mu_: other writers go on (and may dirty the log
       // again; then this write is logged after all).
       drained = true;
-      bypass_drains_++;
       Status ds = DrainForBypass();
       drained_clean = ds.ok();
       if (!ds.ok()) {

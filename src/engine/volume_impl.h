@@ -175,7 +175,6 @@ class VolumeImpl : public Volume {
   // again), no new wait before this time (NowMs): writes are logged meanwhile.
   // While migration fails, no write waits either (Migrator::GetStats).
   std::atomic<uint64_t> bypass_drain_quiet_until_ms_{0};
-  std::atomic<uint64_t> bypass_drains_{0};  // waits for the log to go home (tests, docs)
   struct Stream {
     uint64_t next = 0;  // the offset that continues it
     uint64_t run = 0;   // bytes written in sequence so far
