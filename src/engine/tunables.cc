@@ -3,11 +3,14 @@
 #include <cerrno>
 #include <cstdlib>
 
+#include "util/size_parse.h"
+
 namespace boostvol {
 
 const std::vector<std::string>& TunableNames() {
   static const std::vector<std::string> names = {"migrate_start_fraction", "idle_migrate_ms", "max_batch_bytes",
-                                                 "migrate_gap_blocks", "zero_detect"};
+                                                 "migrate_gap_blocks", "zero_detect",     "read_promote",
+                                                 "read_promote_hits",      "read_cache_size"};
   return names;
 }
 
@@ -27,6 +30,19 @@ Status ParseTunable(const std::string& key, const std::string& value, TunableVal
     else return Status::InvalidArgument("zero_detect must be on or off");
     return Status::OK();
   }
+  if (key == "read_promote") {
+    if (value != "off" && value != "always" && value != "nhit")
+      return Status::InvalidArgument("read_promote must be off, always or nhit");
+    out->read_promote = value;
+    return Status::OK();
+  }
+  if (key == "read_cache_size") {
+    uint64_t bytes = 0;
+    if (!ParseSize(value, &bytes).ok() || (bytes != 0 && bytes < 4096) || bytes > (uint64_t{1} << 44))
+      return Status::InvalidArgument("read_cache_size must be 0 (a quarter of the log) or a size from 4K to 16T");
+    out->read_cache_size = bytes;
+    return Status::OK();
+  }
   bool known = false;
   for (const std::string& n : TunableNames()) known |= n == key;
   if (!known) {
@@ -43,6 +59,9 @@ Status ParseTunable(const std::string& key, const std::string& value, TunableVal
   } else if (key == "max_batch_bytes") {
     if (v < 4096 || v > (1ull << 30)) return Status::InvalidArgument("max_batch_bytes must be 4096 .. 1073741824");
     out->max_batch_bytes = v;
+  } else if (key == "read_promote_hits") {
+    if (v < 1 || v > 255) return Status::InvalidArgument("read_promote_hits must be 1 .. 255");
+    out->read_promote_hits = static_cast<uint32_t>(v);
   } else {
     if (v > 4096) return Status::InvalidArgument("migrate_gap_blocks must be 0 .. 4096");
     out->migrate_gap_blocks = static_cast<uint32_t>(v);
@@ -55,7 +74,10 @@ std::vector<std::pair<std::string, std::string>> TunablesToStrings(const Tunable
           {"idle_migrate_ms", std::to_string(v.idle_migrate_ms)},
           {"max_batch_bytes", std::to_string(v.max_batch_bytes)},
           {"migrate_gap_blocks", std::to_string(v.migrate_gap_blocks)},
-          {"zero_detect", v.zero_detect ? "on" : "off"}};
+          {"zero_detect", v.zero_detect ? "on" : "off"},
+          {"read_promote", v.read_promote},
+          {"read_promote_hits", std::to_string(v.read_promote_hits)},
+          {"read_cache_size", std::to_string(v.read_cache_size)}};
 }
 
 }  // namespace boostvol

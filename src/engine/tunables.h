@@ -9,6 +9,12 @@
 //                                              the gap read from home (fewer, larger home writes)
 //   zero_detect             on|off    on        log written all-zero blocks as zero ranges
 //                                              (no data in the log, a hole at home)
+//   read_promote            off|always|nhit  off  which blocks read from home enter the read
+//                                              cache on FAST (docs/policies.md "Read caching")
+//   read_promote_hits       1..255    2         nhit: promote at the N-th home read of a block
+//                                              within the last 65536 home reads
+//   read_cache_size         0|4K..    0         the read cache file FAST/readcache, bytes (K/M/G
+//                                              accepted); 0 = a quarter of the log's size
 #pragma once
 
 #include <string>
@@ -25,6 +31,9 @@ struct TunableValues {
   uint64_t max_batch_bytes = 64ull << 20;
   uint32_t migrate_gap_blocks = 64;
   bool zero_detect = true;
+  std::string read_promote = "off";
+  uint32_t read_promote_hits = 2;
+  uint64_t read_cache_size = 0;
 };
 
 const std::vector<std::string>& TunableNames();

@@ -343,6 +343,8 @@ struct CutStats {
   int in_engine_io = 0;    // while a migration batch failed part-way (log or home)
   int in_meta_commit = 0;  // inside a meta.db commit (seal, migration batch, checkpoint, counters)
   int meta_armed = 0;      // cuts armed for a meta.db commit (the rest found no commit to land in)
+  int reads = 0;           // reads checked against the model (read cache on in 2 of 3 sequences)
+  uint64_t read_cache_hits = 0;
 };
 
 // The randomized model check: writes (some with zero-filled blocks), zero
@@ -369,10 +371,33 @@ void PowerCutRun(uint64_t seed, int steps, CutStats* stats) {
   ASSERT_TRUE(f.Open().ok());
   ImageModel model(kImage);
   std::mt19937_64 rng(seed);
+  // Read caching (docs/policies.md): each sequence runs with one promotion
+  // policy (a 128-block cache over the 512-block image: evictions), and reads
+  // of random ranges, drawn from their own generator so that the sequence of
+  // writes, cuts and migrations per seed stays as it was, must equal the
+  // model's current image: a promoted block must never be stale.
+  std::mt19937_64 read_rng(seed * 7919 + 1);
+  const char* const policy = seed % 3 == 0 ? "off" : seed % 3 == 1 ? "always" : "nhit";
+  auto set_policy = [&] {
+    Status ts = f.vol->SetTunable("read_promote", policy);
+    ASSERT_TRUE(ts.ok()) << ts.ToString();
+  };
+  set_policy();
   int cuts = 0;
   stats->runs++;
   for (int step = 0; step < steps; step++) {
     stats->steps++;
+    if (read_rng() % 3 == 0) {
+      const uint64_t len = 1 + read_rng() % (64 << 10);
+      const uint64_t off = read_rng() % (kImage - len + 1);
+      std::vector<uint8_t> got(len);
+      Status rs = f.vol->Read(off, len, got.data());
+      ASSERT_TRUE(rs.ok()) << rs.ToString();
+      ASSERT_EQ(0, std::memcmp(got.data(), model.image().data() + off, len))
+          << "a read of [" << off << ", +" << len << ") differs from the last write (read cache " << policy
+          << ", step " << step << ")";
+      stats->reads++;
+    }
     unsigned op = rng() % 100;
     if (op < 62) {
       const uint64_t len = RandomWriteLength(rng, /*large=*/true);
@@ -448,10 +473,12 @@ void PowerCutRun(uint64_t seed, int steps, CutStats* stats) {
           << why << " (writes " << model.writes() << ", flushed " << model.flushed() << ", cut " << cuts << " "
           << point << ", mode " << static_cast<int>(mode) << ", scope '" << scope << "')";
       model.Reset(got);
+      set_policy();  // the setting may have been lost with meta.db's last commit
       cuts++;
       stats->cuts++;
     }
   }
+  stats->read_cache_hits += f.vol->GetStatus().read_cache_hits;
 }
 
 TEST(VolumeTest, PowerCutsLeaveAPrefixIncludingEveryFlush) {
@@ -469,12 +496,14 @@ TEST(VolumeTest, PowerCutsLeaveAPrefixIncludingEveryFlush) {
     for (int i = 0; i < runs && !HasFatalFailure(); i++) PowerCutRun(1000 + i, 150, &stats);
   }
   std::printf("power-cut model: %d sequences, %d operations, %d power cuts (%d during a failing migration batch, "
-              "%d inside a meta.db commit, %d more armed for one)\n",
+              "%d inside a meta.db commit, %d more armed for one); %d reads checked, %llu read cache hits\n",
               stats.runs, stats.steps, stats.cuts, stats.in_engine_io, stats.in_meta_commit,
-              stats.meta_armed - stats.in_meta_commit);
+              stats.meta_armed - stats.in_meta_commit, stats.reads,
+              static_cast<unsigned long long>(stats.read_cache_hits));
   // The test must reach what it claims to test (not checked for one replayed seed).
   if (fixed == nullptr) {
     EXPECT_GT(stats.in_meta_commit, 0) << "no cut landed inside a meta.db commit";
+    EXPECT_GT(stats.read_cache_hits, 0u) << "no read was served by the read cache";
   }
 }
 
