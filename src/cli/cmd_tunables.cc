@@ -147,7 +147,9 @@ constexpr const char* kTunablesHelp =
     "max_batch_bytes (4096..1073741824, default 67108864: the largest migration batch), "
     "migrate_gap_blocks (0..4096, default 64: dirty blocks this close go home as one write, the gap read "
     "from home first), zero_detect (on|off, default on: written all-zero blocks are logged as zero ranges, "
-    "not stored; docs/policies.md).";
+    "not stored; docs/policies.md), read_promote (off|always|nhit, default off: blocks read from home are "
+    "copied into the read cache on FAST), read_promote_hits (1..255, default 2: nhit promotes at this read), "
+    "read_cache_size (default 0 = a quarter of the log; K/M/G accepted; docs/policies.md \"Read caching\").";
 
 }  // namespace
 
