@@ -32,14 +32,27 @@ ReadCache::ReadCache(std::unique_ptr<File> file, EvictionOrder order)
   for (uint32_t i = 0; i < kBuckets; i++) buckets_[i].store(0, std::memory_order_relaxed);
 }
 
+void ReadCache::AttachFile(std::unique_ptr<File> file) {
+  MutexLock l(&mu_);
+  if (file_ || !slots_.empty()) return;
+  file_ = std::move(file);
+  configured_ = false;
+}
+
 Status ReadCache::Configure(uint32_t capacity, PromotePolicy policy, uint32_t promote_hits) {
   if (capacity >= kFilling) return Status::InvalidArgument("read cache too large");
   if (!file_) capacity = 0;
   if (policy == PromotePolicy::kOff) capacity = 0;
   promote_hits_.store(std::max<uint32_t>(promote_hits, 1), std::memory_order_relaxed);
+  {
+    uint32_t n = kNhitEntries;
+    while (n < capacity && n < (1u << 24)) n <<= 1;
+    nhit_size_.store(n, std::memory_order_relaxed);
+  }
   MutexLock l(&mu_);
   policy_.store(policy, std::memory_order_relaxed);
-  if (capacity == slots_.size()) return Status::OK();
+  if (capacity == slots_.size() && configured_) return Status::OK();
+  configured_ = true;
   // Drop everything; promotions in flight fail their generation check.
   occupancy_.fetch_sub(static_cast<int64_t>(used_), std::memory_order_seq_cst);
   used_ = 0;
@@ -162,7 +175,7 @@ bool ReadCache::Read(uint64_t lba, uint8_t* out) {
     DropSlotLocked(slot);
     errors_.fetch_add(1, std::memory_order_relaxed);
     misses_.fetch_add(1, std::memory_order_relaxed);
-    NoteError(rs.ok() ? "fails its checksum" : "cannot be read", lba,
+    NoteError(rs.ok() ? "fails its checksum (slot dropped)" : "cannot be read (slot dropped)", lba,
               rs.ok() ? Status::Corruption("checksum mismatch") : rs);
     return false;
   }
@@ -177,19 +190,35 @@ bool ReadCache::NhitDue(uint64_t lba) {
   const uint32_t need = promote_hits_.load(std::memory_order_relaxed);
   if (need <= 1) return true;
   MutexLock l(&nhit_mu_);
-  if (nhit_.empty()) nhit_.assign(kNhitEntries, NhitEntry{});
+  const uint32_t size = nhit_size_.load(std::memory_order_relaxed);
+  if (nhit_.size() != size) nhit_.assign(size, NhitEntry{});
   home_reads_++;
-  NhitEntry& e = nhit_[static_cast<uint32_t>((lba * 0x9E3779B97F4A7C15ull) >> 40) % kNhitEntries];
+  const uint32_t now = static_cast<uint32_t>(home_reads_) & 0xFFFFFFu;
+  auto age = [&](const NhitEntry& e) { return (now - (e.since_count >> 8)) & 0xFFFFFFu; };
+  const uint32_t sets = size / kNhitWays;
+  NhitEntry* set = &nhit_[(static_cast<uint32_t>((lba * 0x9E3779B97F4A7C15ull) >> 32) & (sets - 1)) * kNhitWays];
   const uint32_t key = static_cast<uint32_t>(lba) + 1;
-  if (e.lba_plus1 != key || home_reads_ - e.since > kNhitWindow) {
-    e.lba_plus1 = key;  // a new block, or its count is out of the window
-    e.count = 1;
-    e.since = home_reads_;
-    return false;
+  NhitEntry* victim = &set[0];
+  for (uint32_t w = 0; w < kNhitWays; w++) {
+    NhitEntry& e = set[w];
+    if (e.lba_plus1 == key) {
+      if (age(e) > kNhitWindow) {  // counted too long ago: start over
+        e.since_count = now << 8 | 1;
+        return false;
+      }
+      const uint32_t count = (e.since_count & 0xFF) + 1;
+      if (count >= need) {
+        e.lba_plus1 = 0;
+        return true;
+      }
+      e.since_count = (e.since_count & ~0xFFu) | count;
+      return false;
+    }
+    if (victim->lba_plus1 != 0 && (e.lba_plus1 == 0 || age(e) > age(*victim))) victim = &e;
   }
-  if (++e.count < need) return false;
-  e.lba_plus1 = 0;
-  return true;
+  victim->lba_plus1 = key;
+  victim->since_count = now << 8 | 1;
+  return false;
 }
 
 void ReadCache::OnHomeRead(uint64_t lba, const uint8_t* data, uint64_t ticket) {
@@ -278,8 +307,8 @@ void ReadCache::NoteError(const char* what, uint64_t lba, const Status& s) {
   uint64_t more = 0;
   switch (fast_errors_.Occurred(&more)) {
     case RepeatedError::kFirst:
-      spdlog::warn("the read cache's copy of image block {} {} ({}); the slot is dropped and the block is read "
-                   "from home. Reads do not fail for this; check FAST if it repeats (later errors are counted, "
+      spdlog::warn("the read cache's copy of image block {} {} ({}); the block is served from home instead. "
+                   "Reads do not fail for this; check FAST if it repeats (later errors are counted, "
                    "one line a minute)",
                    lba, what, s.ToString());
       break;

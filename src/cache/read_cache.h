@@ -41,8 +41,9 @@
 // Promotion policy: off (nothing is promoted; the cache is empty and its
 // file truncated), always (every block read from home), nhit (a block is
 // promoted at its N-th read from home within a window of the last
-// kNhitWindow home reads, counted in a bounded direct-mapped table of
-// kNhitEntries recent misses, like OpenCAS's nhit).
+// kNhitWindow home reads, counted in a bounded 4-way set-associative table
+// of recent misses, one entry per slot and at least kNhitEntries, like
+// OpenCAS's nhit; 8 bytes per entry, only allocated for nhit).
 //
 // Thread-safety: every method is thread-safe. mu_ guards the slot metadata
 // and tables; file I/O is done outside it. Lock order: VolumeImpl::index_mu_
@@ -71,7 +72,7 @@ bool ParsePromotePolicy(const std::string& s, PromotePolicy* out);
 
 class ReadCache {
  public:
-  static constexpr uint32_t kNhitEntries = 8192;
+  static constexpr uint32_t kNhitEntries = 8192;  // at least; as many as slots
   static constexpr uint64_t kNhitWindow = 65536;  // home reads
   static constexpr uint32_t kBuckets = 4096;      // invalidation buckets
 
@@ -87,8 +88,16 @@ class ReadCache {
     uint64_t capacity_blocks = 0;
   };
 
-  // `file` is FAST/readcache (may be null: no cache can ever be enabled).
+  // `file` is FAST/readcache (may be null until AttachFile: the cache stays off).
   explicit ReadCache(std::unique_ptr<File> file, EvictionOrder order = EvictionOrder::kClock);
+
+  // Gives the cache its file when it was made without one (the volume opens
+  // FAST/readcache only once read caching is wanted). Ignored if it has one.
+  void AttachFile(std::unique_ptr<File> file);
+  bool has_file() BV_EXCLUDES(mu_) {
+    MutexLock l(&mu_);
+    return file_ != nullptr;
+  }
 
   // Sets the size (blocks; 0 disables) and the policy. A change of size
   // drops every slot and resizes the file (preallocated); policy off frees
@@ -133,11 +142,13 @@ class ReadCache {
     uint32_t crc = 0;
     uint32_t gen = 0;      // bumped at every fill
   };
+  // nhit: a 4-way set-associative table of recent misses, one entry per
+  // slot (at least kNhitEntries); a full set replaces its oldest entry.
   struct NhitEntry {
     uint32_t lba_plus1 = 0;
-    uint32_t count = 0;
-    uint64_t since = 0;  // home-read counter at the first counted miss
+    uint32_t since_count = 0;  // (home-read counter at the first counted read, mod 2^24) << 8 | count
   };
+  static constexpr uint32_t kNhitWays = 4;
 
   static uint32_t Bucket(uint64_t lba) { return static_cast<uint32_t>((lba * 0x9E3779B97F4A7C15ull) >> 52) % kBuckets; }
   uint32_t TableHome(uint32_t lba) const BV_REQUIRES(mu_);
@@ -149,6 +160,8 @@ class ReadCache {
   bool NhitDue(uint64_t lba);
   void NoteError(const char* what, uint64_t lba, const Status& s);
 
+  // Set once (constructor or AttachFile, while no slot exists); read without
+  // mu_ only by holders of a slot.
   std::unique_ptr<File> file_;
   const EvictionOrder order_;
   std::atomic<PromotePolicy> policy_{PromotePolicy::kOff};
@@ -165,9 +178,11 @@ class ReadCache {
   uint32_t hand_ BV_GUARDED_BY(mu_) = 0;
   uint32_t gen_counter_ BV_GUARDED_BY(mu_) = 0;
   uint64_t used_ BV_GUARDED_BY(mu_) = 0;
+  bool configured_ BV_GUARDED_BY(mu_) = false;  // the file was sized at least once
 
   Mutex nhit_mu_;
   std::vector<NhitEntry> nhit_ BV_GUARDED_BY(nhit_mu_);
+  std::atomic<uint32_t> nhit_size_{kNhitEntries};  // set by Configure
   uint64_t home_reads_ BV_GUARDED_BY(nhit_mu_) = 0;
 
   std::atomic<uint64_t> hits_{0}, misses_{0}, promotions_{0}, evictions_{0}, invalidations_{0}, discarded_{0},

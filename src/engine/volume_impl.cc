@@ -567,6 +567,20 @@ Status VolumeImpl::ConfigureReadCache() {
   uint64_t bytes = read_cache_size_ != 0 ? read_cache_size_ : log_bytes / 4;
   // Never more slots than the image has blocks (a larger cache could not fill).
   uint64_t blocks = std::min<uint64_t>({bytes / kBlockSize, image_blocks_, 0xFFFFFF00ull});
+  if (!read_cache_->has_file()) {
+    bool exists = false;
+    if (read_promote_ != PromotePolicy::kOff || (fast_->Exists("readcache", &exists).ok() && exists)) {
+      std::unique_ptr<File> f;
+      Status os = fast_->OpenFile("readcache", OpenMode::kCreate, &f);
+      if (!os.ok()) {
+        spdlog::error("cannot open the read cache file {}/readcache ({}); read caching stays off. Check FAST, "
+                      "then set read_promote again",
+                      fast_path_, os.ToString());
+        return os;
+      }
+      read_cache_->AttachFile(std::move(f));
+    }
+  }
   Status s = read_cache_->Configure(static_cast<uint32_t>(blocks), read_promote_, read_promote_hits_);
   if (!s.ok()) {
     spdlog::error("the read cache is off: {}. Reads go home as without it; free space on FAST or set a smaller "

@@ -169,17 +169,10 @@ class VolumeOpener {
     // The read cache starts empty at every open (nothing in FAST/readcache is
     // trusted from before: a crash, a home restored behind our back); its
     // file is only sized here. A FAST error leaves it off, never the mount.
-    {
-      std::unique_ptr<File> rcf;
-      Status rs = v->fast_->OpenFile("readcache", OpenMode::kCreate, &rcf);
-      if (!rs.ok()) {
-        spdlog::error("cannot open the read cache file {}/readcache ({}); read caching is off for this mount",
-                      o.fast_dir, rs.ToString());
-        rcf.reset();
-      }
-      v->read_cache_ = std::make_unique<ReadCache>(std::move(rcf));
-      (void)v->ConfigureReadCache();  // logged there
-    }
+    // FAST/readcache is opened (made) only when read caching is on, or to
+    // free the space of one left from a mount that had it on.
+    v->read_cache_ = std::make_unique<ReadCache>(nullptr);
+    (void)v->ConfigureReadCache();  // logged there
     // meta.db may lag the home's watermark after a crash between the two.
     if (start.record_seq > meta_wm.record_seq) {
       Status ms = v->meta_->CommitMigration(start, meta::MigrationStats{});

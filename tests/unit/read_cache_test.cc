@@ -20,6 +20,7 @@
 #include "engine/volume_impl.h"
 #include "lib/fault_injection_env.h"
 #include "lib/temp_dirs.h"
+#include "meta/meta_store.h"
 #include "log/record.h"
 
 namespace boostvol {
@@ -239,9 +240,18 @@ TEST(ReadCacheTest, NhitPromotesAtTheNthHomeReadWithinTheWindow) {
   // Out of the window: the count starts over.
   f.Promote(5);
   f.Promote(5);
-  for (uint64_t i = 0; i < ReadCache::kNhitWindow + 1; i++) f.Promote(100000 + (i % 8192) * 7919);
+  for (uint64_t i = 0; i < ReadCache::kNhitWindow + 1; i++) f.Promote(7);  // (5 stays in the table)
   f.Promote(5);
   EXPECT_FALSE(f.Has(5));
+  f.Promote(5);
+  f.Promote(5);
+  EXPECT_TRUE(f.Has(5));
+  // 4-way sets, as many entries as slots (at least 8192): 6000 blocks read
+  // once each are nearly all still counted at their second read.
+  UnitFixture g(8192, PromotePolicy::kNhit, 2);
+  for (int pass = 0; pass < 2; pass++)
+    for (uint64_t lba = 0; lba < 6000; lba++) g.Promote(lba * 13);
+  EXPECT_GE(g.rc->GetStats().promotions, 5900u);
   // Off: nothing is promoted, the file holds nothing.
   ASSERT_TRUE(f.rc->Configure(16, PromotePolicy::kOff, 1).ok());
   f.Promote(6);
@@ -399,6 +409,40 @@ TEST(VolumeReadCacheTest, NhitPromotesOnTheSecondRead) {
   VolumeStatus st = f.vol->GetStatus();
   EXPECT_EQ(st.read_cache_capacity_blocks, 16u);
   EXPECT_EQ(st.read_cache_blocks, 0u);
+}
+
+// FAST space: no FAST/readcache while read caching was never on; switching it
+// off (live, or offline before a mount) frees the file's space.
+TEST(VolumeReadCacheTest, OffUsesNoFastSpace) {
+  VolFixture f;
+  f.Create();
+  ASSERT_TRUE(f.Open().ok());
+  std::unique_ptr<Dir> fast;
+  ASSERT_TRUE(Env::Posix()->OpenDir(f.dirs.fast(), &fast).ok());
+  bool exists = true;
+  ASSERT_TRUE(fast->Exists("readcache", &exists).ok());
+  EXPECT_FALSE(exists);
+  ASSERT_TRUE(f.vol->SetTunable("read_promote", "always").ok());
+  FileInfo fi;
+  ASSERT_TRUE(fast->Stat("readcache", &fi).ok());
+  EXPECT_EQ(fi.size, 128 * kBlockSize);
+  EXPECT_EQ(fi.mode & 077, 0u);
+  ASSERT_TRUE(f.vol->SetTunable("read_promote", "off").ok());
+  ASSERT_TRUE(fast->Stat("readcache", &fi).ok());
+  EXPECT_EQ(fi.size, 0u);
+  ASSERT_TRUE(f.vol->SetTunable("read_promote", "always").ok());
+  ASSERT_TRUE(f.vol->Close().ok());
+  f.vol.reset();
+  {  // what `boostvol set FAST read_promote=off` does while unmounted
+    std::unique_ptr<meta::MetaStore> meta;
+    ASSERT_TRUE(meta::MetaStore::Open(f.dirs.fast() + "/meta.db", false, &meta).ok());
+    ASSERT_TRUE(meta->SetSetting("read_promote", "off").ok());
+  }
+  ASSERT_TRUE(fast->Stat("readcache", &fi).ok());
+  EXPECT_EQ(fi.size, 128 * kBlockSize);
+  ASSERT_TRUE(f.Open().ok());
+  ASSERT_TRUE(fast->Stat("readcache", &fi).ok());
+  EXPECT_EQ(fi.size, 0u);
 }
 
 TEST(VolumeReadCacheTest, FastErrorsOnlySkipPromotionsAndHitsFallBackHome) {
