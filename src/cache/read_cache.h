@@ -33,6 +33,10 @@
 //     A slot refilled while it was being read (generation changed) is a miss.
 //  4. A FAST error on promotion only skips the promotion (logged once per
 //     outage); it never fails the read.
+//  (A promotion still writing its slot when Configure resizes the cache may
+//  land in a slot refilled since, or past the new end of the file: the
+//  generation check discards it, and a slot it overwrote fails its checksum
+//  on the next hit and is dropped; never wrong data.)
 //
 // Eviction: CLOCK (second chance) by default: a hit sets the slot's
 // reference bit; the hand clears set bits and evicts the first clear one.
