@@ -1,6 +1,7 @@
 #include "cache/read_cache.h"
 
 #include <algorithm>
+#include <cassert>
 #include <spdlog/spdlog.h>
 
 #include "log/log_format.h"
@@ -97,6 +98,7 @@ int64_t ReadCache::Find(uint32_t lba) const {
 }
 
 void ReadCache::TableInsert(uint32_t lba, uint32_t slot) {
+  assert(used_ < slots_.size() && Find(lba) < 0);  // the table has room: load <= 2/3
   uint32_t i = TableHome(lba);
   while (table_[i] != 0) i = (i + 1) & table_mask_;
   table_[i] = slot + 1;
@@ -124,6 +126,7 @@ void ReadCache::TableErase(uint32_t lba) {
 }
 
 void ReadCache::DropSlotLocked(uint32_t slot) {
+  assert(used_ > 0 && slots_[slot].lba < kFilling);
   TableErase(slots_[slot].lba);
   slots_[slot].lba = kFree;
   ref_[slot] = 0;
