@@ -183,6 +183,11 @@ int Offline(const std::string& fast, const StatusArgs& a) {
     s.next_record = clean ? cp.tail.next_record_seq : 0;
     s.clean_open = clean;
     (void)store->LoadMountCount(&s.mount_count);  // stays 0 if unreadable: status still answers
+    {
+      std::string promote;
+      bool found = false;
+      if (store->GetSetting("read_promote", &promote, &found).ok() && found) s.read_promote = promote;
+    }
     for (const auto& [name, value] : counters) {
       const uint64_t u = value < 0 ? 0 : static_cast<uint64_t>(value);
       if (name == "reads") s.reads = u;
