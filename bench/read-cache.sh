@@ -48,6 +48,7 @@ cleanup() {
   local p; for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
   sleep 0.5
   rm -rf "$WORK"
+  rmdir "$DIR" 2>/dev/null
 }
 trap cleanup EXIT
 wait_for() { local i; for ((i = 0; i < 600; i++)); do eval "$1" && return 0; sleep 0.1; done; return 1; }
