@@ -106,6 +106,14 @@ struct VolumeStatus {
   uint64_t bypassed_bytes = 0;  // written straight home (write modes, sequential bypass)
   std::string bypass_order = "prefix";  // tunable bypass_order: prefix | relaxed (docs/policies.md)
   uint64_t pending_zero_blocks = 0;
+  // Read cache (docs/policies.md "Read caching"): the promotion policy, and
+  // blocks served from it, looked up and not found (read home), promoted,
+  // evicted (CLOCK), dropped because the block was written or zeroed; slots
+  // in use and in all; its RAM.
+  std::string read_promote = "off";
+  uint64_t read_cache_hits = 0, read_cache_misses = 0, read_cache_promotions = 0, read_cache_evictions = 0;
+  uint64_t read_cache_invalidations = 0;
+  uint64_t read_cache_blocks = 0, read_cache_capacity_blocks = 0, read_cache_memory_bytes = 0;
   uint64_t mount_count = 0;
   bool clean_open = false;         // opened from a clean-stop checkpoint
   // Faults (docs/faults.md): since when migration has been failing (unix

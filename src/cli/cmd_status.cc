@@ -99,6 +99,16 @@ void PrintLive(const VolumeStatus& s, const control::StatusRates& r, const std::
   const uint64_t read_blocks = s.read_blocks_cache + s.read_blocks_home;
   std::printf("reads      %llu (%s), cache hit rate %s\n", static_cast<unsigned long long>(s.reads),
               FormatBytes(s.bytes_read).c_str(), read_blocks ? Pct(s.read_blocks_cache, read_blocks).c_str() : "n/a");
+  if (s.read_cache_capacity_blocks > 0 || s.read_cache_hits > 0) {
+    const uint64_t looked = s.read_cache_hits + s.read_cache_misses;
+    std::printf("read cache %s: %s of %s used; %llu hits (%s), %llu promoted, %llu evicted, %llu dropped by writes\n",
+                s.read_promote.c_str(), FormatBytes(s.read_cache_blocks * bs).c_str(),
+                FormatBytes(s.read_cache_capacity_blocks * bs).c_str(), static_cast<unsigned long long>(s.read_cache_hits),
+                looked ? Pct(s.read_cache_hits, looked).c_str() : "n/a",
+                static_cast<unsigned long long>(s.read_cache_promotions),
+                static_cast<unsigned long long>(s.read_cache_evictions),
+                static_cast<unsigned long long>(s.read_cache_invalidations));
+  }
   std::printf("writes     %llu (%s), %llu flushes, %llu waited for log space\n",
               static_cast<unsigned long long>(s.writes), FormatBytes(s.bytes_written).c_str(),
               static_cast<unsigned long long>(s.flushes), static_cast<unsigned long long>(s.write_waits));
@@ -180,6 +190,9 @@ int Offline(const std::string& fast, const StatusArgs& a) {
       std::string order;
       bool found = false;
       if (store->GetSetting("bypass_order", &order, &found).ok() && found) s.bypass_order = order;
+      std::string promote;
+      found = false;
+      if (store->GetSetting("read_promote", &promote, &found).ok() && found) s.read_promote = promote;
     }
     for (const auto& [name, value] : counters) {
       const uint64_t u = value < 0 ? 0 : static_cast<uint64_t>(value);
@@ -194,6 +207,10 @@ int Offline(const std::string& fast, const StatusArgs& a) {
       else if (name == "zeroed_bytes") s.zeroed_bytes = u;
       else if (name == "zero_block_bytes") s.zero_block_bytes = u;
       else if (name == "bypassed_bytes") s.bypassed_bytes = u;
+      else if (name == "read_cache_hits") s.read_cache_hits = u;
+      else if (name == "read_cache_misses") s.read_cache_misses = u;
+      else if (name == "read_cache_promotions") s.read_cache_promotions = u;
+      else if (name == "read_cache_evictions") s.read_cache_evictions = u;
       else if (name == "migration.blocks") s.migrated_blocks = u;
       else if (name == "migration.bytes") s.migrated_bytes = u;
       else if (name == "migration.batches") s.migration_batches = u;
@@ -243,6 +260,11 @@ int Offline(const std::string& fast, const StatusArgs& a) {
               cache_reads + home_reads ? Pct(cache_reads, cache_reads + home_reads).c_str() : "n/a");
   std::printf("writes     %llu (%s), %llu flushes\n", static_cast<unsigned long long>(counter("writes")),
               FormatBytes(counter("bytes_written")).c_str(), static_cast<unsigned long long>(counter("flushes")));
+  if (counter("read_cache_hits") + counter("read_cache_promotions") > 0)
+    std::printf("read cache %llu hits, %llu promoted, %llu evicted (starts empty at each mount)\n",
+                static_cast<unsigned long long>(counter("read_cache_hits")),
+                static_cast<unsigned long long>(counter("read_cache_promotions")),
+                static_cast<unsigned long long>(counter("read_cache_evictions")));
   std::printf("migrated   %s in %llu batch%s\n", FormatBytes(counter("migration.bytes")).c_str(),
               static_cast<unsigned long long>(counter("migration.batches")), counter("migration.batches") == 1 ? "" : "es");
   std::printf("more       sqlite3 -readonly %s/meta.db 'select * from stats' (docs/sqlite.md)\n", fast.c_str());

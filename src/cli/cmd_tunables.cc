@@ -157,7 +157,10 @@ constexpr const char* kTunablesHelp =
     "switching away from writeback on a mounted volume drains first), sequential_cutoff (bytes or 4M, default "
     "4M, 0 = off: longer sequential streams go straight home; docs/policies.md), bypass_order (prefix|relaxed, "
     "default prefix: straight home only while the log holds nothing not yet home, so SLOW alone stays "
-    "crash-consistent; relaxed gives that up, said as a warning).";
+    "crash-consistent; relaxed gives that up, said as a warning), read_promote (off|always|nhit, default off: "
+    "blocks read from home are copied into the read cache on FAST), read_promote_hits (1..255, default 2: nhit "
+    "promotes at this read), read_cache_size (default 0 = a quarter of the log; K/M/G accepted; "
+    "docs/policies.md \"Read caching\").";
 
 }  // namespace
 

@@ -45,6 +45,15 @@ void ForEachField(VolumeStatus& st, F&& f) {
   f("bypass_order", st.bypass_order);
   f("home_zeroed_bytes", st.home_zeroed_bytes);
   f("pending_zero_blocks", st.pending_zero_blocks);
+  f("read_promote", st.read_promote);
+  f("read_cache_hits", st.read_cache_hits);
+  f("read_cache_misses", st.read_cache_misses);
+  f("read_cache_promotions", st.read_cache_promotions);
+  f("read_cache_evictions", st.read_cache_evictions);
+  f("read_cache_invalidations", st.read_cache_invalidations);
+  f("read_cache_blocks", st.read_cache_blocks);
+  f("read_cache_capacity_blocks", st.read_cache_capacity_blocks);
+  f("read_cache_memory_bytes", st.read_cache_memory_bytes);
   f("mount_count", st.mount_count);
   f("clean_open", st.clean_open);
   f("failing_since_unix", st.failing_since_unix);

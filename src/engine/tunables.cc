@@ -5,12 +5,15 @@
 #include <cerrno>
 #include <cstdlib>
 
+#include "util/size_parse.h"
+
 namespace boostvol {
 
 const std::vector<std::string>& TunableNames() {
   static const std::vector<std::string> names = {"migrate_start_fraction", "idle_migrate_ms", "max_batch_bytes",
                                                  "migrate_gap_blocks", "zero_detect", "write_mode",
-                                                 "sequential_cutoff", "bypass_order"};
+                                                 "sequential_cutoff", "bypass_order", "read_promote",
+                                                 "read_promote_hits", "read_cache_size"};
   return names;
 }
 
@@ -52,6 +55,19 @@ Status ParseTunable(const std::string& key, const std::string& value, TunableVal
                                         "DESIGN.md 2.7) or relaxed (gives that up; docs/policies.md)");
     return Status::OK();
   }
+  if (key == "read_promote") {
+    if (value != "off" && value != "always" && value != "nhit")
+      return Status::InvalidArgument("read_promote must be off, always or nhit");
+    out->read_promote = value;
+    return Status::OK();
+  }
+  if (key == "read_cache_size") {
+    uint64_t bytes = 0;
+    if (!ParseSize(value, &bytes).ok() || (bytes != 0 && bytes < 4096) || bytes > (uint64_t{1} << 44))
+      return Status::InvalidArgument("read_cache_size must be 0 (a quarter of the log) or a size from 4K to 16T");
+    out->read_cache_size = bytes;
+    return Status::OK();
+  }
   bool known = false;
   for (const std::string& n : TunableNames()) known |= n == key;
   if (!known) {
@@ -68,6 +84,9 @@ Status ParseTunable(const std::string& key, const std::string& value, TunableVal
   } else if (key == "max_batch_bytes") {
     if (v < 4096 || v > (1ull << 30)) return Status::InvalidArgument("max_batch_bytes must be 4096 .. 1073741824");
     out->max_batch_bytes = v;
+  } else if (key == "read_promote_hits") {
+    if (v < 1 || v > 255) return Status::InvalidArgument("read_promote_hits must be 1 .. 255");
+    out->read_promote_hits = static_cast<uint32_t>(v);
   } else {
     if (v > 4096) return Status::InvalidArgument("migrate_gap_blocks must be 0 .. 4096");
     out->migrate_gap_blocks = static_cast<uint32_t>(v);
@@ -83,7 +102,10 @@ std::vector<std::pair<std::string, std::string>> TunablesToStrings(const Tunable
           {"zero_detect", v.zero_detect ? "on" : "off"},
           {"write_mode", WriteModeName(v.write_mode)},
           {"sequential_cutoff", std::to_string(v.sequential_cutoff)},
-          {"bypass_order", v.bypass_order == BypassOrder::kRelaxed ? "relaxed" : "prefix"}};
+          {"bypass_order", v.bypass_order == BypassOrder::kRelaxed ? "relaxed" : "prefix"},
+          {"read_promote", v.read_promote},
+          {"read_promote_hits", std::to_string(v.read_promote_hits)},
+          {"read_cache_size", std::to_string(v.read_cache_size)}};
 }
 
 const char* WriteModeName(WriteMode m) {

@@ -19,6 +19,12 @@
 //                                              the log holds nothing not yet home, so the home
 //                                              alone stays a prefix (DESIGN.md 2.7); relaxed:
 //                                              whenever its own blocks are uncached (gives 2.7 up)
+//   read_promote            off|always|nhit  off  which blocks read from home enter the read
+//                                              cache on FAST (docs/policies.md "Read caching")
+//   read_promote_hits       1..255    2         nhit: promote at the N-th home read of a block
+//                                              within the last 65536 home reads
+//   read_cache_size         0|4K..    0         the read cache file FAST/readcache, bytes (K/M/G
+//                                              accepted); 0 = a quarter of the log's size
 #pragma once
 
 #include <cstdint>
@@ -42,6 +48,9 @@ struct TunableValues {
   WriteMode write_mode = WriteMode::kWriteback;
   uint64_t sequential_cutoff = 4ull << 20;
   BypassOrder bypass_order = BypassOrder::kPrefix;
+  std::string read_promote = "off";
+  uint32_t read_promote_hits = 2;
+  uint64_t read_cache_size = 0;
 };
 
 const char* WriteModeName(WriteMode m);

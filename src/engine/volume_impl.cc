@@ -36,9 +36,14 @@ uint64_t VolumeImpl::NowMs() const {
 
 Status VolumeImpl::ReadBlocks(uint64_t lba0, uint32_t n, uint8_t* out) {
   thread_local std::vector<Version> where;
-  thread_local std::vector<uint8_t> zero;  // not cached, but covered by a pending zero range
+  // For blocks not in the index: 1 = covered by a pending zero range, 2 = a
+  // read cache hit, 0 = read home (with its read cache ticket).
+  thread_local std::vector<uint8_t> zero;
+  thread_local std::vector<uint64_t> ticket;
   where.resize(n);
   zero.assign(n, 0);
+  ticket.resize(n);
+  ReadCache* rc = read_cache_.get();
   {
     ReaderLock l(&index_mu_);
     const bool any_zeros = !pending_zeros_.empty();
@@ -46,14 +51,19 @@ Status VolumeImpl::ReadBlocks(uint64_t lba0, uint32_t n, uint8_t* out) {
       where[i].cached = index_->Lookup(static_cast<uint32_t>(lba0 + i), &where[i].value);
       if (where[i].cached) slot_readers_[SlotOf(where[i].value.pos)].fetch_add(1, std::memory_order_acquire);
       else if (any_zeros) zero[i] = pending_zeros_.Covers(lba0 + i);
+      if (!where[i].cached && !zero[i] && rc) ticket[i] = rc->TicketFor(lba0 + i);
     }
   }
+  // Clean blocks the read cache holds (verified there; a bad slot is a miss).
+  if (rc)
+    for (uint32_t i = 0; i < n; i++)
+      if (!where[i].cached && !zero[i] && rc->Read(lba0 + i, out + size_t{i} * kBlockSize)) zero[i] = 2;
   Status result;
   uint32_t i = 0;
   while (i < n) {
     uint8_t* dst = out + size_t{i} * kBlockSize;
     if (!where[i].cached && zero[i]) {
-      std::memset(dst, 0, kBlockSize);
+      if (zero[i] == 1) std::memset(dst, 0, kBlockSize);
       read_blocks_cache_++;
       i++;
       continue;
@@ -63,6 +73,8 @@ Status VolumeImpl::ReadBlocks(uint64_t lba0, uint32_t n, uint8_t* out) {
       while (j < n && !where[j].cached && !zero[j]) j++;
       Status s = ReadHome((lba0 + i) * kBlockSize, dst, size_t{j - i} * kBlockSize);
       if (!s.ok() && result.ok()) result = s;
+      if (s.ok() && rc)
+        for (uint32_t k = i; k < j; k++) rc->OnHomeRead(lba0 + k, out + size_t{k} * kBlockSize, ticket[k]);
       read_blocks_home_ += j - i;
       i = j;
       continue;
@@ -461,9 +473,11 @@ Status VolumeImpl::WriteDirectLocked(uint64_t offset, size_t len, const uint8_t*
                      : std::string("write_mode=") + WriteModeName(static_cast<WriteMode>(write_mode_.load())),
                  home_->Describe());
   }
-  // A partial write that merged the old home copy of one of these blocks must merge again.
+  // A partial write that merged the old home copy of one of these blocks must merge again,
+  // and a clean copy in the read cache (or a promotion in flight) is now stale.
   WriterLock il(&index_mu_);
   migrate_epoch_++;
+  if (read_cache_) read_cache_->Invalidate(offset / kBlockSize, (offset + len + kBlockSize - 1) / kBlockSize);
   return Status::OK();
 }
 
@@ -473,6 +487,7 @@ void VolumeImpl::ZeroPlaced(void* ctx, uint64_t first, uint32_t count, uint64_t 
   self->index_->RemoveRange(first, first + count);
   self->pending_zeros_.Add(first, first + count, segment_seq);
   self->migrate_epoch_++;  // a merge that read these blocks must read them again
+  if (self->read_cache_) self->read_cache_->Invalidate(first, first + count);
 }
 
 Status VolumeImpl::Zero(uint64_t offset, uint64_t len, bool discard) {
@@ -524,6 +539,7 @@ Status VolumeImpl::ZeroThroughLocked(uint64_t first, uint64_t end) {
   index_->RemoveRange(first, end);
   pending_zeros_.Erase(first, end);
   migrate_epoch_++;
+  if (read_cache_) read_cache_->Invalidate(first, end);
   return Status::OK();
 }
 
@@ -531,6 +547,7 @@ void VolumeImpl::IndexPlaced(void* ctx, uint64_t lba, uint32_t pos, uint32_t crc
   VolumeImpl* self = static_cast<VolumeImpl*>(ctx);
   WriterLock l(&self->index_mu_);
   self->index_->Put(static_cast<uint32_t>(lba), IndexValue{pos, crc});
+  if (self->read_cache_) self->read_cache_->Invalidate(lba, lba + 1);
 }
 
 Status VolumeImpl::Flush() {
@@ -563,6 +580,7 @@ Status VolumeImpl::WriteThroughLocked(uint64_t offset, size_t len, const uint8_t
   index_->RemoveRange(offset / kBlockSize, (offset + len + kBlockSize - 1) / kBlockSize);
   pending_zeros_.Erase(offset / kBlockSize, (offset + len + kBlockSize - 1) / kBlockSize);
   migrate_epoch_++;
+  if (read_cache_) read_cache_->Invalidate(offset / kBlockSize, (offset + len + kBlockSize - 1) / kBlockSize);
   return Status::OK();
 }
 
@@ -715,6 +733,50 @@ Status VolumeImpl::ApplyTunable(const std::string& key, const std::string& value
                    "`boostvol set FAST bypass_order=prefix` restores it (docs/policies.md)",
                    home_->Describe());
   }
+  else if (key == "read_promote" || key == "read_promote_hits" || key == "read_cache_size") {
+    {
+      MutexLock l(&rc_config_mu_);
+      if (key == "read_promote") ParsePromotePolicy(v.read_promote, &read_promote_);
+      else if (key == "read_promote_hits") read_promote_hits_ = v.read_promote_hits;
+      else read_cache_size_ = v.read_cache_size;
+    }
+    if (read_cache_) return ConfigureReadCache();  // else: at open, once all are read
+  }
+  return Status::OK();
+}
+
+Status VolumeImpl::ConfigureReadCache() {
+  MutexLock l(&rc_config_mu_);
+  const uint64_t log_bytes = uint64_t{row_.segment_blocks} * row_.segment_count * kBlockSize;
+  uint64_t bytes = read_cache_size_ != 0 ? read_cache_size_ : log_bytes / 4;
+  // Never more slots than the image has blocks (a larger cache could not fill).
+  uint64_t blocks = std::min<uint64_t>({bytes / kBlockSize, image_blocks_, 0xFFFFFF00ull});
+  if (!read_cache_->has_file()) {
+    bool exists = false;
+    if (read_promote_ != PromotePolicy::kOff || (fast_->Exists("readcache", &exists).ok() && exists)) {
+      std::unique_ptr<File> f;
+      Status os = fast_->OpenFile("readcache", OpenMode::kCreate, &f);
+      if (!os.ok()) {
+        spdlog::error("cannot open the read cache file {}/readcache ({}); read caching stays off. Check FAST, "
+                      "then set read_promote again",
+                      fast_path_, os.ToString());
+        return os;
+      }
+      read_cache_->AttachFile(std::move(f));
+    }
+  }
+  Status s = read_cache_->Configure(static_cast<uint32_t>(blocks), read_promote_, read_promote_hits_);
+  if (!s.ok()) {
+    spdlog::error("the read cache is off: {}. Reads go home as without it; free space on FAST or set a smaller "
+                  "read_cache_size, then set read_promote again",
+                  s.ToString());
+    return s;
+  }
+  if (read_promote_ != PromotePolicy::kOff)
+    spdlog::info("read cache: {} blocks ({} bytes) in FAST/readcache, promotion {}{}", blocks, blocks * kBlockSize,
+                 PromotePolicyName(read_promote_),
+                 read_promote_ == PromotePolicy::kNhit ? " after " + std::to_string(read_promote_hits_) + " reads"
+                                                       : std::string());
   return Status::OK();
 }
 
@@ -747,6 +809,12 @@ std::vector<std::pair<std::string, std::string>> VolumeImpl::GetTunables() {
   v.write_mode = static_cast<WriteMode>(write_mode_.load());
   v.sequential_cutoff = sequential_cutoff_;
   v.bypass_order = bypass_relaxed_ ? BypassOrder::kRelaxed : BypassOrder::kPrefix;
+  {
+    MutexLock l(&rc_config_mu_);
+    v.read_promote = PromotePolicyName(read_promote_);
+    v.read_promote_hits = read_promote_hits_;
+    v.read_cache_size = read_cache_size_;
+  }
   return TunablesToStrings(v);
 }
 
@@ -827,6 +895,18 @@ VolumeStatus VolumeImpl::GetStatus() {
   st.zero_block_bytes = zero_block_bytes_;
   st.bypassed_bytes = bypassed_bytes_;
   st.bypass_order = bypass_relaxed_ ? "relaxed" : "prefix";
+  if (read_cache_) {
+    ReadCache::Stats rs = read_cache_->GetStats();
+    st.read_cache_hits = rc_hits_base_ + rs.hits;
+    st.read_cache_misses = rc_misses_base_ + rs.misses;
+    st.read_cache_promotions = rc_promotions_base_ + rs.promotions;
+    st.read_cache_evictions = rc_evictions_base_ + rs.evictions;
+    st.read_cache_invalidations = rs.invalidations;
+    st.read_cache_blocks = rs.used_blocks;
+    st.read_cache_capacity_blocks = rs.capacity_blocks;
+    st.read_cache_memory_bytes = read_cache_->MemoryBytes();
+    st.read_promote = PromotePolicyName(read_cache_->policy());
+  }
   st.mount_count = mount_count_;
   st.clean_open = clean_open_;
   return st;
@@ -852,6 +932,10 @@ void VolumeImpl::RestoreCounters() {
     else if (name == "zeroed_bytes") zeroed_bytes_ = u;
     else if (name == "zero_block_bytes") zero_block_bytes_ = u;
     else if (name == "bypassed_bytes") bypassed_bytes_ = u;
+    else if (name == "read_cache_hits") rc_hits_base_ = u;
+    else if (name == "read_cache_misses") rc_misses_base_ = u;
+    else if (name == "read_cache_promotions") rc_promotions_base_ = u;
+    else if (name == "read_cache_evictions") rc_evictions_base_ = u;
     // The migration.* totals are added to by each committed batch: the authority.
     else if (name == "migration.blocks") migrated_blocks_base_ = u;
     else if (name == "migration.bytes") migrated_bytes_base_ = u;
@@ -874,7 +958,11 @@ void VolumeImpl::SaveCounters() {
                                    {"trimmed_bytes", static_cast<int64_t>(st.trimmed_bytes)},
                                    {"zeroed_bytes", static_cast<int64_t>(st.zeroed_bytes)},
                                    {"zero_block_bytes", static_cast<int64_t>(st.zero_block_bytes)},
-                                   {"bypassed_bytes", static_cast<int64_t>(st.bypassed_bytes)}});
+                                   {"bypassed_bytes", static_cast<int64_t>(st.bypassed_bytes)},
+                                   {"read_cache_hits", static_cast<int64_t>(st.read_cache_hits)},
+                                   {"read_cache_misses", static_cast<int64_t>(st.read_cache_misses)},
+                                   {"read_cache_promotions", static_cast<int64_t>(st.read_cache_promotions)},
+                                   {"read_cache_evictions", static_cast<int64_t>(st.read_cache_evictions)}});
   if (!cs.ok()) spdlog::warn("saving counters in meta.db failed: {}", cs.ToString());
 }
 

@@ -25,7 +25,16 @@
 // saves pending_zeros_ beside the checkpoint (meta.db setting
 // checkpoint.pending_zeros); recovery rebuilds it from the log.
 //
-// Lock order: write_mu_ -> LogWriter::mu_ -> index_mu_ (checked by clang).
+// Read cache (docs/policies.md "Read caching", src/cache/read_cache.h): a
+// block neither in the index nor in pending_zeros_ is looked up in the clean
+// read cache on FAST before home; a block read from home is offered to it
+// with a ticket taken under index_mu_ at the lookup. Every path that changes
+// what a block reads as (IndexPlaced, ZeroPlaced, write-through, and any
+// path writing home behind the index) calls read_cache_->Invalidate() with
+// index_mu_ held exclusively, after the change: slots are dropped and
+// promotions in flight are discarded.
+//
+// Lock order: write_mu_ -> LogWriter::mu_ -> index_mu_ -> ReadCache::mu_ (checked by clang).
 #pragma once
 
 #include <atomic>
@@ -33,6 +42,7 @@
 #include <vector>
 
 #include "boostvol/volume.h"
+#include "cache/read_cache.h"
 #include "home/home.h"
 #include "index/block_index.h"
 #include "index/zero_map.h"
@@ -63,6 +73,8 @@ class VolumeImpl : public Volume {
 
   // Migrates one batch now (tests drive migration by hand with this).
   Status MigrateOnce(bool* did);
+  // The read cache (tests: hooks and stats).
+  ReadCache* read_cache_for_test() { return read_cache_.get(); }
 
  private:
   friend Status Volume::Open(const OpenOptions&, std::unique_ptr<Volume>*);
@@ -118,6 +130,8 @@ class VolumeImpl : public Volume {
   void OnSegmentDurable(const log::LiveSegment& seg);
   void Housekeeping();
   Status ApplyTunable(const std::string& key, const std::string& value);
+  // Applies read_promote / read_promote_hits / read_cache_size to read_cache_.
+  Status ConfigureReadCache() BV_EXCLUDES(rc_config_mu_);
   void SaveCounters();
   // At open: the totals SaveCounters and CommitMigration left in meta.db carry
   // on, so counters are over the volume's life (docs/status-json.md).
@@ -186,6 +200,13 @@ class VolumeImpl : public Volume {
   RepeatedError direct_errors_;  // home-direct writes refused or failing (logged instead)
   bool direct_unsupported_ BV_GUARDED_BY(write_mu_) = false;  // the home has no WriteDirect
   bool direct_said_ BV_GUARDED_BY(write_mu_) = false;         // the 2.7 warning, once a mount
+  // Read cache: made at open after the saved tunables are read; never reset.
+  std::unique_ptr<ReadCache> read_cache_;
+  Mutex rc_config_mu_;
+  PromotePolicy read_promote_ BV_GUARDED_BY(rc_config_mu_) = PromotePolicy::kOff;
+  uint32_t read_promote_hits_ BV_GUARDED_BY(rc_config_mu_) = 2;
+  uint64_t read_cache_size_ BV_GUARDED_BY(rc_config_mu_) = 0;  // 0 = a quarter of the log
+  uint64_t rc_hits_base_ = 0, rc_misses_base_ = 0, rc_promotions_base_ = 0, rc_evictions_base_ = 0;  // RestoreCounters
   std::atomic<bool> closed_{false};
   std::atomic<bool> degraded_{false};   // write-through: the log has failed
   std::atomic<uint64_t> lost_blocks_{0};  // blocks whose only copy was in an unreadable log

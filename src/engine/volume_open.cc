@@ -166,6 +166,13 @@ class VolumeOpener {
         if (!ts.ok()) spdlog::warn("ignoring the saved tunable {}={}: {}", key, value, ts.message());
       }
     }
+    // The read cache starts empty at every open (nothing in FAST/readcache is
+    // trusted from before: a crash, a home restored behind our back); its
+    // file is only sized here. A FAST error leaves it off, never the mount.
+    // FAST/readcache is opened (made) only when read caching is on, or to
+    // free the space of one left from a mount that had it on.
+    v->read_cache_ = std::make_unique<ReadCache>(nullptr);
+    (void)v->ConfigureReadCache();  // logged there
     // meta.db may lag the home's watermark after a crash between the two.
     if (start.record_seq > meta_wm.record_seq) {
       Status ms = v->meta_->CommitMigration(start, meta::MigrationStats{});

@@ -697,6 +697,8 @@ struct CutStats {
   int home_alone_checks = 0;    // cuts after which the home alone was checked (bypass_order=prefix)
   int home_alone_behind = 0;    // of those, the home alone was an older prefix than the volume's
   uint64_t prefix_bypassed_bytes = 0;  // bypassed_bytes of the bypass_order=prefix sequences
+  int reads = 0;           // reads checked against the model (read cache on in 2 of 3 sequences)
+  uint64_t read_cache_hits = 0;
 };
 
 // The home alone, as a user would find it if FAST were lost for good now
@@ -770,6 +772,19 @@ void PowerCutRun(uint64_t seed, int steps, CutStats* stats) {
   ASSERT_TRUE(f.Open().ok());
   ImageModel model(kImage);
   std::mt19937_64 rng(seed);
+  // Read caching (docs/policies.md): each sequence runs with one promotion
+  // policy (a 128-block cache over the 512-block image: evictions), and reads
+  // of random ranges, drawn from their own generator so that the sequence of
+  // writes, cuts and migrations per seed stays as it was, must equal the
+  // model's current image: a promoted block must never be stale.
+  std::mt19937_64 read_rng(seed * 7919 + 1);
+  const char* const read_policy = seed % 3 == 0 ? "off" : seed % 3 == 1 ? "always" : "nhit";
+  auto set_read_policy = [&] {
+    if (f.vol->GetStatus().read_promote == read_policy) return;  // kept in meta.db (a commit costs an fsync)
+    Status ts = f.vol->SetTunable("read_promote", read_policy);
+    ASSERT_TRUE(ts.ok()) << ts.ToString();
+  };
+  set_read_policy();
   int cuts = 0;
   stats->runs++;
   // 0: write-back only, 1: sequential bypass, 2: writearound, all with the
@@ -794,6 +809,17 @@ void PowerCutRun(uint64_t seed, int steps, CutStats* stats) {
   uint64_t stream_next = 0;
   for (int step = 0; step < steps; step++) {
     stats->steps++;
+    if (read_rng() % 3 == 0) {
+      const uint64_t len = 1 + read_rng() % (64 << 10);
+      const uint64_t off = read_rng() % (kImage - len + 1);
+      std::vector<uint8_t> got(len);
+      Status rs = f.vol->Read(off, len, got.data());
+      ASSERT_TRUE(rs.ok()) << rs.ToString();
+      ASSERT_EQ(0, std::memcmp(got.data(), model.image().data() + off, len))
+          << "a read of [" << off << ", +" << len << ") differs from the last write (read cache " << read_policy
+          << ", step " << step << ")";
+      stats->reads++;
+    }
     unsigned op = rng() % 100;
     if (op < 62 && policy != 0 && rng() % 2 == 0) {
       f.MakeRoom();
@@ -903,11 +929,13 @@ void PowerCutRun(uint64_t seed, int steps, CutStats* stats) {
         if (j < k) stats->home_alone_behind++;
       }
       model.CutAt(k, got);
+      set_read_policy();  // the setting may have been lost with meta.db's last commit
       cuts++;
       stats->cuts++;
       set_policy();
     }
   }
+  stats->read_cache_hits += f.vol->GetStatus().read_cache_hits;
 }
 
 TEST(VolumeTest, PowerCutsLeaveAPrefixIncludingEveryFlush) {
@@ -925,9 +953,10 @@ TEST(VolumeTest, PowerCutsLeaveAPrefixIncludingEveryFlush) {
     for (int i = 0; i < runs && !HasFatalFailure(); i++) PowerCutRun(1000 + i, 150, &stats);
   }
   std::printf("power-cut model: %d sequences, %d operations, %d power cuts (%d during a failing migration batch, "
-              "%d inside a meta.db commit, %d more armed for one)\n",
+              "%d inside a meta.db commit, %d more armed for one); %d reads checked, %llu read cache hits\n",
               stats.runs, stats.steps, stats.cuts, stats.in_engine_io, stats.in_meta_commit,
-              stats.meta_armed - stats.in_meta_commit);
+              stats.meta_armed - stats.in_meta_commit, stats.reads,
+              static_cast<unsigned long long>(stats.read_cache_hits));
   std::printf("power-cut model: %d sequences wrote home-direct (bypassed_bytes read before each cut, summed: %llu)\n",
               stats.direct_runs,
               static_cast<unsigned long long>(stats.bypassed_bytes));
@@ -938,6 +967,7 @@ TEST(VolumeTest, PowerCutsLeaveAPrefixIncludingEveryFlush) {
   // The test must reach what it claims to test (not checked for one replayed seed).
   if (fixed == nullptr) {
     EXPECT_GT(stats.in_meta_commit, 0) << "no cut landed inside a meta.db commit";
+    EXPECT_GT(stats.read_cache_hits, 0u) << "no read was served by the read cache";
     EXPECT_GT(stats.bypassed_bytes, 0u) << "no home-direct write happened";
     EXPECT_GT(stats.home_alone_behind, 0) << "the home alone was never behind: the check checks nothing";
     EXPECT_GT(stats.prefix_bypassed_bytes, 0u) << "no home-direct write in bypass_order=prefix";
