@@ -367,6 +367,28 @@ TEST(VolumeReadCacheTest, WritesAndZeroRangesDropCachedCopiesBeforeAndAfterMigra
   EXPECT_GE(f.vol->GetStatus().read_cache_invalidations, 6u);
 }
 
+// A home-direct write (write modes, sequential bypass: docs/policies.md) changes
+// the home behind the index; the cached copies of its blocks must go with it.
+TEST(VolumeReadCacheTest, HomeDirectWritesDropCachedCopies) {
+  VolFixture f;
+  f.Setup(32);
+  for (uint64_t lba = 0; lba < 32; lba++) ASSERT_EQ(f.ReadBlock(lba), Block(lba, 1));  // all promoted
+  ASSERT_EQ(f.vol->GetStatus().read_cache_blocks, 32u);
+  Status s = f.vol->SetTunable("write_mode", "writearound");  // the log is all home: writes go home directly
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  const uint64_t bypassed = f.vol->GetStatus().bypassed_bytes;
+  std::vector<uint8_t> eight(8 * kBlockSize);
+  for (uint64_t i = 0; i < 8; i++) {
+    auto b = Block(4 + i, 3);
+    std::memcpy(eight.data() + i * kBlockSize, b.data(), kBlockSize);
+  }
+  s = f.vol->Write(4 * kBlockSize, eight.size(), eight.data());
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  ASSERT_EQ(f.vol->GetStatus().bypassed_bytes, bypassed + eight.size()) << "the write was not home-direct";
+  for (uint64_t lba = 0; lba < 32; lba++) EXPECT_EQ(f.ReadBlock(lba), Block(lba, lba >= 4 && lba < 12 ? 3 : 1)) << lba;
+  EXPECT_GE(f.vol->GetStatus().read_cache_invalidations, 8u);
+}
+
 // A block read from home while a write of it is placed must not be promoted:
 // after the write migrates home the cache would serve the old data. The hook
 // runs between the slot's write and the validation, and writes the block.
