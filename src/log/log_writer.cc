@@ -260,7 +260,12 @@ void LogWriter::ReleaseSegmentsBefore(uint64_t segment_seq) {
 }
 
 Status LogWriter::WriteBuffer(Buffer* b) {
-  return file_->WriteAt(uint64_t{b->start_pos} * kBlockSize, b->mem.get(), size_t{kBlockSize} * (1 + b->hdr.nblocks));
+  // Past the page cache: a record is read back rarely (reads of blocks not
+  // yet in the page cache, the migrator), and copying every logged byte into
+  // the page cache cost more CPU than the rest of the write path together
+  // (docs/tuning.md, "Hot path"). Sync() still makes it durable.
+  return file_->WriteAtDirect(uint64_t{b->start_pos} * kBlockSize, b->mem.get(),
+                              size_t{kBlockSize} * (1 + b->hdr.nblocks));
 }
 
 bool LogWriter::NoteFailureLocked(const Status& s, const char* what) {
