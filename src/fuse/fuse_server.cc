@@ -723,8 +723,9 @@ class Args {
 //
 // Stopping: libfuse's signal handlers (SIGTERM, SIGINT, SIGHUP) and
 // FuseStopper end the session (fuse_session_exit); the monitor sees it within
-// a tick, signals (SIGTERM) every worker until it has left read(2), and joins
-// them, requests in progress included. Unmounting ends read(2) with ENODEV.
+// a tick, signals (SIGTERM) every worker in read(2) until it has left it, lets
+// requests in progress finish, and joins every worker. Unmounting ends
+// read(2) with ENODEV.
 class FuseLoop {
  public:
   FuseLoop(fuse_session* se, unsigned max_threads) : se_(se), max_threads_(std::max(2u, max_threads)) {}
@@ -772,7 +773,8 @@ class FuseLoop {
         for (Worker& w : workers_) {
           if (w.done) continue;
           all_done = false;
-          pthread_kill(w.handle, SIGTERM);
+          // Only one in read(2): a request in progress finishes undisturbed.
+          if (w.in_read.load(std::memory_order_acquire)) pthread_kill(w.handle, SIGTERM);
         }
         if (all_done) {
           for (Worker& w : workers_) threads.push_back(std::move(w.thread));
@@ -793,7 +795,8 @@ class FuseLoop {
   struct Worker {
     std::thread thread;
     pthread_t handle{};
-    bool done = false;  // has left its loop; never calls into libfuse again
+    bool done = false;                // has left its loop; never calls into libfuse again
+    std::atomic<bool> in_read{false};  // in (or about to enter) read(2) on /dev/fuse
   };
 
   // A new thread that holds the reading role from the start.
@@ -852,7 +855,13 @@ class FuseLoop {
     for (;;) {
       // Serve requests while this thread holds the reading role.
       while (!fuse_session_exited(se_) && reader_gen_.load(std::memory_order_acquire) == gen) {
+        self->in_read.store(true, std::memory_order_release);
+        if (fuse_session_exited(se_)) {  // a stop signal that came before the flag was up
+          self->in_read.store(false, std::memory_order_release);
+          break;
+        }
         const int res = fuse_session_receive_buf(se_, &buf);
+        self->in_read.store(false, std::memory_order_release);
         if (res == -EINTR) continue;
         if (res <= 0) {  // 0: unmounted (libfuse has ended the session)
           if (res < 0) spdlog::error("reading a FUSE request failed: {}", std::strerror(-res));
