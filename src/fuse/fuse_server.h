@@ -25,7 +25,9 @@
 // error, refused requests at info, expected misses (ENOENT lookup, ENODATA
 // getxattr) at debug.
 //
-// Thread-safety: RunFuseServer runs the libfuse multithreaded loop on the
+// Thread-safety: RunFuseServer serves requests on worker threads it starts
+// (one reads /dev/fuse at a time; a slow request hands reading over to
+// another, fuse_server.cc "The request loop") and watches them from the
 // calling thread; FuseStopper::RequestStop may be called from any thread.
 #pragma once
 
@@ -70,8 +72,8 @@ struct FuseServerOptions {
   // Options that only mean something to mount(8)/fstab (defaults, nofail,
   // _netdev, auto, noauto, user, users, x-*, comment=*) are dropped.
   std::vector<std::string> options;
-  unsigned max_idle_threads = 16;
-  unsigned max_threads = 64;
+  unsigned max_idle_threads = 16;  // only for BOOSTVOL_FUSE_LOOP=libfuse
+  unsigned max_threads = 64;       // worker threads at most (hand-offs past this wait)
   // Called once, on the calling thread, when the mount is live.
   std::function<void()> on_mounted;
   // Optional; see FuseStopper.

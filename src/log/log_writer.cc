@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <spdlog/spdlog.h>
+#include <sys/mman.h>
 
 namespace boostvol::log {
 namespace {
@@ -12,15 +13,13 @@ namespace {
 using Clock = std::chrono::steady_clock;
 constexpr auto kSyncInterval = std::chrono::milliseconds(200);
 
-struct AlignedFree {
-  void operator()(uint8_t* p) const { std::free(p); }
-};
-
 }  // namespace
+
+void LogWriter::AlignedFree::operator()(uint8_t* p) const { std::free(p); }
 
 struct LogWriter::Buffer {
   BufState state = BufState::kFree;
-  std::unique_ptr<uint8_t, AlignedFree> mem;  // header block + kMaxRecordBlocks data blocks
+  uint8_t* mem = nullptr;  // header block + kMaxRecordBlocks data blocks, in pool_
   RecordHeader hdr;
   uint32_t start_pos = 0;   // absolute log block of the header
   uint32_t max_blocks = 0;  // data blocks that fit
@@ -36,11 +35,21 @@ LogWriter::LogWriter(const LogWriterOptions& o)
       fail_after_ms_(o.fail_after_ms),
       on_segment_durable_(o.on_segment_durable) {
   MutexLock l(&mu_);
-  for (uint32_t i = 0; i < std::max<uint32_t>(o.buffers, 2); i++) {
+  // One allocation for every buffer, in transparent huge pages where the
+  // kernel has them (madvise mode): the copy into a buffer and the pinning of
+  // its pages for the O_DIRECT write touch a few huge pages instead of 257
+  // small ones per record.
+  const uint32_t nbuf = std::max<uint32_t>(o.buffers, 2);
+  const size_t stride = size_t{kBlockSize} * (1 + kMaxRecordBlocks);
+  constexpr size_t kHuge = size_t{2} << 20;
+  const size_t pool_bytes = (stride * nbuf + kHuge - 1) / kHuge * kHuge;
+  void* pool = std::aligned_alloc(kHuge, pool_bytes);
+  if (pool == nullptr) std::abort();
+  (void)::madvise(pool, pool_bytes, MADV_HUGEPAGE);  // a hint; EINVAL without THP is fine
+  pool_.reset(static_cast<uint8_t*>(pool));
+  for (uint32_t i = 0; i < nbuf; i++) {
     auto b = std::make_unique<Buffer>();
-    void* p = std::aligned_alloc(kBlockSize, size_t{kBlockSize} * (1 + kMaxRecordBlocks));
-    if (p == nullptr) std::abort();
-    b->mem.reset(static_cast<uint8_t*>(p));
+    b->mem = pool_.get() + stride * i;
     buffers_.push_back(std::move(b));
   }
   next_seq_ = o.tail.next_record_seq;
@@ -135,7 +144,7 @@ void LogWriter::SealRecordLocked() {
   open_ = nullptr;
   b->hdr.durable_seq = durable_seq_;
   b->hdr.prev_crc = prev_crc_;
-  EncodeHeader(&b->hdr, b->mem.get());
+  EncodeHeader(&b->hdr, b->mem);
   prev_crc_ = b->hdr.header_crc;
   LiveSegment* cur = CurrentSegmentLocked();
   cur->used_blocks += 1 + b->hdr.nblocks;
@@ -154,7 +163,7 @@ Status LogWriter::Append(uint64_t lba, const uint8_t* block, uint32_t crc, Place
   if (open_ == nullptr) BV_RETURN_IF_ERROR(OpenRecordLocked());
   Buffer* b = open_;
   uint32_t i = b->hdr.nblocks++;
-  std::memcpy(b->mem.get() + size_t{kBlockSize} * (1 + i), block, kBlockSize);
+  std::memcpy(b->mem + size_t{kBlockSize} * (1 + i), block, kBlockSize);
   b->hdr.entries[i] = RecordEntry{lba, crc};
   placed(ctx, lba, b->start_pos + 1 + i, crc);
   if (b->hdr.nblocks == b->max_blocks || b->hdr.nblocks + b->hdr.nzero == kMaxRecordEntries) {
@@ -204,7 +213,7 @@ bool LogWriter::ReadBuffered(uint32_t pos, uint8_t* out) {
   for (auto& b : buffers_) {
     if (b->state == BufState::kFree || b->state == BufState::kWritten) continue;
     if (BufferHolds(*b, pos)) {
-      std::memcpy(out, b->mem.get() + size_t{kBlockSize} * (pos - b->start_pos), kBlockSize);
+      std::memcpy(out, b->mem + size_t{kBlockSize} * (pos - b->start_pos), kBlockSize);
       return true;
     }
   }
@@ -260,7 +269,12 @@ void LogWriter::ReleaseSegmentsBefore(uint64_t segment_seq) {
 }
 
 Status LogWriter::WriteBuffer(Buffer* b) {
-  return file_->WriteAt(uint64_t{b->start_pos} * kBlockSize, b->mem.get(), size_t{kBlockSize} * (1 + b->hdr.nblocks));
+  // Past the page cache: a record is read back rarely (reads of blocks not
+  // yet in the page cache, the migrator), and copying every logged byte into
+  // the page cache cost more CPU than the rest of the write path together
+  // (docs/tuning.md, "Hot path"). Sync() still makes it durable.
+  return file_->WriteAtDirect(uint64_t{b->start_pos} * kBlockSize, b->mem,
+                              size_t{kBlockSize} * (1 + b->hdr.nblocks));
 }
 
 bool LogWriter::NoteFailureLocked(const Status& s, const char* what) {
@@ -434,7 +448,7 @@ void LogWriter::TakeFailureState(FailureState* out) {
       pb.lba = b->hdr.entries[i].lba;
       pb.pos = b->start_pos + 1 + i;
       pb.crc = b->hdr.entries[i].block_crc;
-      const uint8_t* d = b->mem.get() + size_t{kBlockSize} * (1 + i);
+      const uint8_t* d = b->mem + size_t{kBlockSize} * (1 + i);
       pb.data.assign(d, d + kBlockSize);
       out->undurable.push_back(std::move(pb));
     }

@@ -188,6 +188,10 @@ class LogWriter {
   CondVar space_cv_{&mu_};    // buffers or segments freed
   CondVar flusher_cv_{&mu_};  // work for the flusher
   CondVar durable_cv_{&mu_};  // durable_seq advanced
+  struct AlignedFree {
+    void operator()(uint8_t* p) const;
+  };
+  std::unique_ptr<uint8_t, AlignedFree> pool_;  // every buffer's memory (fixed after construction)
   std::vector<std::unique_ptr<Buffer>> buffers_;  // fixed pool; Buffer fields guarded by mu_
   Buffer* open_ BV_GUARDED_BY(mu_) = nullptr;
   std::deque<Buffer*> queue_ BV_GUARDED_BY(mu_);      // sealed, not yet written, seq order

@@ -89,6 +89,97 @@ bool HasHardware() {
   return has;
 }
 
+// Three streams at once (Mark Adler's crc32c.c scheme): the crc32
+// instruction takes 3 cycles but a core starts one every cycle, so three
+// independent CRCs over the thirds of a stretch run about 3x faster than one
+// (a 4 KiB block: 3x1024 + 3x256 bytes interleaved, 256 bytes serial). The
+// three are joined by "appending zeros" to the first two, with tables.
+namespace {
+
+constexpr size_t kLong = 1024;  // powers of two (ZerosOp)
+constexpr size_t kShort = 256;
+
+using Gf2Matrix = std::array<uint32_t, 32>;
+using ShiftTable = std::array<std::array<uint32_t, 256>, 4>;
+
+constexpr uint32_t Gf2Times(const Gf2Matrix& mat, uint32_t vec) {
+  uint32_t sum = 0;
+  for (int i = 0; vec != 0; i++, vec >>= 1)
+    if (vec & 1) sum ^= mat[i];
+  return sum;
+}
+
+constexpr Gf2Matrix Gf2Square(const Gf2Matrix& mat) {
+  Gf2Matrix sq{};
+  for (int i = 0; i < 32; i++) sq[i] = Gf2Times(mat, mat[i]);
+  return sq;
+}
+
+// The operator that appends `len` zero bytes (a power of two) to a CRC
+// register (pre- and post-inversion left out).
+constexpr Gf2Matrix ZerosOp(size_t len) {
+  Gf2Matrix odd{}, even{};
+  odd[0] = kPoly;  // one zero bit
+  for (int i = 1; i < 32; i++) odd[i] = uint32_t{1} << (i - 1);
+  even = Gf2Square(odd);  // two zero bits
+  odd = Gf2Square(even);  // four zero bits
+  for (;;) {
+    even = Gf2Square(odd);  // 1, 4, 16, ... zero bytes
+    len >>= 1;
+    if (len == 0) return even;
+    odd = Gf2Square(even);  // 2, 8, 32, ... zero bytes
+    len >>= 1;
+    if (len == 0) return odd;
+  }
+}
+
+constexpr ShiftTable MakeShiftTable(size_t len) {
+  const Gf2Matrix op = ZerosOp(len);
+  ShiftTable t{};
+  for (uint32_t b = 0; b < 256; b++) {
+    t[0][b] = Gf2Times(op, b);
+    t[1][b] = Gf2Times(op, b << 8);
+    t[2][b] = Gf2Times(op, b << 16);
+    t[3][b] = Gf2Times(op, b << 24);
+  }
+  return t;
+}
+
+constexpr ShiftTable kShiftLong = MakeShiftTable(kLong);
+constexpr ShiftTable kShiftShort = MakeShiftTable(kShort);
+
+inline uint32_t Shift(const ShiftTable& t, uint32_t c) {
+  return t[0][c & 0xFFu] ^ t[1][(c >> 8) & 0xFFu] ^ t[2][(c >> 16) & 0xFFu] ^ t[3][c >> 24];
+}
+
+__attribute__((target("sse4.2"))) inline uint64_t Crc64(uint64_t c, const uint8_t* p) {
+  uint64_t word;
+  std::memcpy(&word, p, sizeof(word));
+  return _mm_crc32_u64(c, word);
+}
+
+// Three-way over as many runs of 3 x `len` bytes as fit.
+__attribute__((target("sse4.2"))) inline void ThreeWay(const ShiftTable& shift, size_t len, uint64_t* c0,
+                                                       const uint8_t** p, size_t* n) {
+  while (*n >= 3 * len) {
+    uint64_t a = *c0, b = 0, c = 0;
+    const uint8_t* q = *p;
+    const uint8_t* const end = q + len;
+    do {
+      a = Crc64(a, q);
+      b = Crc64(b, q + len);
+      c = Crc64(c, q + 2 * len);
+      q += 8;
+    } while (q < end);
+    a = Shift(shift, static_cast<uint32_t>(a)) ^ b;
+    *c0 = Shift(shift, static_cast<uint32_t>(a)) ^ c;
+    *p += 3 * len;
+    *n -= 3 * len;
+  }
+}
+
+}  // namespace
+
 __attribute__((target("sse4.2"))) uint32_t ExtendHardware(uint32_t init_crc, const void* data, size_t n) {
   const auto* p = static_cast<const uint8_t*>(data);
   uint32_t c = ~init_crc;
@@ -97,6 +188,8 @@ __attribute__((target("sse4.2"))) uint32_t ExtendHardware(uint32_t init_crc, con
     --n;
   }
   uint64_t c64 = c;
+  ThreeWay(kShiftLong, kLong, &c64, &p, &n);
+  ThreeWay(kShiftShort, kShort, &c64, &p, &n);
   while (n >= 8) {
     uint64_t word;
     std::memcpy(&word, p, sizeof(word));  // aligned here; memcpy keeps it defined

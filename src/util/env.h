@@ -52,6 +52,12 @@ class File {
   virtual ~File() = default;
   virtual Status ReadAt(uint64_t offset, void* buf, size_t n) = 0;
   virtual Status WriteAt(uint64_t offset, const void* buf, size_t n) = 0;
+  // WriteAt of whole 4096-byte blocks (offset, n and buf 4096-aligned) that
+  // bypasses the page cache where the file system allows it (O_DIRECT): for
+  // the log's records, which are written once and rarely read back soon.
+  // Durability is WriteAt's: Sync() is still what makes it durable. The
+  // default is WriteAt.
+  virtual Status WriteAtDirect(uint64_t offset, const void* buf, size_t n) { return WriteAt(offset, buf, n); }
   // fdatasync.
   virtual Status Sync() = 0;
   virtual Status Truncate(uint64_t size) = 0;

@@ -16,13 +16,19 @@
 #include <fcntl.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cstring>
 #include <limits>
+#include <mutex>
+#include <spdlog/spdlog.h>
+#include <string>
 
+#include "util/blocking_hint.h"
 #include "util/env.h"
 
 namespace boostvol {
@@ -112,6 +118,18 @@ class PosixFile final : public File {
     if (!RangeFits(offset, n)) return Status::IoError(EOVERFLOW, "reading " + RangeText(offset, n) + " " + path_);
     auto* p = static_cast<char*>(buf);
     size_t done = 0;
+    if (HasBlockingHook() && n > 0) {
+      // A FUSE worker: from the page cache without waiting if it can;
+      // otherwise it says it is about to block (blocking_hint.h) first.
+      iovec iov{p, n};
+      ssize_t r;
+      do {
+        r = ::preadv2(fd_.get(), &iov, 1, static_cast<off_t>(offset), RWF_NOWAIT);
+      } while (r < 0 && errno == EINTR);
+      if (r > 0) done = static_cast<size_t>(r);
+      if (done == n) return Status::OK();
+      AboutToBlock();
+    }
     while (done < n) {
       ssize_t r = ::pread(fd_.get(), p + done, n - done, static_cast<off_t>(offset + done));
       if (r < 0) {
@@ -139,6 +157,38 @@ class PosixFile final : public File {
       }
       if (r == 0) return Status::IoError(EIO, "writing " + RangeText(offset, n) + " " + path_ + ": no progress");
       done += static_cast<size_t>(r);
+    }
+    return Status::OK();
+  }
+
+  // O_DIRECT through a second descriptor of the same file, opened on first
+  // use (/proc/self/fd/N reopens this very inode, no path lookup in FAST).
+  // Where O_DIRECT is refused (no /proc, tmpfs on old kernels, a file system
+  // without it) the write is a plain WriteAt, and stays one.
+  Status WriteAtDirect(uint64_t offset, const void* buf, size_t n) override {
+    constexpr uintptr_t kAlign = 4096;
+    if (offset % kAlign != 0 || n % kAlign != 0 || reinterpret_cast<uintptr_t>(buf) % kAlign != 0)
+      return WriteAt(offset, buf, n);
+    if (!RangeFits(offset, n)) return Status::IoError(EOVERFLOW, "writing " + RangeText(offset, n) + " " + path_);
+    std::call_once(direct_once_, [this] { OpenDirect(); });
+    if (direct_fd_.get() < 0 || direct_off_.load(std::memory_order_relaxed)) return WriteAt(offset, buf, n);
+    const auto* p = static_cast<const char*>(buf);
+    size_t done = 0;
+    while (done < n) {
+      ssize_t r = ::pwrite(direct_fd_.get(), p + done, n - done, static_cast<off_t>(offset + done));
+      if (r < 0) {
+        if (errno == EINTR) continue;
+        if (errno == EINVAL) {  // O_DIRECT refused after all: buffered from now on
+          if (!direct_off_.exchange(true))
+            spdlog::warn("{}: direct I/O (O_DIRECT) writes fail with EINVAL; writing through the page cache instead",
+                         path_);
+          return WriteAt(offset + done, p + done, n - done);
+        }
+        return ErrnoStatus(errno, "writing " + RangeText(offset, n), path_);
+      }
+      if (r == 0) return Status::IoError(EIO, "writing " + RangeText(offset, n) + " " + path_ + ": no progress");
+      done += static_cast<size_t>(r);
+      if (done < n && done % kAlign != 0) return WriteAt(offset + done, p + done, n - done);  // odd short write
     }
     return Status::OK();
   }
@@ -185,8 +235,32 @@ class PosixFile final : public File {
     return Status::OK();
   }
 
+  void OpenDirect() {
+    const std::string proc = "/proc/self/fd/" + std::to_string(fd_.get());
+    int fd;
+    do {
+      fd = ::open(proc.c_str(), O_WRONLY | O_DIRECT | O_CLOEXEC);
+    } while (fd < 0 && errno == EINTR);
+    if (fd < 0) {
+      spdlog::info("{}: no direct I/O (reopening it with O_DIRECT: {}); writes go through the page cache", path_,
+                   std::strerror(errno));
+      return;
+    }
+    ScopedFd sfd(fd);
+    struct stat a, b;
+    if (::fstat(fd_.get(), &a) != 0 || ::fstat(sfd.get(), &b) != 0 || a.st_dev != b.st_dev || a.st_ino != b.st_ino ||
+        !S_ISREG(b.st_mode)) {
+      spdlog::warn("{}: reopening it for direct I/O gave another file; writes go through the page cache", path_);
+      return;
+    }
+    direct_fd_ = std::move(sfd);
+  }
+
   const ScopedFd fd_;
   const std::string path_;
+  std::once_flag direct_once_;
+  ScopedFd direct_fd_;  // set once, under direct_once_
+  std::atomic<bool> direct_off_{false};
 };
 
 class PosixFileLock final : public FileLock {

@@ -68,7 +68,7 @@ TEST(Crc32cTest, DifferentDataDifferentCrc) {
 TEST(Crc32cTest, HardwareAndPortableAgree) {
   if (!internal::HasHardware()) GTEST_SKIP() << "no SSE4.2 on this CPU";
   std::mt19937_64 rng(42);
-  std::vector<uint8_t> buf(4096 + 64);
+  std::vector<uint8_t> buf(9000 + 64);
   for (auto& b : buf) b = static_cast<uint8_t>(rng());
   for (size_t align = 0; align < 16; ++align) {
     for (size_t len = 0; len <= 300; ++len) {
@@ -77,8 +77,10 @@ TEST(Crc32cTest, HardwareAndPortableAgree) {
                 internal::ExtendHardware(init, buf.data() + align, len))
           << "align " << align << " len " << len;
     }
-    for (size_t len : {1023u, 1024u, 1025u, 4096u}) {
-      ASSERT_EQ(internal::ExtendPortable(0, buf.data() + align, len), internal::ExtendHardware(0, buf.data() + align, len))
+    for (size_t len : {767u, 768u, 769u, 1023u, 1024u, 1025u, 3071u, 3072u, 3073u, 3840u, 4096u, 4104u, 9000u}) {
+      uint32_t init = static_cast<uint32_t>(rng());
+      ASSERT_EQ(internal::ExtendPortable(init, buf.data() + align, len),
+                internal::ExtendHardware(init, buf.data() + align, len))
           << "align " << align << " len " << len;
     }
   }
