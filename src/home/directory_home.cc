@@ -208,14 +208,14 @@ Status ValidateBatch(const Batch& b, uint64_t image_size) {
     if (e.length == 0 || e.length % kBlock != 0 || e.offset % kBlock != 0) {
       return Status::InvalidArgument(which() + " is empty or not block aligned");
     }
-    if (e.data == nullptr) return Status::InvalidArgument(which() + " has no data");
+    if (e.data == nullptr && !b.source) return Status::InvalidArgument(which() + " has no data and the batch no source");
     if (e.offset > image_size || e.length > image_size - e.offset) {
       return Status::InvalidArgument(which() + " lies past the image's end " + std::to_string(image_size));
     }
     if (i > 0 && e.offset < prev_end) return Status::InvalidArgument(which() + " is unsorted or overlaps the one before");
     prev_end = e.offset + e.length;
   }
-  return Status::OK();
+  return ValidateJournalExtents(b);
 }
 
 }  // namespace
@@ -314,12 +314,39 @@ uint64_t JournalTableBytes(uint64_t extent_count) {
   return (extent_count * kJournalEntrySize + kBlock - 1) / kBlock * kBlock;
 }
 
+Status ValidateJournalExtents(const Batch& b) {
+  size_t k = 0;  // the extent of b.extents that may hold journal extent i
+  uint64_t prev_end = 0;
+  for (size_t i = 0; i < b.journal_extents.size(); i++) {
+    const Extent& j = b.journal_extents[i];
+    auto which = [&] {
+      return "batch journal extent " + std::to_string(i) + " (offset " + std::to_string(j.offset) + ", length " +
+             std::to_string(j.length) + ")";
+    };
+    if (j.length == 0 || j.length % kBlock != 0 || j.offset % kBlock != 0)
+      return Status::InvalidArgument(which() + " is empty or not block aligned");
+    if (i > 0 && j.offset < prev_end) return Status::InvalidArgument(which() + " is unsorted or overlaps the one before");
+    prev_end = j.offset + j.length;
+    while (k < b.extents.size() && b.extents[k].offset + b.extents[k].length <= j.offset) k++;
+    if (k == b.extents.size() || j.offset < b.extents[k].offset ||
+        j.offset + j.length > b.extents[k].offset + b.extents[k].length)
+      return Status::InvalidArgument(which() + " is not inside one extent of the batch");
+    const uint8_t* want = b.extents[k].data == nullptr ? nullptr : b.extents[k].data + (j.offset - b.extents[k].offset);
+    if (j.data != want) return Status::InvalidArgument(which() + " does not point at its extent's bytes");
+  }
+  return Status::OK();
+}
+
 Status WriteJournal(File* f, const log::Uuid& uuid, uint64_t image_size, const meta::Watermark& base,
                     const Batch& batch, bool with_data) {
   // Zero extents first (split to kJournalMaxZeroExtent: the table's length is a u32), then data.
   uint64_t nzero = 0;
   for (const ZeroExtent& z : batch.zeros) nzero += (z.length + kJournalMaxZeroExtent - 1) / kJournalMaxZeroExtent;
-  const uint64_t n = nzero + batch.extents.size();
+  // The journal's data: the changed runs only when the batch lists them (its
+  // gap blocks need no redo); an intent marker lists every extent written.
+  const std::vector<Extent>& data_ext =
+      with_data && !batch.journal_extents.empty() ? batch.journal_extents : batch.extents;
+  const uint64_t n = nzero + data_ext.size();
   const uint64_t table_bytes = JournalTableBytes(n);
   std::vector<uint8_t> table(table_bytes, 0);
   uint64_t total = 0;
@@ -333,15 +360,34 @@ Status WriteJournal(File* f, const log::Uuid& uuid, uint64_t image_size, const m
       done += len;
     }
   }
-  for (const Extent& e : batch.extents) {
+  for (const Extent& e : data_ext) {
     Put64(&table[i * kJournalEntrySize], e.offset);
     Put32(&table[i * kJournalEntrySize + 8], e.length);
     total += e.length;
     i++;
   }
   uint32_t body_crc = crc32c::Value(table.data(), n * kJournalEntrySize);
+  if (table_bytes > 0) BV_RETURN_IF_ERROR(f->WriteAt(kJournalHeaderSize, table.data(), table.size()));
   if (with_data) {
-    for (const Extent& e : batch.extents) body_crc = crc32c::Extend(body_crc, e.data, e.length);
+    uint64_t pos = kJournalHeaderSize + table_bytes;
+    std::unique_ptr<uint8_t[]> chunk;
+    for (const Extent& e : data_ext) {
+      if (e.data != nullptr) {
+        body_crc = crc32c::Extend(body_crc, e.data, e.length);
+        BV_RETURN_IF_ERROR(f->WriteAt(pos, e.data, e.length));
+        pos += e.length;
+        continue;
+      }
+      if (!chunk) chunk.reset(new uint8_t[kCopyChunk]);
+      for (uint64_t done = 0; done < e.length;) {
+        size_t len = static_cast<size_t>(std::min<uint64_t>(kCopyChunk, e.length - done));
+        BV_RETURN_IF_ERROR(batch.source(e.offset + done, chunk.get(), len));
+        body_crc = crc32c::Extend(body_crc, chunk.get(), len);
+        BV_RETURN_IF_ERROR(f->WriteAt(pos, chunk.get(), len));
+        pos += len;
+        done += len;
+      }
+    }
   }
 
   uint8_t h[kJournalHeaderSize] = {};
@@ -359,14 +405,6 @@ Status WriteJournal(File* f, const log::Uuid& uuid, uint64_t image_size, const m
   Put32(h + 80, body_crc);
   Put32(h + kJournalHeaderCrcOffset, crc32c::Value(h, kJournalHeaderCrcOffset));
 
-  if (table_bytes > 0) BV_RETURN_IF_ERROR(f->WriteAt(kJournalHeaderSize, table.data(), table.size()));
-  if (with_data) {
-    uint64_t pos = kJournalHeaderSize + table_bytes;
-    for (const Extent& e : batch.extents) {
-      BV_RETURN_IF_ERROR(f->WriteAt(pos, e.data, e.length));
-      pos += e.length;
-    }
-  }
   return f->WriteAt(0, h, sizeof h);
 }
 
@@ -518,6 +556,8 @@ class DirectoryHome final : public Home {
     return s;
   }
 
+  bool streams_batches() const override { return true; }
+
   Status ApplyBatch(const Batch& batch) override {
     MutexLock l(&apply_mu_);
     Status s = ValidateBatch(batch, size_);
@@ -576,8 +616,19 @@ class DirectoryHome final : public Home {
                                         std::to_string(z.offset)));
       }
     }
+    std::unique_ptr<uint8_t[]> chunk;
     for (const Extent& e : batch.extents) {
-      s = image_->WriteAt(e.offset, e.data, e.length);
+      if (e.data != nullptr) {
+        s = image_->WriteAt(e.offset, e.data, e.length);
+      } else {  // streamed from the batch's source through one bounded buffer
+        if (!chunk) chunk.reset(new uint8_t[kCopyChunk]);
+        for (uint64_t done = 0; s.ok() && done < e.length;) {
+          size_t len = static_cast<size_t>(std::min<uint64_t>(kCopyChunk, e.length - done));
+          s = batch.source(e.offset + done, chunk.get(), len);
+          if (s.ok()) s = image_->WriteAt(e.offset + done, chunk.get(), len);
+          done += len;
+        }
+      }
       if (!s.ok()) {
         return Retry(WithContext(s, what + ": writing " + std::to_string(e.length) + " bytes at " +
                                         std::to_string(e.offset)));

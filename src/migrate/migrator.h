@@ -9,9 +9,16 @@
 // extents, and Home::ApplyBatch makes the batch crash-atomic and durable.
 //
 // Order of a batch (each step only after the one before succeeded):
-//   1. read the batch's records from the log, verifying every checksum;
+//   1. read the batch's records from the log, verifying every checksum, and
+//      keep only (image block, log position, crc) of each block: 16 bytes per
+//      block of the batch, not its data;
 //   2. Home::ApplyBatch (journal, zero ranges, in-place writes, fdatasync,
-//      stamp);
+//      stamp). A home that streams batches (a directory) reads the bytes
+//      through Batch::source in 1 MiB chunks: the dirty blocks again from the
+//      log (checksums verified again), the gap blocks of a filled span from
+//      home; so a batch's memory does not grow with its size. Other homes get
+//      the batch materialized in one buffer. The journal holds the dirty runs
+//      only (Batch::journal_extents), not the filled gaps;
 //   3. on_applied: the volume drops index entries that still point into the
 //      batch (those blocks now read from home) and waits out readers;
 //   4. MetaStore::CommitMigration (watermark, freed segments, counters);
@@ -31,6 +38,12 @@
 // When: when live segments exceed start_fraction of the ring, when a writer
 // waits for space, when a drain is requested, and when the volume has been
 // idle for idle_ms (the open segment is then sealed so all of it can go).
+//
+// How much: whole segments up to max_batch_bytes, and at most half the free
+// log space (a batch frees nothing until it is home: it should end before
+// writers fill the rest); one segment while writers wait for space, so that
+// space comes back segment by segment at the home's pace instead of in bursts
+// after long stalls; four times max_batch_bytes during an explicit drain.
 //
 // Thread-safety: public methods are thread-safe. One background thread.
 #pragma once
@@ -81,7 +94,9 @@ class Migrator {
   Migrator& operator=(const Migrator&) = delete;
 
   void Start();
-  void Stop();   // finishes the batch in progress
+  // Stops the thread. A batch in progress is abandoned if it has not begun
+  // writing home yet (it is read again after the next mount), else finished.
+  void Stop();
   void Kick();   // re-evaluate now (a segment became durable, a writer waits)
 
   // Migrates one batch if any segment is migratable; *did = whether it did.
@@ -132,6 +147,7 @@ class Migrator {
   std::atomic<uint32_t> idle_ms_;
   std::atomic<uint64_t> max_batch_bytes_;
   std::atomic<uint32_t> gap_blocks_{64};
+  std::atomic<bool> stopping_{false};  // Stop() was called: abandon a batch not yet applied
   Mutex run_mu_ BV_ACQUIRED_BEFORE(mu_);  // one batch at a time
   bool draining_failed_log_ BV_GUARDED_BY(run_mu_) = false;
   Mutex mu_;
