@@ -850,19 +850,62 @@ class DirectoryHome final : public Home {
   }
 
   // Copies a valid journal's extents in place, syncs, stamps, clears.
+  //
+  // Data extents close together (gaps of at most kReplayGapBlocks, three or
+  // more in a span of at most 64 MiB) are written as one run, the gaps read
+  // from the image first, as the migrator writes them: a journal holds only
+  // the dirty runs of a batch (W1), and replaying thousands of scattered
+  // blocks one by one would make a mount after a crash as slow as the disk's
+  // random writes. A gap block is not in the batch: it holds its bytes from
+  // before the batch (zero extents are applied first), or the same bytes
+  // rewritten, so writing it back changes nothing.
   Status ReplayJournal(const Journal& j) BV_REQUIRES(apply_mu_) {
+    constexpr uint64_t kReplayGapBlocks = 64, kMaxSpan = 64 << 20;
     std::vector<uint8_t> buf(kCopyChunk);
+    std::vector<const JournalExtent*> data;
     for (const JournalExtent& e : j.extents) {
       if (e.zero) {
         BV_RETURN_IF_ERROR(Zero(e.offset, e.length));
         continue;
       }
-      for (uint64_t done = 0; done < e.length;) {
-        size_t n = static_cast<size_t>(std::min<uint64_t>(buf.size(), e.length - done));
-        BV_RETURN_IF_ERROR(journal_->ReadAt(e.data_pos + done, buf.data(), n));
-        BV_RETURN_IF_ERROR(image_->WriteAt(e.offset + done, buf.data(), n));
-        done += n;
+      data.push_back(&e);
+    }
+    for (size_t g = 0; g < data.size();) {
+      size_t end = g + 1;  // the group is data[g, end)
+      while (end < data.size() && data[end]->offset >= data[end - 1]->offset + data[end - 1]->length &&
+             data[end]->offset - (data[end - 1]->offset + data[end - 1]->length) <= kReplayGapBlocks * kBlock &&
+             data[end]->offset + data[end]->length - data[g]->offset <= kMaxSpan)
+        end++;
+      if (end - g < 3) {
+        for (; g < end; g++) {
+          const JournalExtent& e = *data[g];
+          for (uint64_t done = 0; done < e.length;) {
+            size_t n = static_cast<size_t>(std::min<uint64_t>(buf.size(), e.length - done));
+            BV_RETURN_IF_ERROR(journal_->ReadAt(e.data_pos + done, buf.data(), n));
+            BV_RETURN_IF_ERROR(image_->WriteAt(e.offset + done, buf.data(), n));
+            done += n;
+          }
+        }
+        continue;
       }
+      // One run over the span, chunk by chunk: the image's bytes, then the
+      // journal's extents over them.
+      const uint64_t span_first = data[g]->offset, span_end = data[end - 1]->offset + data[end - 1]->length;
+      size_t k = g;
+      for (uint64_t c = span_first; c < span_end;) {
+        size_t n = static_cast<size_t>(std::min<uint64_t>(buf.size(), span_end - c));
+        BV_RETURN_IF_ERROR(image_->ReadAt(c, buf.data(), n));
+        while (k < end && data[k]->offset + data[k]->length <= c) k++;
+        for (size_t x = k; x < end && data[x]->offset < c + n; x++) {
+          const uint64_t from = std::max<uint64_t>(c, data[x]->offset);
+          const uint64_t to = std::min<uint64_t>(c + n, data[x]->offset + data[x]->length);
+          BV_RETURN_IF_ERROR(journal_->ReadAt(data[x]->data_pos + (from - data[x]->offset), buf.data() + (from - c),
+                                              static_cast<size_t>(to - from)));
+        }
+        BV_RETURN_IF_ERROR(image_->WriteAt(c, buf.data(), n));
+        c += n;
+      }
+      g = end;
     }
     BV_RETURN_IF_ERROR(image_->Sync());
     BV_RETURN_IF_ERROR(WriteStamp(j.end));

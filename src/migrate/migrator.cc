@@ -143,9 +143,28 @@ Status Migrator::MigrateOnce(bool* did) {
   // explicit drain takes large batches (denser batches merge better).
   const log::LogWriter::Stats ws = o_.writer->GetStats();
   const uint64_t segment_bytes = uint64_t{o_.segment_blocks} * log::kBlockSize;
-  if (ws.waiting_for_space) limit = std::min<uint64_t>(limit, 1);
-  else if (draining) limit *= 4;
-  else limit = std::min<uint64_t>(limit, std::max<uint64_t>(uint64_t{ws.free_segments} * segment_bytes / 2, 1));
+  double segments_per_s;
+  {
+    MutexLock l(&mu_);
+    segments_per_s = segments_per_s_;
+  }
+  if (ws.waiting_for_space) {
+    limit = std::min<uint64_t>(limit, 1);
+  } else if (draining) {
+    // A drain's batch: the denser, the fewer passes over the home (a batch
+    // streams, so its memory does not grow with it); at most 1 GiB unless
+    // max_batch_bytes says more.
+    limit = std::max<uint64_t>(limit, std::min<uint64_t>(limit * 16, uint64_t{1} << 30));
+  } else {
+    limit = std::min<uint64_t>(limit, std::max<uint64_t>(uint64_t{ws.free_segments} * segment_bytes / 2, 1));
+    if (ws.live_segments >= start_fraction_.load() * o_.segment_count) {
+      // Under log pressure: about kBatchTargetSeconds of the home's recent
+      // pace (one segment until a batch has shown it).
+      constexpr double kBatchTargetSeconds = 2.0;
+      limit = std::min<uint64_t>(
+          limit, std::max<uint64_t>(1, static_cast<uint64_t>(segments_per_s * kBatchTargetSeconds)) * segment_bytes);
+    }
+  }
   size_t take = 0;
   uint64_t bytes = 0;
   while (take < segs.size() && (take == 0 || bytes + uint64_t{segs[take].data_blocks} * log::kBlockSize <= limit)) {
@@ -174,6 +193,12 @@ Status Migrator::MigrateOnce(bool* did) {
   }
   if (s.ok()) {
     *did = true;
+    const double secs =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - batch_started_).count();
+    if (secs > 0) {
+      const double rate = static_cast<double>(segs.size()) / secs;
+      segments_per_s_ = segments_per_s_ == 0 ? rate : 0.7 * segments_per_s_ + 0.3 * rate;
+    }
     if (stats_.failing_since_unix != 0)
       spdlog::info("migration to {} works again after {} s and {} failed attempts", o_.home->Describe(),
                    std::time(nullptr) - stats_.failing_since_unix, stats_.failures - failures_before_outage_);

@@ -43,7 +43,13 @@
 // log space (a batch frees nothing until it is home: it should end before
 // writers fill the rest); one segment while writers wait for space, so that
 // space comes back segment by segment at the home's pace instead of in bursts
-// after long stalls; four times max_batch_bytes during an explicit drain.
+// after long stalls; during an explicit drain 16 times max_batch_bytes, up
+// to 1 GiB (denser batches mean fewer passes over the home). Above
+// start_fraction also no more than the home migrated in about two seconds in
+// recent batches, one segment until a batch has shown that pace (writers may
+// wait for a batch in progress: on a disk that pays per request, a batch of
+// sparse blocks is slow however it is merged, and a larger one is not faster
+// per block).
 //
 // Thread-safety: public methods are thread-safe. One background thread.
 #pragma once
@@ -161,6 +167,9 @@ class Migrator {
   int last_err_ BV_GUARDED_BY(mu_) = 0;
   uint64_t failures_before_outage_ BV_GUARDED_BY(mu_) = 0;  // errno of the last failure (a change is logged)
   std::chrono::steady_clock::time_point batch_started_ BV_GUARDED_BY(mu_);
+  // Segments migrated per second of batch time, over recent batches (0 until
+  // one ran): sizes batches under log pressure to about kBatchTargetSeconds.
+  double segments_per_s_ BV_GUARDED_BY(mu_) = 0;
   std::thread thread_;
 };
 
