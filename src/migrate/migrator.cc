@@ -151,10 +151,12 @@ Status Migrator::MigrateOnce(bool* did) {
   if (ws.waiting_for_space) {
     limit = std::min<uint64_t>(limit, 1);
   } else if (draining) {
-    // A drain's batch: the denser, the fewer passes over the home (a batch
-    // streams, so its memory does not grow with it); at most 1 GiB unless
-    // max_batch_bytes says more.
-    limit = std::max<uint64_t>(limit, std::min<uint64_t>(limit * 16, uint64_t{1} << 30));
+    // A drain's batch: the denser, the fewer passes over the home. A batch
+    // streamed to the home does not grow the memory with it: 16x, at most
+    // 1 GiB unless max_batch_bytes says more; one held in memory (a home that
+    // does not stream) 4x.
+    limit = o_.home->streams_batches() ? std::max<uint64_t>(limit, std::min<uint64_t>(limit * 16, uint64_t{1} << 30))
+                                       : limit * 4;
   } else {
     limit = std::min<uint64_t>(limit, std::max<uint64_t>(uint64_t{ws.free_segments} * segment_bytes / 2, 1));
     if (ws.live_segments >= start_fraction_.load() * o_.segment_count) {

@@ -44,7 +44,8 @@
 // writers fill the rest); one segment while writers wait for space, so that
 // space comes back segment by segment at the home's pace instead of in bursts
 // after long stalls; during an explicit drain 16 times max_batch_bytes, up
-// to 1 GiB (denser batches mean fewer passes over the home). Above
+// to 1 GiB (denser batches mean fewer passes over the home; 4 times for a
+// home that does not stream batches, which holds them in memory). Above
 // start_fraction also no more than the home migrated in about two seconds in
 // recent batches, one segment until a batch has shown that pace (writers may
 // wait for a batch in progress: on a disk that pays per request, a batch of
