@@ -11,7 +11,8 @@
 // Order of a batch (each step only after the one before succeeded):
 //   1. read the batch's records from the log, verifying every checksum, and
 //      keep only (image block, log position, crc) of each block: 16 bytes per
-//      block of the batch, not its data;
+//      block of the batch, not its data (with the extent lists built from
+//      them, at most ~48 bytes per block while the batch runs);
 //   2. Home::ApplyBatch (journal, zero ranges, in-place writes, fdatasync,
 //      stamp). A home that streams batches (a directory) reads the bytes
 //      through Batch::source in 1 MiB chunks: the dirty blocks again from the
