@@ -3,8 +3,8 @@
 //
 //   migrate_start_fraction  0..1      0.5       start migrating when this share of the log is live
 //   idle_migrate_ms         0..864e5  2000      migrate everything after this long without writes
-//   max_batch_bytes         4K..1G    64 MiB    the largest migration batch (x4 during a drain,
-//                                              at most 8 MiB while writers wait for log space)
+//   max_batch_bytes         4K..1G    64 MiB    the largest migration batch (x16 up to 1 GiB during
+//                                              a drain; smaller under log pressure, see migrator.h)
 //   migrate_gap_blocks      0..4096   64        dirty blocks this close are written as one span,
 //                                              the gap read from home (fewer, larger home writes)
 //   zero_detect             on|off    on        log written all-zero blocks as zero ranges

@@ -208,14 +208,14 @@ Status ValidateBatch(const Batch& b, uint64_t image_size) {
     if (e.length == 0 || e.length % kBlock != 0 || e.offset % kBlock != 0) {
       return Status::InvalidArgument(which() + " is empty or not block aligned");
     }
-    if (e.data == nullptr) return Status::InvalidArgument(which() + " has no data");
+    if (e.data == nullptr && !b.source) return Status::InvalidArgument(which() + " has no data and the batch no source");
     if (e.offset > image_size || e.length > image_size - e.offset) {
       return Status::InvalidArgument(which() + " lies past the image's end " + std::to_string(image_size));
     }
     if (i > 0 && e.offset < prev_end) return Status::InvalidArgument(which() + " is unsorted or overlaps the one before");
     prev_end = e.offset + e.length;
   }
-  return Status::OK();
+  return ValidateJournalExtents(b);
 }
 
 }  // namespace
@@ -321,12 +321,39 @@ uint64_t JournalTableBytes(uint64_t extent_count) {
   return (extent_count * kJournalEntrySize + kBlock - 1) / kBlock * kBlock;
 }
 
+Status ValidateJournalExtents(const Batch& b) {
+  size_t k = 0;  // the extent of b.extents that may hold journal extent i
+  uint64_t prev_end = 0;
+  for (size_t i = 0; i < b.journal_extents.size(); i++) {
+    const Extent& j = b.journal_extents[i];
+    auto which = [&] {
+      return "batch journal extent " + std::to_string(i) + " (offset " + std::to_string(j.offset) + ", length " +
+             std::to_string(j.length) + ")";
+    };
+    if (j.length == 0 || j.length % kBlock != 0 || j.offset % kBlock != 0)
+      return Status::InvalidArgument(which() + " is empty or not block aligned");
+    if (i > 0 && j.offset < prev_end) return Status::InvalidArgument(which() + " is unsorted or overlaps the one before");
+    prev_end = j.offset + j.length;
+    while (k < b.extents.size() && b.extents[k].offset + b.extents[k].length <= j.offset) k++;
+    if (k == b.extents.size() || j.offset < b.extents[k].offset ||
+        j.offset + j.length > b.extents[k].offset + b.extents[k].length)
+      return Status::InvalidArgument(which() + " is not inside one extent of the batch");
+    const uint8_t* want = b.extents[k].data == nullptr ? nullptr : b.extents[k].data + (j.offset - b.extents[k].offset);
+    if (j.data != want) return Status::InvalidArgument(which() + " does not point at its extent's bytes");
+  }
+  return Status::OK();
+}
+
 Status WriteJournal(File* f, const log::Uuid& uuid, uint64_t image_size, const meta::Watermark& base,
                     const Batch& batch, bool with_data) {
   // Zero extents first (split to kJournalMaxZeroExtent: the table's length is a u32), then data.
   uint64_t nzero = 0;
   for (const ZeroExtent& z : batch.zeros) nzero += (z.length + kJournalMaxZeroExtent - 1) / kJournalMaxZeroExtent;
-  const uint64_t n = nzero + batch.extents.size();
+  // The journal's data: the changed runs only when the batch lists them (its
+  // gap blocks need no redo); an intent marker lists every extent written.
+  const std::vector<Extent>& data_ext =
+      with_data && !batch.journal_extents.empty() ? batch.journal_extents : batch.extents;
+  const uint64_t n = nzero + data_ext.size();
   const uint64_t table_bytes = JournalTableBytes(n);
   std::vector<uint8_t> table(table_bytes, 0);
   uint64_t total = 0;
@@ -340,15 +367,34 @@ Status WriteJournal(File* f, const log::Uuid& uuid, uint64_t image_size, const m
       done += len;
     }
   }
-  for (const Extent& e : batch.extents) {
+  for (const Extent& e : data_ext) {
     Put64(&table[i * kJournalEntrySize], e.offset);
     Put32(&table[i * kJournalEntrySize + 8], e.length);
     total += e.length;
     i++;
   }
   uint32_t body_crc = crc32c::Value(table.data(), n * kJournalEntrySize);
+  if (table_bytes > 0) BV_RETURN_IF_ERROR(f->WriteAt(kJournalHeaderSize, table.data(), table.size()));
   if (with_data) {
-    for (const Extent& e : batch.extents) body_crc = crc32c::Extend(body_crc, e.data, e.length);
+    uint64_t pos = kJournalHeaderSize + table_bytes;
+    std::unique_ptr<uint8_t[]> chunk;
+    for (const Extent& e : data_ext) {
+      if (e.data != nullptr) {
+        body_crc = crc32c::Extend(body_crc, e.data, e.length);
+        BV_RETURN_IF_ERROR(f->WriteAt(pos, e.data, e.length));
+        pos += e.length;
+        continue;
+      }
+      if (!chunk) chunk.reset(new uint8_t[kCopyChunk]);
+      for (uint64_t done = 0; done < e.length;) {
+        size_t len = static_cast<size_t>(std::min<uint64_t>(kCopyChunk, e.length - done));
+        BV_RETURN_IF_ERROR(batch.source(e.offset + done, chunk.get(), len));
+        body_crc = crc32c::Extend(body_crc, chunk.get(), len);
+        BV_RETURN_IF_ERROR(f->WriteAt(pos, chunk.get(), len));
+        pos += len;
+        done += len;
+      }
+    }
   }
 
   uint8_t h[kJournalHeaderSize] = {};
@@ -366,14 +412,6 @@ Status WriteJournal(File* f, const log::Uuid& uuid, uint64_t image_size, const m
   Put32(h + 80, body_crc);
   Put32(h + kJournalHeaderCrcOffset, crc32c::Value(h, kJournalHeaderCrcOffset));
 
-  if (table_bytes > 0) BV_RETURN_IF_ERROR(f->WriteAt(kJournalHeaderSize, table.data(), table.size()));
-  if (with_data) {
-    uint64_t pos = kJournalHeaderSize + table_bytes;
-    for (const Extent& e : batch.extents) {
-      BV_RETURN_IF_ERROR(f->WriteAt(pos, e.data, e.length));
-      pos += e.length;
-    }
-  }
   return f->WriteAt(0, h, sizeof h);
 }
 
@@ -525,6 +563,8 @@ class DirectoryHome final : public Home {
     return s;
   }
 
+  bool streams_batches() const override { return true; }
+
   Status ApplyBatch(const Batch& batch) override {
     MutexLock l(&apply_mu_);
     Status s = ValidateBatch(batch, size_);
@@ -583,8 +623,19 @@ class DirectoryHome final : public Home {
                                         std::to_string(z.offset)));
       }
     }
+    std::unique_ptr<uint8_t[]> chunk;
     for (const Extent& e : batch.extents) {
-      s = image_->WriteAt(e.offset, e.data, e.length);
+      if (e.data != nullptr) {
+        s = image_->WriteAt(e.offset, e.data, e.length);
+      } else {  // streamed from the batch's source through one bounded buffer
+        if (!chunk) chunk.reset(new uint8_t[kCopyChunk]);
+        for (uint64_t done = 0; s.ok() && done < e.length;) {
+          size_t len = static_cast<size_t>(std::min<uint64_t>(kCopyChunk, e.length - done));
+          s = batch.source(e.offset + done, chunk.get(), len);
+          if (s.ok()) s = image_->WriteAt(e.offset + done, chunk.get(), len);
+          done += len;
+        }
+      }
       if (!s.ok()) {
         return Retry(WithContext(s, what + ": writing " + std::to_string(e.length) + " bytes at " +
                                         std::to_string(e.offset)));
@@ -848,19 +899,62 @@ class DirectoryHome final : public Home {
   }
 
   // Copies a valid journal's extents in place, syncs, stamps, clears.
+  //
+  // Data extents close together (gaps of at most kReplayGapBlocks, three or
+  // more in a span of at most 64 MiB) are written as one run, the gaps read
+  // from the image first, as the migrator writes them: a journal holds only
+  // the dirty runs of a batch (W1), and replaying thousands of scattered
+  // blocks one by one would make a mount after a crash as slow as the disk's
+  // random writes. A gap block is not in the batch: it holds its bytes from
+  // before the batch (zero extents are applied first), or the same bytes
+  // rewritten, so writing it back changes nothing.
   Status ReplayJournal(const Journal& j) BV_REQUIRES(apply_mu_) {
+    constexpr uint64_t kReplayGapBlocks = 64, kMaxSpan = 64 << 20;
     std::vector<uint8_t> buf(kCopyChunk);
+    std::vector<const JournalExtent*> data;
     for (const JournalExtent& e : j.extents) {
       if (e.zero) {
         BV_RETURN_IF_ERROR(Zero(e.offset, e.length));
         continue;
       }
-      for (uint64_t done = 0; done < e.length;) {
-        size_t n = static_cast<size_t>(std::min<uint64_t>(buf.size(), e.length - done));
-        BV_RETURN_IF_ERROR(journal_->ReadAt(e.data_pos + done, buf.data(), n));
-        BV_RETURN_IF_ERROR(image_->WriteAt(e.offset + done, buf.data(), n));
-        done += n;
+      data.push_back(&e);
+    }
+    for (size_t g = 0; g < data.size();) {
+      size_t end = g + 1;  // the group is data[g, end)
+      while (end < data.size() && data[end]->offset >= data[end - 1]->offset + data[end - 1]->length &&
+             data[end]->offset - (data[end - 1]->offset + data[end - 1]->length) <= kReplayGapBlocks * kBlock &&
+             data[end]->offset + data[end]->length - data[g]->offset <= kMaxSpan)
+        end++;
+      if (end - g < 3) {
+        for (; g < end; g++) {
+          const JournalExtent& e = *data[g];
+          for (uint64_t done = 0; done < e.length;) {
+            size_t n = static_cast<size_t>(std::min<uint64_t>(buf.size(), e.length - done));
+            BV_RETURN_IF_ERROR(journal_->ReadAt(e.data_pos + done, buf.data(), n));
+            BV_RETURN_IF_ERROR(image_->WriteAt(e.offset + done, buf.data(), n));
+            done += n;
+          }
+        }
+        continue;
       }
+      // One run over the span, chunk by chunk: the image's bytes, then the
+      // journal's extents over them.
+      const uint64_t span_first = data[g]->offset, span_end = data[end - 1]->offset + data[end - 1]->length;
+      size_t k = g;
+      for (uint64_t c = span_first; c < span_end;) {
+        size_t n = static_cast<size_t>(std::min<uint64_t>(buf.size(), span_end - c));
+        BV_RETURN_IF_ERROR(image_->ReadAt(c, buf.data(), n));
+        while (k < end && data[k]->offset + data[k]->length <= c) k++;
+        for (size_t x = k; x < end && data[x]->offset < c + n; x++) {
+          const uint64_t from = std::max<uint64_t>(c, data[x]->offset);
+          const uint64_t to = std::min<uint64_t>(c + n, data[x]->offset + data[x]->length);
+          BV_RETURN_IF_ERROR(journal_->ReadAt(data[x]->data_pos + (from - data[x]->offset), buf.data() + (from - c),
+                                              static_cast<size_t>(to - from)));
+        }
+        BV_RETURN_IF_ERROR(image_->WriteAt(c, buf.data(), n));
+        c += n;
+      }
+      g = end;
     }
     BV_RETURN_IF_ERROR(image_->Sync());
     BV_RETURN_IF_ERROR(WriteStamp(j.end));

@@ -17,6 +17,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -54,6 +55,23 @@ struct Batch {
   // in the batch's log range is in `extents`; one written before it is not).
   std::vector<ZeroExtent> zeros;  // sorted, disjoint
   std::vector<Extent> extents;
+  // Optional: the parts of `extents` whose bytes change. The migrator fills
+  // the short gaps between dirty blocks with the home's current contents to
+  // write one long run instead of many short ones (a slow disk pays per
+  // request); it then lists here the dirty runs only, and the redo journal
+  // holds just these: a gap block rewritten with the bytes it already holds
+  // needs no redo (a crash mid-write leaves each sector old or new, and both
+  // are the same). Empty: every byte of `extents` changes. Sorted, disjoint,
+  // each inside one extent of `extents`, its data the same bytes.
+  std::vector<Extent> journal_extents;
+  // Optional, for homes whose streams_batches() is true: the source of the
+  // bytes of every extent (and journal extent) whose data is nullptr. Reads
+  // the n bytes the batch writes at image offset `offset` (a block-aligned
+  // range inside one extent) into dst. The caller then need not hold a whole
+  // batch in memory: the home reads it through a bounded buffer, once for the
+  // journal and once for the in-place writes. A failure fails ApplyBatch,
+  // which the caller retries whole.
+  std::function<Status(uint64_t offset, uint8_t* dst, size_t n)> source;
   bool empty() const { return zeros.empty() && extents.empty(); }
 };
 
@@ -76,6 +94,8 @@ class Home {
   // copy beyond the prefix rule; the caller retries the whole batch (never
   // just the sync: see DESIGN.md 7, fsyncgate).
   virtual Status ApplyBatch(const Batch& batch) = 0;
+  // Whether ApplyBatch takes extents without data, read from Batch::source.
+  virtual bool streams_batches() const { return false; }
   // Accepts the current contents as this volume's (after the caller decided a
   // change behind its back is harmless: no dirty blocks). Rewrites the stamp.
   virtual Status Restamp() = 0;

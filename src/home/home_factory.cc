@@ -64,6 +64,7 @@ class LockedHome final : public Home {
   meta::Watermark watermark() const override { return inner_->watermark(); }
   Status Read(uint64_t offset, void* buf, size_t n) override { return inner_->Read(offset, buf, n); }
   Status ApplyBatch(const Batch& batch) override { return inner_->ApplyBatch(batch); }
+  bool streams_batches() const override { return inner_->streams_batches(); }
   Status Restamp() override { return inner_->Restamp(); }
   std::string Describe() const override { return inner_->Describe(); }
   Status WriteThrough(uint64_t offset, const void* data, size_t n) override {

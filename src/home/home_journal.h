@@ -124,8 +124,13 @@ struct Journal {
 // Byte size of the extent table, padded to a block.
 uint64_t JournalTableBytes(uint64_t extent_count);
 
+// Checks Batch::journal_extents against the batch's extents (sorted, disjoint,
+// aligned, each inside one extent and pointing at its bytes); OK when empty.
+Status ValidateJournalExtents(const Batch& b);
+
 // Writes the journal of `batch` (applied on top of watermark `base`) into `f`
-// from offset 0: table, data (unless !with_data: then an intent-only journal),
+// from offset 0: table, data (unless !with_data: then an intent-only journal;
+// with data, only batch.journal_extents when the batch lists them),
 // header last. Does not Sync and does not truncate: bytes past the new
 // journal's end are ignored by readers. `batch` must already be validated.
 Status WriteJournal(File* f, const log::Uuid& uuid, uint64_t image_size, const meta::Watermark& base,

@@ -504,7 +504,7 @@ Status ValidateBatch(const Batch& b, uint64_t image_size) {
     }
     prev_end = e.offset + e.length;
   }
-  return Status::OK();
+  return ValidateJournalExtents(b);
 }
 
 class RbdHome final : public Home {

@@ -20,7 +20,6 @@ struct BlockRef {
   uint32_t order;  // position in the batch: later wins
   uint32_t pos;
   uint32_t crc;
-  const uint8_t* data;
 };
 
 }  // namespace
@@ -41,6 +40,7 @@ void Migrator::Start() {
 }
 
 void Migrator::Stop() {
+  stopping_ = true;
   {
     MutexLock l(&mu_);
     stop_ = true;
@@ -137,8 +137,39 @@ Status Migrator::MigrateOnce(bool* did) {
     MutexLock l(&mu_);
     draining = drainers_ > 0;
   }
-  if (o_.writer->GetStats().waiting_for_space) limit = std::min<uint64_t>(limit, 8u << 20);
-  else if (draining) limit *= 4;
+  // A batch frees nothing until it is home, so its size decides how long
+  // writers may wait for log space. Writers waiting: one segment per batch,
+  // so that space comes back segment by segment at the home's pace rather
+  // than in bursts after long pauses. Otherwise at most half the free log
+  // space: the batch should end before writers fill the rest (on a full
+  // cache, batches shrink towards one segment before anyone waits). An
+  // explicit drain takes large batches (denser batches merge better).
+  const log::LogWriter::Stats ws = o_.writer->GetStats();
+  const uint64_t segment_bytes = uint64_t{o_.segment_blocks} * log::kBlockSize;
+  double segments_per_s;
+  {
+    MutexLock l(&mu_);
+    segments_per_s = segments_per_s_;
+  }
+  if (ws.waiting_for_space) {
+    limit = std::min<uint64_t>(limit, 1);
+  } else if (draining) {
+    // A drain's batch: the denser, the fewer passes over the home. A batch
+    // streamed to the home does not grow the memory with it: 16x, at most
+    // 1 GiB unless max_batch_bytes says more; one held in memory (a home that
+    // does not stream) 4x.
+    limit = o_.home->streams_batches() ? std::max<uint64_t>(limit, std::min<uint64_t>(limit * 16, uint64_t{1} << 30))
+                                       : limit * 4;
+  } else {
+    limit = std::min<uint64_t>(limit, std::max<uint64_t>(uint64_t{ws.free_segments} * segment_bytes / 2, 1));
+    if (ws.live_segments >= start_fraction_.load() * o_.segment_count) {
+      // Under log pressure: about kBatchTargetSeconds of the home's recent
+      // pace (one segment until a batch has shown it).
+      constexpr double kBatchTargetSeconds = 2.0;
+      limit = std::min<uint64_t>(
+          limit, std::max<uint64_t>(1, static_cast<uint64_t>(segments_per_s * kBatchTargetSeconds)) * segment_bytes);
+    }
+  }
   size_t take = 0;
   uint64_t bytes = 0;
   while (take < segs.size() && (take == 0 || bytes + uint64_t{segs[take].data_blocks} * log::kBlockSize <= limit)) {
@@ -161,8 +192,18 @@ Status Migrator::MigrateOnce(bool* did) {
   }
   Status s = MigrateBatch(segs);
   MutexLock l(&mu_);
+  if (s.code() == Status::Code::kAborted && stopping_) {
+    stats_.state = "stopped";
+    return Status::OK();  // abandoned for a stop before anything was written home
+  }
   if (s.ok()) {
     *did = true;
+    const double secs =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - batch_started_).count();
+    if (secs > 0) {
+      const double rate = static_cast<double>(segs.size()) / secs;
+      segments_per_s_ = segments_per_s_ == 0 ? rate : 0.7 * segments_per_s_ + 0.3 * rate;
+    }
     if (stats_.failing_since_unix != 0)
       spdlog::info("migration to {} works again after {} s and {} failed attempts", o_.home->Describe(),
                    std::time(nullptr) - stats_.failing_since_unix, stats_.failures - failures_before_outage_);
@@ -198,8 +239,11 @@ Status Migrator::MigrateOnce(bool* did) {
 
 Status Migrator::MigrateBatch(const std::vector<log::LiveSegment>& segs, bool* log_failed) {
   if (log_failed) *log_failed = false;
-  // 1. Read and verify every record of the batch.
-  std::vector<std::vector<uint8_t>> record_data;
+  // 1. Read and verify every record of the batch, keeping only where each
+  // block is (the data is read again from the log below, once the newest copy
+  // of each block is known: a batch's memory is its write buffer, not a copy
+  // of its records too).
+  std::vector<uint8_t> record_data;  // one record's blocks at a time
   std::vector<BlockRef> refs;
   auto hdr = std::make_unique<log::RecordHeader>();
   uint32_t order = 0;
@@ -210,9 +254,8 @@ Status Migrator::MigrateBatch(const std::vector<log::LiveSegment>& segs, bool* l
     uint32_t used = 0;
     uint32_t slot_start = static_cast<uint32_t>((seg.segment_seq % o_.segment_count) * o_.segment_blocks);
     for (uint64_t seq = seg.first_record; seq <= seg.last_record; seq++) {
-      std::vector<uint8_t> data;
       Status s = log::ReadRecord(o_.log, o_.uuid, slot_start + used, seq, seg.segment_seq, nullptr,
-                                 o_.segment_blocks - used, hdr.get(), &data);
+                                 o_.segment_blocks - used, hdr.get(), &record_data);
       if (!s.ok()) {
         if (log_failed) *log_failed = true;
         return Status::Corruption("log record " + std::to_string(seq) + " in segment " +
@@ -223,19 +266,11 @@ Status Migrator::MigrateBatch(const std::vector<log::LiveSegment>& segs, bool* l
         zeros.Add(hdr->zeros[i].first, hdr->zeros[i].first + hdr->zeros[i].count, order++);
       for (uint32_t i = 0; i < hdr->nblocks; i++)
         refs.push_back(BlockRef{static_cast<uint32_t>(hdr->entries[i].lba), order++, slot_start + used + 1 + i,
-                                hdr->entries[i].block_crc, nullptr});
+                                hdr->entries[i].block_crc});
       used += 1 + hdr->nblocks;
-      record_data.push_back(std::move(data));
     }
   }
-  // Attach data pointers (record_data no longer reallocates).
-  {
-    size_t k = 0;
-    for (const std::vector<uint8_t>& rec : record_data) {
-      size_t n = rec.size() / log::kBlockSize;
-      for (size_t j = 0; j < n; j++, k++) refs[k].data = rec.data() + j * log::kBlockSize;
-    }
-  }
+  record_data = std::vector<uint8_t>();
   // 2. Newest copy within the batch per block, sorted by address.
   std::sort(refs.begin(), refs.end(), [](const BlockRef& a, const BlockRef& b) {
     return a.lba != b.lba ? a.lba < b.lba : a.order > b.order;
@@ -271,10 +306,6 @@ Status Migrator::MigrateBatch(const std::vector<log::LiveSegment>& segs, bool* l
       spans.back().last = i;
     }
   }
-  uint64_t buf_blocks = 0;
-  for (const Span& sp : spans)
-    buf_blocks += sp.extents >= 3 ? refs[sp.last].lba - refs[sp.first].lba + 1 : sp.last - sp.first + 1;
-  std::vector<uint8_t> buf(buf_blocks * log::kBlockSize);
   home::Batch batch;
   batch.end.segment_seq = segs.back().segment_seq + 1;
   batch.end.record_seq = segs.back().last_record + 1;
@@ -287,48 +318,125 @@ Status Migrator::MigrateBatch(const std::vector<log::LiveSegment>& segs, bool* l
       batch.zeros.push_back(home::ZeroExtent{off, len});
     zero_bytes += len;
   }
-  // Gap reads through ApplyBatch: no home-direct write in between (the
-  // lock is not held over the meta.db commit below).
-  Status applied;
+  // Reads refs[i..] from the log into dst: the longest run (up to refs[last])
+  // of blocks consecutive both in the image and in the log, in one read;
+  // verifies each block's checksum. Returns the run's length, 0 on failure.
+  Status read_status;
+  bool log_read_failed = false;
+  auto ReadRun = [&](size_t i, size_t last, uint8_t* dst) -> size_t {
+    size_t n = 1;
+    while (i + n <= last && refs[i + n].lba == refs[i].lba + n && refs[i + n].pos == refs[i].pos + n) n++;
+    read_status = o_.log->ReadAt(uint64_t{refs[i].pos} * log::kBlockSize, dst, n * log::kBlockSize);
+    for (size_t k = 0; read_status.ok() && k < n; k++) {
+      if (log::BlockCrc(refs[i + k].lba, dst + k * log::kBlockSize) != refs[i + k].crc)
+        read_status = Status::Corruption("log block " + std::to_string(refs[i + k].pos) + " (image block " +
+                                         std::to_string(refs[i + k].lba) + ") fails its checksum");
+    }
+    if (read_status.ok()) return n;
+    log_read_failed = true;
+    read_status = Status::Corruption("image block " + std::to_string(refs[i].lba) + " in segments " +
+                                     std::to_string(segs.front().segment_seq) + ".." +
+                                     std::to_string(segs.back().segment_seq) + " cannot be migrated: " +
+                                     read_status.ToString() + ". Run `boostvol check FAST`");
+    return 0;
+  };
+  // The batch's new bytes for [offset, offset + n), a range inside one
+  // extent: the dirty blocks from the log, the gap blocks of a filled span
+  // from home (zeros where the batch zeroes them). The home streams the batch
+  // through a bounded buffer (Batch::source); homes that do not get it
+  // materialized below.
+  bool gap_hook_ran = false;  // the test hook runs after a batch's first gap read
+  auto source = [&](uint64_t offset, uint8_t* dst, size_t n) -> Status {
+    const uint64_t lba0 = offset / log::kBlockSize, nb = n / log::kBlockSize;
+    size_t i = std::lower_bound(refs.begin(), refs.end(), lba0,
+                                [](const BlockRef& r, uint64_t lba) { return r.lba < lba; }) -
+               refs.begin();
+    size_t end = std::lower_bound(refs.begin() + i, refs.end(), lba0 + nb,
+                                  [](const BlockRef& r, uint64_t lba) { return r.lba < lba; }) -
+                 refs.begin();
+    if (end - i < nb) {  // gap blocks in range: the home's bytes first
+      BV_RETURN_IF_ERROR(o_.home->Read(offset, dst, n));
+      if (!zeros.empty())
+        for (uint64_t k = 0; k < nb; k++)
+          if (zeros.Covers(lba0 + k)) std::memset(dst + k * log::kBlockSize, 0, log::kBlockSize);
+      if (!gap_hook_ran) {
+        gap_hook_ran = true;
+        if (auto hook = g_migrator_after_gap_reads_for_test.load(); hook != nullptr) hook();
+      }
+    }
+    while (i < end) {
+      size_t run = ReadRun(i, end - 1, dst + (refs[i].lba - lba0) * log::kBlockSize);
+      if (run == 0) return read_status;
+      i += run;
+    }
+    return Status::OK();
+  };
+  // Extents: a filled span is one extent (gaps included); any other span is
+  // one extent per run of consecutive dirty blocks. The runs of dirty blocks
+  // are the journal's extents when some gap is filled.
+  uint64_t filled_blocks = 0;
+  std::vector<home::Extent> runs;
+  for (const Span& sp : spans) {
+    for (size_t i = sp.first; i <= sp.last; i++) {
+      if (i > sp.first && refs[i].lba == refs[i - 1].lba + 1)
+        runs.back().length += log::kBlockSize;
+      else
+        runs.push_back(home::Extent{uint64_t{refs[i].lba} * log::kBlockSize, static_cast<uint32_t>(log::kBlockSize), nullptr});
+    }
+    if (sp.extents >= 3) {
+      uint64_t first_lba = refs[sp.first].lba, n = refs[sp.last].lba - first_lba + 1;
+      batch.extents.push_back(home::Extent{first_lba * log::kBlockSize, static_cast<uint32_t>(n * log::kBlockSize), nullptr});
+      filled_blocks += n - (sp.last - sp.first + 1);
+    } else {
+      batch.extents.insert(batch.extents.end(), runs.end() - sp.extents, runs.end());
+    }
+  }
+  if (filled_blocks > 0) {
+    batch.journal_extents = std::move(runs);
+    spdlog::debug("batch: {} dirty blocks in {} extents, {} gap blocks filled from home", refs.size(),
+                  batch.extents.size(), filled_blocks);
+  }
+  // Gap blocks are read from home (below, or while the home streams the
+  // batch) and written back by ApplyBatch: no home-direct write may come in
+  // between (docs/policies.md, "Why the order holds", step 4). The lock is
+  // not held over the meta.db commit below.
   {
     MutexLock home_write(&home_write_mu_);
-    applied = [&]() -> Status {
-      uint8_t* out = buf.data();
-      uint64_t filled_blocks = 0;
-      for (const Span& sp : spans) {
-        if (sp.extents >= 3) {
-          uint64_t first_lba = refs[sp.first].lba, n = refs[sp.last].lba - first_lba + 1;
-          BV_RETURN_IF_ERROR(o_.home->Read(first_lba * log::kBlockSize, out, n * log::kBlockSize));
-          // Gap blocks the batch zeroes must not be written back with their old contents.
-          if (!zeros.empty())
-            for (uint64_t k = 0; k < n; k++)
-              if (zeros.Covers(first_lba + k)) std::memset(out + k * log::kBlockSize, 0, log::kBlockSize);
-          for (size_t i = sp.first; i <= sp.last; i++)
-            std::memcpy(out + (refs[i].lba - first_lba) * log::kBlockSize, refs[i].data, log::kBlockSize);
-          batch.extents.push_back(home::Extent{first_lba * log::kBlockSize, static_cast<uint32_t>(n * log::kBlockSize), out});
-          filled_blocks += n - (sp.last - sp.first + 1);
-          out += n * log::kBlockSize;
-          continue;
+    std::unique_ptr<uint8_t[]> buf;  // only for a home that does not stream batches
+    auto abandon = [] { return Status::Aborted("the migrator is stopping; the batch is taken up again at the next mount"); };
+    if (o_.home->streams_batches()) {
+      batch.source = source;
+    } else {
+      uint64_t total = 0;
+      for (const home::Extent& e : batch.extents) total += e.length;
+      buf.reset(new uint8_t[total]);
+      uint8_t* out = buf.get();
+      for (home::Extent& e : batch.extents) {
+        if (stopping_) return abandon();
+        Status s = source(e.offset, out, e.length);
+        if (!s.ok()) {
+          if (log_failed && log_read_failed) *log_failed = true;
+          return s;
         }
-        for (size_t i = sp.first; i <= sp.last; i++) {
-          std::memcpy(out, refs[i].data, log::kBlockSize);
-          if (i > sp.first && refs[i].lba == refs[i - 1].lba + 1) {
-            batch.extents.back().length += log::kBlockSize;
-          } else {
-            batch.extents.push_back(home::Extent{uint64_t{refs[i].lba} * log::kBlockSize, log::kBlockSize, out});
-          }
-          out += log::kBlockSize;
-        }
+        e.data = out;
+        out += e.length;
       }
-      if (filled_blocks > 0)
-        spdlog::debug("batch: {} dirty blocks in {} extents, {} gap blocks filled from home", refs.size(),
-                      batch.extents.size(), filled_blocks);
-      record_data.clear();
-      if (auto hook = g_migrator_after_gap_reads_for_test.load(); hook != nullptr && filled_blocks > 0) hook();
-      return o_.home->ApplyBatch(batch);
-    }();
+      size_t k = 0;
+      for (home::Extent& j : batch.journal_extents) {
+        while (batch.extents[k].offset + batch.extents[k].length <= j.offset) k++;
+        j.data = batch.extents[k].data + (j.offset - batch.extents[k].offset);
+      }
+    }
+    if (stopping_) return abandon();
+    {
+      Status s = o_.home->ApplyBatch(batch);
+      if (!s.ok()) {
+        if (log_failed && log_read_failed) *log_failed = true;
+        return s;
+      }
+    }
+    buf.reset();
   }
-  BV_RETURN_IF_ERROR(applied);
 
   // 3. Blocks whose newest copy was in the batch now read from home.
   std::vector<meta::IndexEntry> migrated;

@@ -9,9 +9,17 @@
 // extents, and Home::ApplyBatch makes the batch crash-atomic and durable.
 //
 // Order of a batch (each step only after the one before succeeded):
-//   1. read the batch's records from the log, verifying every checksum;
+//   1. read the batch's records from the log, verifying every checksum, and
+//      keep only (image block, log position, crc) of each block: 16 bytes per
+//      block of the batch, not its data (with the extent lists built from
+//      them, at most ~48 bytes per block while the batch runs);
 //   2. Home::ApplyBatch (journal, zero ranges, in-place writes, fdatasync,
-//      stamp);
+//      stamp). A home that streams batches (a directory) reads the bytes
+//      through Batch::source in 1 MiB chunks: the dirty blocks again from the
+//      log (checksums verified again), the gap blocks of a filled span from
+//      home; so a batch's memory does not grow with its size. Other homes get
+//      the batch materialized in one buffer. The journal holds the dirty runs
+//      only (Batch::journal_extents), not the filled gaps;
 //   3. on_applied: the volume drops index entries that still point into the
 //      batch (those blocks now read from home) and waits out readers;
 //   4. MetaStore::CommitMigration (watermark, freed segments, counters);
@@ -31,6 +39,19 @@
 // When: when live segments exceed start_fraction of the ring, when a writer
 // waits for space, when a drain is requested, and when the volume has been
 // idle for idle_ms (the open segment is then sealed so all of it can go).
+//
+// How much: whole segments up to max_batch_bytes, and at most half the free
+// log space (a batch frees nothing until it is home: it should end before
+// writers fill the rest); one segment while writers wait for space, so that
+// space comes back segment by segment at the home's pace instead of in bursts
+// after long stalls; during an explicit drain 16 times max_batch_bytes, up
+// to 1 GiB (denser batches mean fewer passes over the home; 4 times for a
+// home that does not stream batches, which holds them in memory). Above
+// start_fraction also no more than the home migrated in about two seconds in
+// recent batches, one segment until a batch has shown that pace (writers may
+// wait for a batch in progress: on a disk that pays per request, a batch of
+// sparse blocks is slow however it is merged, and a larger one is not faster
+// per block).
 //
 // Thread-safety: public methods are thread-safe. One background thread.
 #pragma once
@@ -86,7 +107,9 @@ class Migrator {
   Migrator& operator=(const Migrator&) = delete;
 
   void Start();
-  void Stop();   // finishes the batch in progress
+  // Stops the thread. A batch in progress is abandoned if it has not begun
+  // writing home yet (it is read again after the next mount), else finished.
+  void Stop();
   void Kick();   // re-evaluate now (a segment became durable, a writer waits)
 
   // Migrates one batch if any segment is migratable; *did = whether it did.
@@ -143,6 +166,7 @@ class Migrator {
   std::atomic<uint32_t> idle_ms_;
   std::atomic<uint64_t> max_batch_bytes_;
   std::atomic<uint32_t> gap_blocks_{64};
+  std::atomic<bool> stopping_{false};  // Stop() was called: abandon a batch not yet applied
   Mutex run_mu_ BV_ACQUIRED_BEFORE(mu_);  // one batch at a time
   bool draining_failed_log_ BV_GUARDED_BY(run_mu_) = false;
   Mutex home_write_mu_;
@@ -157,6 +181,9 @@ class Migrator {
   int last_err_ BV_GUARDED_BY(mu_) = 0;
   uint64_t failures_before_outage_ BV_GUARDED_BY(mu_) = 0;  // errno of the last failure (a change is logged)
   std::chrono::steady_clock::time_point batch_started_ BV_GUARDED_BY(mu_);
+  // Segments migrated per second of batch time, over recent batches (0 until
+  // one ran): sizes batches under log pressure to about kBatchTargetSeconds.
+  double segments_per_s_ BV_GUARDED_BY(mu_) = 0;
   std::thread thread_;
 };
 

@@ -935,12 +935,16 @@ TEST_F(DirectoryHomeFaultTest, PowerCutAtEveryStepLeavesOldOrNew) {
                                    {test::PowerCutMode::kTornLastWrite, 1},
                                    {test::PowerCutMode::kTornLastWrite, 2}};
   int runs = 0, old_states = 0, new_states = 0;
+  // The second batch with its bytes in memory, and streamed from a source
+  // with its gaps filled (the migrator's way): one extent over blocks 2..38,
+  // the dirty runs in journal_extents.
+  for (bool streamed : {false, true})
   for (test::FaultOp op : {test::FaultOp::kSync, test::FaultOp::kWrite, test::FaultOp::kDirOp}) {
     for (uint64_t skip = 0;; skip++) {
       bool fired = false;
       for (const Mode& m : modes) {
         bool applied = false;
-        SCOPED_TRACE("op " + std::to_string(static_cast<int>(op)) + " skip " + std::to_string(skip) + " mode " +
+        SCOPED_TRACE(std::string(streamed ? "streamed " : "") + "op " + std::to_string(static_cast<int>(op)) + " skip " + std::to_string(skip) + " mode " +
                      std::to_string(static_cast<int>(m.mode)) + " seed " + std::to_string(m.seed));
         TearDown();
         SetUp();
@@ -956,6 +960,16 @@ TEST_F(DirectoryHomeFaultTest, PowerCutAtEveryStepLeavesOldOrNew) {
         second.Add(20, 1, 4, &model_new);
         second.Add(31, 8, 5, &model_new);
         second.batch.end = Wm(2, 20);
+        if (streamed) {
+          Batch& b = second.batch;
+          b.journal_extents = b.extents;
+          for (Extent& e : b.journal_extents) e.data = nullptr;
+          b.extents = {Extent{2 * kBlock, static_cast<uint32_t>(37 * kBlock), nullptr}};
+          b.source = [&model_new](uint64_t offset, uint8_t* dst, size_t n) {
+            std::memcpy(dst, model_new.data() + offset, n);
+            return Status::OK();
+          };
+        }
         {
           std::unique_ptr<Home> home;
           HomeOpenReport report;
@@ -1147,6 +1161,140 @@ TEST_F(DirectoryHomeFaultTest, HomeDirectWriteIsRefusedWhileAJournalIsLive) {
   ASSERT_TRUE(home->ApplyBatch(tb.batch).ok());
   ASSERT_TRUE(home->WriteDirect(3 * kBlock, blk.data(), kBlock).ok());
   std::memcpy(model_.data() + 3 * kBlock, blk.data(), kBlock);
+  EXPECT_EQ(model_, ReadAll(home.get()));
+}
+
+// A batch whose extent fills the gaps between dirty runs with the home's
+// current bytes (the migrator's gap filling) and lists the dirty runs in
+// journal_extents: the journal holds only those runs.
+TEST_F(DirectoryHomeTest, JournalHoldsOnlyTheDirtyRunsOfAFilledExtent) {
+  Create();
+  std::unique_ptr<Home> home;
+  HomeOpenReport report;
+  ASSERT_TRUE(Open(&home, &report).ok());
+  // Blocks 10..29 written in one extent; only 10-11, 20 and 28-29 change.
+  std::vector<uint8_t> span(20 * kBlock);
+  std::memcpy(span.data(), model_.data() + 10 * kBlock, span.size());
+  auto dirty = [&](uint64_t first, uint32_t n, uint8_t tag) {
+    for (uint64_t b = first; b < first + n; b++)
+      for (uint64_t j = 0; j < kBlock; j++) model_[b * kBlock + j] = static_cast<uint8_t>(tag + b * 3 + j % 13);
+    std::memcpy(span.data() + (first - 10) * kBlock, model_.data() + first * kBlock, n * kBlock);
+    return Extent{first * kBlock, static_cast<uint32_t>(n * kBlock), span.data() + (first - 10) * kBlock};
+  };
+  Batch b;
+  b.journal_extents = {dirty(10, 2, 1), dirty(20, 1, 2), dirty(28, 2, 3)};
+  b.extents = {Extent{10 * kBlock, static_cast<uint32_t>(20 * kBlock), span.data()}};
+  b.end = Wm(1, 5);
+  // The journal as step 1 writes it: 5 blocks of data, 3 extents.
+  PlantJournal(Wm(0, 1), b);
+  std::string j = ReadWholeFile(Path("boostvol-journal"));
+  uint64_t count, total;
+  std::memcpy(&count, j.data() + 64, 8);
+  std::memcpy(&total, j.data() + 72, 8);
+  EXPECT_EQ(3u, count);
+  EXPECT_EQ(5 * kBlock, total);
+  EXPECT_EQ(kJournalHeaderSize + JournalTableBytes(3) + 5 * kBlock, j.size());
+  ASSERT_TRUE(::truncate(Path("boostvol-journal").c_str(), 0) == 0);
+  Status s = home->ApplyBatch(b);
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  EXPECT_EQ(model_, ReadAll(home.get()));
+
+  // Replay after a crash right after the journal's sync: the dirty runs land,
+  // the gap blocks keep what they held.
+  home.reset();
+  std::vector<uint8_t> before = model_;
+  Batch b2;
+  std::memcpy(span.data(), model_.data() + 10 * kBlock, span.size());
+  // Three runs with short gaps: the replay writes them as one run over
+  // blocks 12..25, the gap blocks read back from the image.
+  b2.journal_extents = {dirty(12, 3, 7), dirty(18, 1, 9), dirty(25, 1, 8)};
+  b2.extents = {Extent{10 * kBlock, static_cast<uint32_t>(20 * kBlock), span.data()}};
+  b2.end = Wm(2, 9);
+  PlantJournal(Wm(1, 5), b2);
+  ASSERT_TRUE(Open(&home, &report).ok());
+  EXPECT_TRUE(report.journal_replayed);
+  EXPECT_EQ(9u, home->watermark().record_seq);
+  EXPECT_EQ(model_, ReadAll(home.get()));
+  EXPECT_NE(before, model_);
+}
+
+TEST_F(DirectoryHomeTest, BadJournalExtentsAreRefused) {
+  Create();
+  std::unique_ptr<Home> home;
+  HomeOpenReport report;
+  ASSERT_TRUE(Open(&home, &report).ok());
+  std::vector<uint8_t> buf(4 * kBlock, 7);
+  const uint8_t* d = buf.data();
+  auto apply = [&](std::vector<Extent> jext) {
+    Batch b;
+    b.end = Wm(1, 2);
+    b.extents = {Extent{4 * kBlock, static_cast<uint32_t>(4 * kBlock), d}};
+    b.journal_extents = std::move(jext);
+    return home->ApplyBatch(b);
+  };
+  EXPECT_FALSE(apply({{3 * kBlock, 4096, d}}).ok());                                 // outside every extent
+  EXPECT_FALSE(apply({{7 * kBlock, 8192, d + 3 * kBlock}}).ok());                    // runs past its extent
+  EXPECT_FALSE(apply({{5 * kBlock, 4096, d}}).ok());                                 // not its extent's bytes
+  EXPECT_FALSE(apply({{6 * kBlock, 4096, d + 2 * kBlock}, {5 * kBlock, 4096, d + kBlock}}).ok());  // unsorted
+  EXPECT_FALSE(apply({{5 * kBlock, 100, d + kBlock}}).ok());                         // short
+  EXPECT_FALSE(apply({{5 * kBlock, 4096, nullptr}}).ok());                           // no data
+  EXPECT_EQ(0u, home->watermark().segment_seq);
+  EXPECT_TRUE(apply({{5 * kBlock, 4096, d + kBlock}, {7 * kBlock, 4096, d + 3 * kBlock}}).ok());
+  EXPECT_EQ(2u, home->watermark().record_seq);
+}
+
+// A streamed batch (no data in memory, bytes from Batch::source) lands, and
+// its journal, planted as a crash after step 1 leaves it, replays.
+TEST_F(DirectoryHomeTest, StreamedBatchAppliesAndReplays) {
+  Create();
+  std::unique_ptr<Home> home;
+  HomeOpenReport report;
+  ASSERT_TRUE(Open(&home, &report).ok());
+  EXPECT_TRUE(home->streams_batches());
+  for (uint64_t b = 0; b < kImageBlocks; b++)
+    if (b % 3 == 0) std::memset(model_.data() + b * kBlock, static_cast<int>(b + 1), kBlock);
+  int calls = 0;
+  Batch batch;
+  batch.end = Wm(1, 3);
+  batch.extents = {Extent{0, static_cast<uint32_t>(kImageSize), nullptr}};  // 256 KiB in one extent
+  batch.source = [&](uint64_t offset, uint8_t* dst, size_t n) {
+    calls++;
+    EXPECT_LE(offset + n, kImageSize);
+    std::memcpy(dst, model_.data() + offset, n);
+    return Status::OK();
+  };
+  Status s = home->ApplyBatch(batch);
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  EXPECT_EQ(model_, ReadAll(home.get()));
+  EXPECT_EQ(2, calls);  // once for the journal, once in place
+
+  // A failing source fails the batch; the retry lands.
+  std::memset(model_.data() + 5 * kBlock, 0x5a, kBlock);
+  batch.end = Wm(2, 4);
+  batch.extents = {Extent{5 * kBlock, static_cast<uint32_t>(kBlock), nullptr}};
+  bool fail = true;
+  auto ok_source = batch.source;
+  batch.source = [&](uint64_t offset, uint8_t* dst, size_t n) {
+    if (fail) return Status::IoError(EIO, "log read failed");
+    return ok_source(offset, dst, n);
+  };
+  EXPECT_FALSE(home->ApplyBatch(batch).ok());
+  EXPECT_EQ(3u, home->watermark().record_seq);
+  fail = false;
+  ASSERT_TRUE(home->ApplyBatch(batch).ok());
+  EXPECT_EQ(model_, ReadAll(home.get()));
+
+  // Crash after the journal of a streamed batch: the replay writes it.
+  home.reset();
+  std::memset(model_.data() + 9 * kBlock, 0x77, 2 * kBlock);
+  Batch b3;
+  b3.end = Wm(3, 9);
+  b3.extents = {Extent{9 * kBlock, static_cast<uint32_t>(2 * kBlock), nullptr}};
+  b3.source = ok_source;
+  PlantJournal(Wm(2, 4), b3);
+  ASSERT_TRUE(Open(&home, &report).ok());
+  EXPECT_TRUE(report.journal_replayed);
+  EXPECT_EQ(9u, home->watermark().record_seq);
   EXPECT_EQ(model_, ReadAll(home.get()));
 }
 
