@@ -125,6 +125,17 @@ void RandomZero(std::mt19937_64& rng, Volume* vol, ImageModel* model) {
   model->Apply(off, z.data(), len);
 }
 
+// SLOW/image as it is on disk (the home alone).
+std::vector<uint8_t> ReadHomeFile(const std::string& slow_dir) {
+  std::unique_ptr<Dir> slow;
+  EXPECT_TRUE(Env::Posix()->OpenDir(slow_dir, &slow).ok());
+  std::unique_ptr<File> img;
+  EXPECT_TRUE(slow->OpenFile("image", OpenMode::kReadOnly, &img).ok());
+  std::vector<uint8_t> home(kImage);
+  EXPECT_TRUE(img->ReadAt(0, home.data(), kImage).ok());
+  return home;
+}
+
 TEST(VolumeTest, WritesReadBackThroughBufferLogAndHome) {
   Fixture f;
   f.Create();
@@ -159,23 +170,7 @@ TEST(VolumeTest, DrainMakesHomeByteIdentical) {
   }
   ASSERT_TRUE(f.vol->Drain(nullptr).ok());
   ASSERT_TRUE(f.vol->Close().ok());
-  std::unique_ptr<Dir> slow;
-  ASSERT_TRUE(Env::Posix()->OpenDir(f.dirs.slow(), &slow).ok());
-  std::unique_ptr<File> img;
-  ASSERT_TRUE(slow->OpenFile("image", OpenMode::kReadOnly, &img).ok());
-  std::vector<uint8_t> home(kImage);
-  ASSERT_TRUE(img->ReadAt(0, home.data(), kImage).ok());
-  EXPECT_EQ(home, model.image());
-}
-
-std::vector<uint8_t> ReadHomeFile(const std::string& slow_dir) {
-  std::unique_ptr<Dir> slow;
-  EXPECT_TRUE(Env::Posix()->OpenDir(slow_dir, &slow).ok());
-  std::unique_ptr<File> img;
-  EXPECT_TRUE(slow->OpenFile("image", OpenMode::kReadOnly, &img).ok());
-  std::vector<uint8_t> home(kImage);
-  EXPECT_TRUE(img->ReadAt(0, home.data(), kImage).ok());
-  return home;
+  EXPECT_EQ(ReadHomeFile(f.dirs.slow()), model.image());
 }
 
 std::vector<uint8_t> Pattern(size_t len, uint8_t tag) {
@@ -540,13 +535,7 @@ TEST(VolumeTest, FilledSpansKeepGapBytesAndZeroRanges) {
   ASSERT_TRUE(f.vol->Drain(nullptr).ok());
   EXPECT_EQ(f.ReadAll(), model.image());
   ASSERT_TRUE(f.vol->Close().ok());
-  std::unique_ptr<Dir> slow;
-  ASSERT_TRUE(Env::Posix()->OpenDir(f.dirs.slow(), &slow).ok());
-  std::unique_ptr<File> img;
-  ASSERT_TRUE(slow->OpenFile("image", OpenMode::kReadOnly, &img).ok());
-  std::vector<uint8_t> home(kImage);
-  ASSERT_TRUE(img->ReadAt(0, home.data(), kImage).ok());
-  EXPECT_EQ(home, model.image());
+  EXPECT_EQ(ReadHomeFile(f.dirs.slow()), model.image());
 }
 
 TEST(VolumeTest, CleanReopenUsesCheckpointAndKeepsData) {
