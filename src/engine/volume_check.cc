@@ -80,13 +80,8 @@ Status CheckVolume(const std::string& fast_dir, const ProgressFn& progress, Chec
   for (const auto& x : sealed)
     if (x.segment_seq >= start.segment_seq) known = std::max(known, x.last_record);
 
-  log::ScanOptions so;
-  so.log = logf.get();
-  so.uuid = uuid;
-  so.segment_blocks = row.segment_blocks;
-  so.segment_count = row.segment_count;
-  so.start = start;
-  so.known_durable_seq = known;
+  log::ScanOptions so =
+      log::ScanOptions::ForLog(logf.get(), uuid, row.segment_blocks, row.segment_count, start, known);
   const uint64_t expect = known >= start.record_seq ? known - start.record_seq + 1 : 0;  // 0: not known
   if (progress)
     so.progress = [&](uint64_t r) { progress(Progress{"check", r, expect ? std::max(expect, r + 1) : 0, "records"}); };

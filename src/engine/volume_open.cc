@@ -345,13 +345,8 @@ class VolumeOpener {
                        log::LogWriterOptions* wo) {
     const meta::VolumeRow& row = v->row_;
     spdlog::info("the last stop was not clean: replaying the log from record {}", start.record_seq);
-    log::ScanOptions so;
-    so.log = v->log_file_.get();
-    so.uuid = v->uuid_;
-    so.segment_blocks = row.segment_blocks;
-    so.segment_count = row.segment_count;
-    so.start = start;
-    so.known_durable_seq = known_durable;
+    log::ScanOptions so =
+        log::ScanOptions::ForLog(v->log_file_.get(), v->uuid_, row.segment_blocks, row.segment_count, start, known_durable);
     // Records up to the last sealed segment meta.db knows: nearly all there is
     // (the rest is the segment being written into). 0: not known.
     const uint64_t expect = known_durable >= start.record_seq ? known_durable - start.record_seq + 1 : 0;

@@ -184,13 +184,8 @@ Status RepairVolume(const std::string& fast_dir, const ProgressFn& progress, Rep
   BV_RETURN_IF_ERROR(logf->Stat(&li));
 
   auto slot_start = [&](uint64_t seg) { return static_cast<uint32_t>((seg % row.segment_count) * row.segment_blocks); };
-  log::ScanOptions so;
-  so.log = logf.get();
-  so.uuid = uuid;
-  so.segment_blocks = row.segment_blocks;
-  so.segment_count = row.segment_count;
-  so.start = start;
-  so.known_durable_seq = known_durable;
+  log::ScanOptions so =
+      log::ScanOptions::ForLog(logf.get(), uuid, row.segment_blocks, row.segment_count, start, known_durable);
   if (progress) so.progress = [&](uint64_t r) { progress(Progress{"repair", r, 0, "records"}); };
 
   // Follows record boundaries from the blocks reported: within a record the

@@ -47,6 +47,20 @@ struct ScanOptions {
   std::function<void(uint64_t first, uint32_t count, uint64_t segment_seq)> on_zero;
   // Called every few MiB with (records so far, -).
   std::function<void(uint64_t records)> progress;
+  // The options every scan of a volume's log starts from (mount, check,
+  // repair): the log file, the volume's identity and geometry, where the
+  // scan starts and what meta.db proves durable. Callbacks stay empty.
+  static ScanOptions ForLog(File* log, const Uuid& uuid, uint32_t segment_blocks, uint32_t segment_count,
+                            const meta::Watermark& start, uint64_t known_durable_seq) {
+    ScanOptions so;
+    so.log = log;
+    so.uuid = uuid;
+    so.segment_blocks = segment_blocks;
+    so.segment_count = segment_count;
+    so.start = start;
+    so.known_durable_seq = known_durable_seq;
+    return so;
+  }
 };
 
 struct ScanResult {
