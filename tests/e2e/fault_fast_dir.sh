@@ -70,6 +70,9 @@ SLOW=$D/slow
 MNT=$D/mnt
 bv_create "$FAST" "$SLOW" 512M --cache-size 48M
 bv_mount "$FAST" "$MNT"
+# The writer is one sequential stream: with sequential bypass on (the default) it would go home directly
+# and never meet the failing FAST this test is about.
+expect_rc 0 bv set "$MNT" sequential_cutoff=0
 loop_attach LOOP "$MNT/image" --direct-io=on
 fill "$D/fastfs"
 check "enospc: FAST's filesystem has no free space left"
@@ -174,6 +177,9 @@ SLOW=$D/slow
 MNT=$D/mnt
 bv_create "$FAST" "$SLOW" 512M --cache-size 48M
 bv_mount "$FAST" "$MNT"
+# The writer is one sequential stream: with sequential bypass on (the default) it would go home directly
+# and never meet the failing FAST this test is about.
+expect_rc 0 bv set "$MNT" sequential_cutoff=0
 DPID=$(daemon_pid "$FAST")
 loop_attach LOOP "$MNT/image" --direct-io=on
 : >"$D/acks"

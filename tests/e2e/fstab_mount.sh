@@ -40,7 +40,8 @@ E2E_BV_MOUNTS+=("$MNT")
 section "create"
 bv_create "$FAST" "$SLOW" 256M --cache-size 64M --segment-size 1M
 check "hold the migrator back so written data stays in the log: set (offline, into meta.db)"
-expect_rc 0 bv set "$FAST" migrate_start_fraction=1 idle_migrate_ms=86400000
+# (sequential_cutoff=0: the dd below is one sequential stream, which bypass would send home directly.)
+expect_rc 0 bv set "$FAST" migrate_start_fraction=1 idle_migrate_ms=86400000 sequential_cutoff=0
 expect_msg "applied at the next mount"
 
 section "mount -t fuse.boostvol with fstab-only options"
