@@ -155,7 +155,7 @@ constexpr const char* kTunablesHelp =
     "from home first), zero_detect (on|off, default on: written all-zero blocks are logged as zero ranges, "
     "not stored; docs/policies.md), write_mode (writeback|writethrough|writearound, default writeback; "
     "switching away from writeback on a mounted volume drains first), sequential_cutoff (bytes or 4M, default "
-    "4M, 0 = off: longer sequential streams go straight home; docs/policies.md), bypass_order (prefix|relaxed, "
+    "0 = off: longer sequential streams go straight home; docs/policies.md), bypass_order (prefix|relaxed, "
     "default prefix: straight home only while the log holds nothing not yet home, so SLOW alone stays "
     "crash-consistent; relaxed gives that up, said as a warning), read_promote (off|always|nhit, default off: "
     "blocks read from home are copied into the read cache on FAST), read_promote_hits (1..255, default 2: nhit "

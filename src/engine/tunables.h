@@ -12,8 +12,11 @@
 //   write_mode              writeback|writethrough|writearound   writeback
 //                                              where writes go (docs/policies.md "Write modes");
 //                                              switching away from writeback drains first
-//   sequential_cutoff       0..1T     4 MiB     a sequential stream longer than this goes
-//                                              straight home (writeback mode); 0 = never
+//   sequential_cutoff       0..1T     0 (off)   a sequential stream longer than this goes
+//                                              straight home (writeback mode); 0 = never.
+//                                              Off by default: each home-direct write is
+//                                              synced on SLOW, which made dd slower than
+//                                              through the log (docs/policies.md)
 //   bypass_order            prefix|relaxed       prefix
 //                                              prefix: a write goes straight home only while
 //                                              the log holds nothing not yet home, so the home
@@ -46,7 +49,7 @@ struct TunableValues {
   uint32_t migrate_gap_blocks = 64;
   bool zero_detect = true;
   WriteMode write_mode = WriteMode::kWriteback;
-  uint64_t sequential_cutoff = 4ull << 20;
+  uint64_t sequential_cutoff = 0;
   BypassOrder bypass_order = BypassOrder::kPrefix;
   std::string read_promote = "off";
   uint32_t read_promote_hits = 2;

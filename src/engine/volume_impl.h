@@ -178,7 +178,7 @@ class VolumeImpl : public Volume {
   std::atomic<uint64_t> trimmed_bytes_{0}, zeroed_bytes_{0}, zero_block_bytes_{0};
   std::atomic<bool> zero_detect_{true};  // tunable zero_detect
   std::atomic<uint8_t> write_mode_{0};   // tunable write_mode (WriteMode)
-  std::atomic<uint64_t> sequential_cutoff_{4ull << 20};  // tunable sequential_cutoff (0 = off)
+  std::atomic<uint64_t> sequential_cutoff_{0};  // tunable sequential_cutoff (0 = off)
   std::atomic<uint64_t> bypassed_bytes_{0};  // bytes written home-direct
   std::atomic<bool> bypass_relaxed_{false};  // tunable bypass_order (false: prefix)
   // bypass_order=prefix: a write that finds at most this much not yet home
