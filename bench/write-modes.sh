@@ -13,11 +13,13 @@
 #   randwrite  4k random writes, libaio QD16, direct=1, 10 s over 256 MiB
 #   fsync      4k random writes, QD1, an fsync after each, 10 s over 256 MiB
 #   seqwrite   1M sequential writes, libaio QD16, 256 MiB (another 256 MiB range)
+#   partial    random writes QD16, 10 s over 256 MiB, one in ten of 512 bytes (a partial block: always logged, so
+#              the log is dirty when the next whole-block write comes; the loop device's logical block is 512 B)
 #   verify     crc32c: mixed 4k/64k/1M random writes at QD16 over 64 MiB, read back (a mismatch = FAILED)
 # Per job and mode: IOPS or MB/s, dirty_blocks after it, bypassed_bytes it added (status --json), the drain's
 # seconds; ratios to writeback. At the end SLOW/image alone must equal MOUNTPOINT/image (cmp) in every mode.
 #
-#   sudo bench/write-modes.sh [--dir DIR] [--runtime S]   (DIR default /var/tmp/boostvol-wmodes-bench; ~2-3 min)
+#   sudo bench/write-modes.sh [--dir DIR] [--runtime S]   (DIR default /var/tmp/boostvol-wmodes-bench; about 2 min)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 BV=${BOOSTVOL_BIN:-$PWD/build/boostvol}
@@ -78,13 +80,15 @@ fio_job() { # JOB DEV -> fio JSON on stdout
     randwrite) a+=(--rw=randwrite --bs=4k --iodepth=16 --size=256M --time_based --runtime="$RUNTIME" --randseed=42) ;;
     fsync) a+=(--rw=randwrite --bs=4k --iodepth=1 --fsync=1 --size=256M --time_based --runtime="$RUNTIME" --randseed=43) ;;
     seqwrite) a+=(--rw=write --bs=1M --iodepth=16 --offset=256M --size=256M) ;;
+    partial) a+=(--rw=randwrite --bssplit=512/10:4k/90 --blockalign=512 --iodepth=16 --size=256M --time_based
+      --runtime="$RUNTIME" --randseed=44) ;;
     verify) a+=(--offset=512M --size=64M --rw=randwrite --bssplit=4k/60:64k/30:1m/10 --iodepth=16 --verify=crc32c
       --do_verify=1 --verify_fatal=1 --verify_backlog=0) ;;
   esac
   timeout $((RUNTIME + 300)) fio "${a[@]}"
 }
 k=0
-for job in randwrite fsync seqwrite verify; do
+for job in randwrite fsync seqwrite partial verify; do
   # The order of the modes rotates from job to job, so that none always runs first (on a cold log) or last.
   order=("${MODES[@]:k}" "${MODES[@]:0:k}")
   k=$(((k + 1) % ${#MODES[@]}))
@@ -109,6 +113,8 @@ print('%.0f' % (w['bw_bytes'] / 1e6 if '$job' == 'seqwrite' else w['iops']))")
     t0=$(now)
     timeout 600 "$BV" drain "$WORK/$m/mnt" >>"$LOG" 2>&1 || log "  drain failed"
     R[$m.$job.drain]=$(python3 -c "print('%.2f' % ($(now) - $t0))")
+    [[ $job == seqwrite && ${R[$m.$job]} != FAILED ]] &&
+      R[$m.seqhome]=$(python3 -c "print('%.0f' % (268.435456 / (268.435456 / ${R[$m.$job]} + ${R[$m.$job.drain]})))")
     log "  ${R[$m.$job]} $([[ $job == seqwrite ]] && echo MB/s || echo IOPS), dirty ${R[$m.$job.dirty]} MiB," \
       "bypassed ${R[$m.$job.bypassed]} MiB, drain ${R[$m.$job.drain]} s"
   done
@@ -129,15 +135,18 @@ echo "load average at the start $LOAD0, at the end $LOAD1; loop dio: wb ${DIO[wb
 echo
 echo "| $RUNTIME s per random job; (x) = ratio to writeback | writeback (default) | writeback, sequential_cutoff=0 | writethrough | writearound |"
 echo "|---|---:|---:|---:|---:|"
-for job in randwrite fsync seqwrite; do
+for job in randwrite fsync seqwrite partial; do
   case $job in
     randwrite) label="4k randwrite QD16" unit=IOPS ;;
     fsync) label="4k write+fsync QD1" unit=IOPS ;;
     seqwrite) label="1M seq write QD16, 256 MiB" unit=MB/s ;;
+    partial) label="randwrite QD16, 1 in 10 of 512 B, 4k the rest" unit=IOPS ;;
   esac
   echo "| $label, $unit | $(cell wb.$job) | $(cell wb0.$job) | $(cell wt.$job) | $(cell wa.$job) |"
   echo "| ... dirty in the log after it / went home directly (MiB) | ${R[wb.$job.dirty]} / ${R[wb.$job.bypassed]} | ${R[wb0.$job.dirty]} / ${R[wb0.$job.bypassed]} | ${R[wt.$job.dirty]} / ${R[wt.$job.bypassed]} | ${R[wa.$job.dirty]} / ${R[wa.$job.bypassed]} |"
   echo "| ... \`boostvol drain\` after it (s) | $(cell wb.$job.drain) | $(cell wb0.$job.drain) | $(cell wt.$job.drain) | $(cell wa.$job.drain) |"
+  [[ $job == seqwrite ]] &&
+    echo "| ... until home (the write, then the drain), MB/s | $(cell wb.seqhome) | $(cell wb0.seqhome) | $(cell wt.seqhome) | $(cell wa.seqhome) |"
 done
 echo "| crc32c verify (4k/64k/1M random writes QD16, 64 MiB, read back) | ${R[wb.verify]} | ${R[wb0.verify]} | ${R[wt.verify]} | ${R[wa.verify]} |"
 echo "| SLOW/image alone = the image after the last drain | ${R[wb.home]} | ${R[wb0.home]} | ${R[wt.home]} | ${R[wa.home]} |"
