@@ -19,7 +19,7 @@
 # Per job and mode: IOPS or MB/s, dirty_blocks after it, bypassed_bytes it added (status --json), the drain's
 # seconds; ratios to writeback. At the end SLOW/image alone must equal MOUNTPOINT/image (cmp) in every mode.
 #
-#   sudo bench/write-modes.sh [--dir DIR] [--runtime S]   (DIR default /var/tmp/boostvol-wmodes-bench; about 2 min)
+#   sudo bench/write-modes.sh [--dir DIR] [--runtime S]   (DIR default /var/tmp/boostvol-wmodes-bench; about 3 min)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 BV=${BOOSTVOL_BIN:-$PWD/build/boostvol}
