@@ -398,7 +398,12 @@ bench_slowdisk() {
   attach "$IMG" on || return 1
   local bvdev=$DEV
   # status sampler: one line per second
-  ( while :; do printf '%s\t%s\n' "$(date +%s.%N)" "$(bv_status "$m")"; sleep 1; done ) >"$WORK/sust-status.tsv" 2>/dev/null &
+  # (and the daemon's RSS in sust-rss.tsv, same timestamps: the marginal memory per dirty block between two fill levels)
+  local dpid=${DPIDS[0]}
+  ( while :; do
+      ts=$(date +%s.%N); printf '%s\t%s\n' "$ts" "$(bv_status "$m")" >>"$WORK/sust-status.tsv"
+      printf '%s\t%s\n' "$ts" "$(rss_kb "$dpid")" >>"$WORK/sust-rss.tsv"; sleep 1
+    done ) 2>/dev/null &
   local sampler=$!; PIDS+=("$sampler")
   local c0 c1; c0=$(ticks "${DPIDS[0]}")
   date +%s.%N >"$WORK/sust-start"
