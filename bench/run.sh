@@ -76,7 +76,14 @@ T0=$(date +%s)
 LOOPS=() FSMOUNTS=() FUSEMOUNTS=() PIDS=()
 log() { printf '[%4ds] %s\n' $(($(date +%s) - T0)) "$*" | tee -a "$LOG" >&2; }
 rec() { printf '%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" "$5" >>"$RES"; }   # run system mode key value
-alive() { [[ -e /proc/$1 ]] && [[ $(awk '{print $3}' "/proc/$1/stat" 2>/dev/null) != Z ]]; }
+# a process is gone once /proc/PID is gone or only its zombie leader is left (our own children stay zombies until
+# waited for); a zombie leader whose other threads still exit (kill -9 of a daemon with threads blocked in I/O on a
+# slow disk) is not gone: those threads still hold its files and its lock
+alive() {
+  [[ -e /proc/$1 ]] || return 1
+  [[ $(awk '{print $3}' "/proc/$1/stat" 2>/dev/null) != Z ]] && return 0
+  (($(ls "/proc/$1/task" 2>/dev/null | wc -l) > 1))
+}
 wait_gone() {  # PID TIMEOUT_S: 0 once gone
   local i
   for ((i = 0; i < $2 * 10; i++)); do alive "$1" || { wait "$1" 2>/dev/null; return 0; }; sleep 0.1; done
@@ -398,7 +405,12 @@ bench_slowdisk() {
   attach "$IMG" on || return 1
   local bvdev=$DEV
   # status sampler: one line per second
-  ( while :; do printf '%s\t%s\n' "$(date +%s.%N)" "$(bv_status "$m")"; sleep 1; done ) >"$WORK/sust-status.tsv" 2>/dev/null &
+  # (and the daemon's RSS in sust-rss.tsv, same timestamps: the marginal memory per dirty block between two fill levels)
+  local dpid=${DPIDS[0]}
+  ( while :; do
+      ts=$(date +%s.%N); printf '%s\t%s\n' "$ts" "$(bv_status "$m")" >>"$WORK/sust-status.tsv"
+      printf '%s\t%s\n' "$ts" "$(rss_kb "$dpid")" >>"$WORK/sust-rss.tsv"; sleep 1
+    done ) 2>/dev/null &
   local sampler=$!; PIDS+=("$sampler")
   local c0 c1; c0=$(ticks "${DPIDS[0]}")
   date +%s.%N >"$WORK/sust-start"
