@@ -2,8 +2,8 @@
 # Write modes (docs/policies.md "Write modes and sequential bypass") measured side by side, in one run: one volume
 # per mode, all created the same way under DIR (FAST and SLOW plain directories on one filesystem), each behind a
 # loop device (--direct-io=on) over MOUNTPOINT/image:
-#   wb      writeback (the default; sequential_cutoff=4M, so long streams already go home directly)
-#   wb0     writeback with sequential_cutoff=0: every write through the log (the policy turned all the way off)
+#   wb      writeback with sequential_cutoff=4M (bcache's reference): long streams go home directly
+#   wb0     writeback with sequential_cutoff=0, the default: every write through the log
 #   wt      writethrough (--write-mode writethrough)
 #   wa      writearound (--write-mode writearound)
 # Background migration is off (idle_migrate_ms=86400000 migrate_start_fraction=1, as in bench/bypass.sh), so what
@@ -39,7 +39,7 @@ for c in fio losetup python3 cmp; do command -v "$c" >/dev/null || { echo "needs
 
 MODES=(wb wb0 wt wa)
 declare -A NAME=([wb]=writeback [wb0]=writeback [wt]=writethrough [wa]=writearound)
-declare -A LABEL=([wb]=writeback [wb0]="writeback, sequential_cutoff=0" [wt]=writethrough [wa]=writearound)
+declare -A LABEL=([wb]=writeback [wb0]="writeback, sequential_cutoff=0 (default)" [wt]=writethrough [wa]=writearound)
 declare -A DEV R DIO
 WORK=$DIR/run.$$
 LOG=$WORK/bench.log
@@ -133,7 +133,7 @@ cell() { # KEY: value, with the ratio to writeback for numbers
 }
 echo "load average at the start $LOAD0, at the end $LOAD1; loop dio: wb ${DIO[wb]} wb0 ${DIO[wb0]} wt ${DIO[wt]} wa ${DIO[wa]}"
 echo
-echo "| $RUNTIME s per random job; (x) = ratio to writeback | writeback (default) | writeback, sequential_cutoff=0 | writethrough | writearound |"
+echo "| $RUNTIME s per random job; (x) = ratio to writeback | writeback, sequential_cutoff=4M | writeback, sequential_cutoff=0 (default) | writethrough | writearound |"
 echo "|---|---:|---:|---:|---:|"
 for job in randwrite fsync seqwrite partial; do
   case $job in
