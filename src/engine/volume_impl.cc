@@ -266,7 +266,10 @@ Status VolumeImpl::Write(uint64_t offset, size_t len, const void* buf) {
   }
   const WriteMode mode = static_cast<WriteMode>(write_mode_.load(std::memory_order_relaxed));
   const bool relaxed = bypass_relaxed_.load(std::memory_order_relaxed);
-  bool tracked = false, direct = false, drained = false, drained_clean = false;
+  // Sequential streams are tracked only while bypass is on (the default,
+  // sequential_cutoff=0, costs the write path nothing here).
+  const uint64_t cutoff = sequential_cutoff_.load(std::memory_order_relaxed);
+  bool tracked = cutoff == 0, direct = false, drained = false, drained_clean = false;
   uint64_t stream_run = 0;
   for (;;) {
     bool drain_first = false;
@@ -287,7 +290,6 @@ Status VolumeImpl::Write(uint64_t offset, size_t len, const void* buf) {
       // the log (rule (a), docs/policies.md); with bypass_order=prefix only
       // while the log holds nothing not yet home (DESIGN.md 2.7).
       if (!stale && npartial == 0) {
-        const uint64_t cutoff = sequential_cutoff_.load(std::memory_order_relaxed);
         const bool want = mode != WriteMode::kWriteback || (cutoff > 0 && stream_run >= cutoff);
         bool allowed = false;
         if (want && !direct_unsupported_) {
