@@ -243,8 +243,10 @@ Status VolumeImpl::Write(uint64_t offset, size_t len, const void* buf) {
   // zero ranges and need none.
   thread_local std::vector<uint32_t> crcs;
   thread_local std::vector<uint8_t> zeroblk;
+  thread_local std::vector<const uint8_t*> ptrs;
   crcs.resize(n);
   zeroblk.assign(n, 0);
+  ptrs.resize(n);
   auto block_ptr = [&](uint64_t lba) -> const uint8_t* {
     for (int i = 0; i < npartial; i++)
       if (partial[i].lba == lba) return partial[i].data;
@@ -252,7 +254,7 @@ Status VolumeImpl::Write(uint64_t offset, size_t len, const void* buf) {
   };
   const bool detect = zero_detect_.load(std::memory_order_relaxed);
   auto prepare = [&](uint64_t i) {
-    const uint8_t* p = block_ptr(lba0 + i);
+    const uint8_t* p = ptrs[i] = block_ptr(lba0 + i);
     zeroblk[i] = detect && IsZeroBlock(p);
     if (!zeroblk[i]) crcs[i] = log::BlockCrc(lba0 + i, p);
   };
@@ -332,12 +334,15 @@ Status VolumeImpl::Write(uint64_t offset, size_t len, const void* buf) {
         Status s;
         uint64_t zero_blocks = 0;
         for (uint64_t i = 0; i < n && s.ok();) {
+          uint64_t j = i + 1;
           if (!zeroblk[i]) {
-            s = writer_->Append(lba0 + i, block_ptr(lba0 + i), crcs[i], &VolumeImpl::IndexPlaced, this);
-            i++;
+            // A run of data blocks: one hold of the log's lock, one of index_mu_ per record.
+            while (j < n && !zeroblk[j]) j++;
+            s = writer_->AppendRun(lba0 + i, static_cast<uint32_t>(j - i), &ptrs[i], &crcs[i],
+                                   &VolumeImpl::IndexPlacedRun, this);
+            i = j;
             continue;
           }
-          uint64_t j = i + 1;
           while (j < n && zeroblk[j]) j++;
           s = writer_->AppendZero(lba0 + i, static_cast<uint32_t>(j - i), &VolumeImpl::ZeroPlaced, this);
           if (s.ok()) zero_blocks += j - i;
@@ -554,11 +559,12 @@ Status VolumeImpl::ZeroThroughLocked(uint64_t first, uint64_t end) {
   return Status::OK();
 }
 
-void VolumeImpl::IndexPlaced(void* ctx, uint64_t lba, uint32_t pos, uint32_t crc) {
+void VolumeImpl::IndexPlacedRun(void* ctx, const log::LogWriter::Placed* blocks, size_t n) {
   VolumeImpl* self = static_cast<VolumeImpl*>(ctx);
   WriterLock l(&self->index_mu_);
-  self->index_->Put(static_cast<uint32_t>(lba), IndexValue{pos, crc});
-  if (self->read_cache_) self->read_cache_->Invalidate(lba, lba + 1);
+  for (size_t i = 0; i < n; i++) self->index_->Put(static_cast<uint32_t>(blocks[i].lba), IndexValue{blocks[i].pos, blocks[i].crc});
+  // A run's blocks are consecutive image blocks (AppendRun).
+  if (self->read_cache_) self->read_cache_->Invalidate(blocks[0].lba, blocks[n - 1].lba + 1);
 }
 
 Status VolumeImpl::Flush() {
