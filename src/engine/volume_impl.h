@@ -116,6 +116,8 @@ class VolumeImpl : public Volume {
   Status ReadHome(uint64_t offset, uint8_t* dst, size_t n);
   // Reads one block and reports the version it read (for merging).
   Status ReadBlockVersion(uint64_t lba, uint8_t* out, Version* v);
+  // BlockIndex::Prefetch without index_mu_ (index_ is set once, at open).
+  void PrefetchIndex(uint64_t lba) BV_NO_THREAD_SAFETY_ANALYSIS { index_->Prefetch(static_cast<uint32_t>(lba)); }
   // LogWriter::PlacedBatchFn: indexes the blocks of a write as they enter a
   // record (one exclusive hold of index_mu_ per record, not per block).
   static void IndexPlacedRun(void* ctx, const log::LogWriter::Placed* blocks, size_t n);
