@@ -44,6 +44,7 @@ Status VolumeImpl::ReadBlocks(uint64_t lba0, uint32_t n, uint8_t* out) {
   zero.assign(n, 0);
   ticket.resize(n);
   ReadCache* rc = read_cache_.get();
+  for (uint32_t i = 0; i < n; i++) PrefetchIndex(lba0 + i);  // the misses of a multi-block read overlap
   {
     ReaderLock l(&index_mu_);
     const bool any_zeros = !pending_zeros_.empty();
@@ -59,12 +60,14 @@ Status VolumeImpl::ReadBlocks(uint64_t lba0, uint32_t n, uint8_t* out) {
     for (uint32_t i = 0; i < n; i++)
       if (!where[i].cached && !zero[i] && rc->Read(lba0 + i, out + size_t{i} * kBlockSize)) zero[i] = 2;
   Status result;
+  // Counted once per call, not per block (the counters are shared atomics).
+  uint64_t from_cache = 0, from_home = 0;
   uint32_t i = 0;
   while (i < n) {
     uint8_t* dst = out + size_t{i} * kBlockSize;
     if (!where[i].cached && zero[i]) {
       if (zero[i] == 1) std::memset(dst, 0, kBlockSize);
-      read_blocks_cache_++;
+      from_cache++;
       i++;
       continue;
     }
@@ -75,23 +78,25 @@ Status VolumeImpl::ReadBlocks(uint64_t lba0, uint32_t n, uint8_t* out) {
       if (!s.ok() && result.ok()) result = s;
       if (s.ok() && rc)
         for (uint32_t k = i; k < j; k++) rc->OnHomeRead(lba0 + k, out + size_t{k} * kBlockSize, ticket[k]);
-      read_blocks_home_ += j - i;
+      from_home += j - i;
       i = j;
       continue;
     }
     // A run of cached blocks at consecutive log positions, none buffered.
     if (writer_->ReadBuffered(where[i].value.pos, dst)) {
       i++;
-      read_blocks_cache_++;
+      from_cache++;
       continue;
     }
     uint32_t j = i + 1;
     while (j < n && where[j].cached && where[j].value.pos == where[j - 1].value.pos + 1 && SlotOf(where[j].value.pos) == SlotOf(where[i].value.pos)) j++;
     Status s = log_file_->ReadAt(uint64_t{where[i].value.pos} * kBlockSize, dst, size_t{j - i} * kBlockSize);
     if (!s.ok() && result.ok()) result = s;
-    read_blocks_cache_ += j - i;
+    from_cache += j - i;
     i = j;
   }
+  if (from_cache) read_blocks_cache_.fetch_add(from_cache, std::memory_order_relaxed);
+  if (from_home) read_blocks_home_.fetch_add(from_home, std::memory_order_relaxed);
   // Verify every cached block; a block still in a buffer when the run was
   // read from the file is re-read from its buffer (it was written meanwhile).
   for (i = 0; i < n && result.ok(); i++) {
@@ -243,8 +248,10 @@ Status VolumeImpl::Write(uint64_t offset, size_t len, const void* buf) {
   // zero ranges and need none.
   thread_local std::vector<uint32_t> crcs;
   thread_local std::vector<uint8_t> zeroblk;
+  thread_local std::vector<const uint8_t*> ptrs;
   crcs.resize(n);
   zeroblk.assign(n, 0);
+  ptrs.resize(n);
   auto block_ptr = [&](uint64_t lba) -> const uint8_t* {
     for (int i = 0; i < npartial; i++)
       if (partial[i].lba == lba) return partial[i].data;
@@ -252,7 +259,8 @@ Status VolumeImpl::Write(uint64_t offset, size_t len, const void* buf) {
   };
   const bool detect = zero_detect_.load(std::memory_order_relaxed);
   auto prepare = [&](uint64_t i) {
-    const uint8_t* p = block_ptr(lba0 + i);
+    PrefetchIndex(lba0 + i);  // its miss overlaps the crc; the slot is hot when Append places the block
+    const uint8_t* p = ptrs[i] = block_ptr(lba0 + i);
     zeroblk[i] = detect && IsZeroBlock(p);
     if (!zeroblk[i]) crcs[i] = log::BlockCrc(lba0 + i, p);
   };
@@ -332,12 +340,15 @@ Status VolumeImpl::Write(uint64_t offset, size_t len, const void* buf) {
         Status s;
         uint64_t zero_blocks = 0;
         for (uint64_t i = 0; i < n && s.ok();) {
+          uint64_t j = i + 1;
           if (!zeroblk[i]) {
-            s = writer_->Append(lba0 + i, block_ptr(lba0 + i), crcs[i], &VolumeImpl::IndexPlaced, this);
-            i++;
+            // A run of data blocks: one hold of the log's lock, one of index_mu_ per record.
+            while (j < n && !zeroblk[j]) j++;
+            s = writer_->AppendRun(lba0 + i, static_cast<uint32_t>(j - i), &ptrs[i], &crcs[i],
+                                   &VolumeImpl::IndexPlacedRun, this);
+            i = j;
             continue;
           }
-          uint64_t j = i + 1;
           while (j < n && zeroblk[j]) j++;
           s = writer_->AppendZero(lba0 + i, static_cast<uint32_t>(j - i), &VolumeImpl::ZeroPlaced, this);
           if (s.ok()) zero_blocks += j - i;
@@ -374,7 +385,10 @@ Status VolumeImpl::Write(uint64_t offset, size_t len, const void* buf) {
   }
   // Write-through: a logged write is acknowledged once durable too.
   if (mode == WriteMode::kWritethrough && !direct && !degraded_) BV_RETURN_IF_ERROR(writer_->Sync());
-  last_write_ms_ = NowMs();
+  // Stored at most once a millisecond: the migrator's idle check reads this
+  // line, and a store per write would take it back from that core each time.
+  const uint64_t now = NowMs();
+  if (last_write_ms_.load(std::memory_order_relaxed) != now) last_write_ms_.store(now, std::memory_order_relaxed);
   return Status::OK();
 }
 
@@ -554,11 +568,12 @@ Status VolumeImpl::ZeroThroughLocked(uint64_t first, uint64_t end) {
   return Status::OK();
 }
 
-void VolumeImpl::IndexPlaced(void* ctx, uint64_t lba, uint32_t pos, uint32_t crc) {
+void VolumeImpl::IndexPlacedRun(void* ctx, const log::LogWriter::Placed* blocks, size_t n) {
   VolumeImpl* self = static_cast<VolumeImpl*>(ctx);
   WriterLock l(&self->index_mu_);
-  self->index_->Put(static_cast<uint32_t>(lba), IndexValue{pos, crc});
-  if (self->read_cache_) self->read_cache_->Invalidate(lba, lba + 1);
+  for (size_t i = 0; i < n; i++) self->index_->Put(static_cast<uint32_t>(blocks[i].lba), IndexValue{blocks[i].pos, blocks[i].crc});
+  // A run's blocks are consecutive image blocks (AppendRun).
+  if (self->read_cache_) self->read_cache_->Invalidate(blocks[0].lba, blocks[n - 1].lba + 1);
 }
 
 Status VolumeImpl::Flush() {

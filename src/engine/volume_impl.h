@@ -29,7 +29,7 @@
 // block neither in the index nor in pending_zeros_ is looked up in the clean
 // read cache on FAST before home; a block read from home is offered to it
 // with a ticket taken under index_mu_ at the lookup. Every path that changes
-// what a block reads as (IndexPlaced, ZeroPlaced, write-through, and any
+// what a block reads as (IndexPlacedRun, ZeroPlaced, write-through, and any
 // path writing home behind the index) calls read_cache_->Invalidate() with
 // index_mu_ held exclusively, after the change: slots are dropped and
 // promotions in flight are discarded.
@@ -116,8 +116,11 @@ class VolumeImpl : public Volume {
   Status ReadHome(uint64_t offset, uint8_t* dst, size_t n);
   // Reads one block and reports the version it read (for merging).
   Status ReadBlockVersion(uint64_t lba, uint8_t* out, Version* v);
-  // LogWriter::PlacedFn: indexes a block as it enters the log.
-  static void IndexPlaced(void* ctx, uint64_t lba, uint32_t pos, uint32_t crc);
+  // BlockIndex::Prefetch without index_mu_ (index_ is set once, at open).
+  void PrefetchIndex(uint64_t lba) BV_NO_THREAD_SAFETY_ANALYSIS { index_->Prefetch(static_cast<uint32_t>(lba)); }
+  // LogWriter::PlacedBatchFn: indexes the blocks of a write as they enter a
+  // record (one exclusive hold of index_mu_ per record, not per block).
+  static void IndexPlacedRun(void* ctx, const log::LogWriter::Placed* blocks, size_t n);
   // LogWriter::ZeroPlacedFn: drops the range's index entries, adds it to pending_zeros_.
   static void ZeroPlaced(void* ctx, uint64_t first, uint32_t count, uint64_t segment_seq);
   // Appends zero ranges for whole blocks [first, end) (or writes them through when degraded).

@@ -23,6 +23,7 @@ struct LogWriter::Buffer {
   RecordHeader hdr;
   uint32_t start_pos = 0;   // absolute log block of the header
   uint32_t max_blocks = 0;  // data blocks that fit
+  uint32_t index = 0;       // in buffers_ and held_
   Clock::time_point opened_at;
 };
 
@@ -47,11 +48,15 @@ LogWriter::LogWriter(const LogWriterOptions& o)
   if (pool == nullptr) std::abort();
   (void)::madvise(pool, pool_bytes, MADV_HUGEPAGE);  // a hint; EINVAL without THP is fine
   pool_.reset(static_cast<uint8_t*>(pool));
+  held_.reset(new std::atomic<uint64_t>[nbuf]);
   for (uint32_t i = 0; i < nbuf; i++) {
     auto b = std::make_unique<Buffer>();
     b->mem = pool_.get() + stride * i;
+    b->index = i;
+    held_[i].store(kHeldNone, std::memory_order_relaxed);
     buffers_.push_back(std::move(b));
   }
+  placed_.reserve(kMaxRecordBlocks);
   next_seq_ = o.tail.next_record_seq;
   prev_crc_ = o.tail.prev_crc;
   durable_seq_ = o.durable_seq;
@@ -83,6 +88,14 @@ LiveSegment* LogWriter::CurrentSegmentLocked() { return &live_.back(); }
 
 bool LogWriter::BufferHolds(const Buffer& b, uint32_t pos) const {
   return pos > b.start_pos && pos <= b.start_pos + b.hdr.nblocks;
+}
+
+void LogWriter::PublishHeldLocked(size_t i, const Buffer* b) {
+  // Every position the buffer can come to hold (its data blocks up to
+  // max_blocks): a superset is enough, ReadBuffered checks under mu_.
+  const uint64_t v =
+      b == nullptr ? kHeldNone : (uint64_t{b->start_pos + 1} << 32) | uint64_t{b->start_pos + b->max_blocks};
+  held_[i].store(v, std::memory_order_release);
 }
 
 Status LogWriter::OpenRecordLocked() {
@@ -133,6 +146,9 @@ Status LogWriter::OpenRecordLocked() {
     b->start_pos = static_cast<uint32_t>((cur->segment_seq % segment_count_) * segment_blocks_ + cur->used_blocks);
     b->max_blocks = std::min<uint32_t>(kMaxRecordBlocks, segment_blocks_ - cur->used_blocks - 1);
     b->opened_at = Clock::now();
+    // Before any block of it is placed (indexed): a reader that finds one
+    // of its positions in the index sees this range (index_mu_ orders them).
+    PublishHeldLocked(b->index, b);
     if (cur->first_record == 0) cur->first_record = b->hdr.record_seq;
     open_ = b;
     return Status::OK();
@@ -175,6 +191,43 @@ Status LogWriter::Append(uint64_t lba, const uint8_t* block, uint32_t crc, Place
   return Status::OK();
 }
 
+Status LogWriter::AppendRun(uint64_t lba0, uint32_t n, const uint8_t* const* blocks, const uint32_t* crcs,
+                            PlacedBatchFn placed, void* ctx) {
+  MutexLock l(&mu_);
+  if (failed_) return Status::IoError(5, "the log on FAST has failed");
+  if (stopping_) return Status::Aborted("the log is stopping");
+  // placed_ holds the blocks of the open record not yet handed to `placed`;
+  // it is handed over before the record is sealed and before mu_ can be
+  // released (OpenRecordLocked may wait), so no record leaves with a block
+  // the caller has not indexed.
+  placed_.clear();
+  Status s;
+  for (uint32_t k = 0; k < n; k++) {
+    if (open_ == nullptr) {
+      s = OpenRecordLocked();
+      if (!s.ok()) break;
+    }
+    Buffer* b = open_;
+    uint32_t i = b->hdr.nblocks++;
+    std::memcpy(b->mem + size_t{kBlockSize} * (1 + i), blocks[k], kBlockSize);
+    b->hdr.entries[i] = RecordEntry{lba0 + k, crcs[k]};
+    placed_.push_back(Placed{lba0 + k, b->start_pos + 1 + i, crcs[k]});
+    if (b->hdr.nblocks == b->max_blocks || b->hdr.nblocks + b->hdr.nzero == kMaxRecordEntries) {
+      placed(ctx, placed_.data(), placed_.size());
+      placed_.clear();
+      SealRecordLocked();
+    } else if (i == 0 && b->hdr.nzero == 0) {
+      b->opened_at = Clock::now();
+      flusher_cv_.Signal();  // start the age timer
+    }
+  }
+  if (!placed_.empty()) {
+    placed(ctx, placed_.data(), placed_.size());
+    placed_.clear();
+  }
+  return s;
+}
+
 Status LogWriter::AppendZero(uint64_t first, uint32_t count, ZeroPlacedFn placed, void* ctx) {
   MutexLock l(&mu_);
   if (failed_) return Status::IoError(5, "the log on FAST has failed");
@@ -209,6 +262,17 @@ Status LogWriter::AppendZero(uint64_t first, uint32_t count, ZeroPlacedFn placed
 }
 
 bool LogWriter::ReadBuffered(uint32_t pos, uint8_t* out) {
+  // Without mu_ first: the caller found `pos` in its index, so the range
+  // published when the record was opened is visible, or a later one. A
+  // range cleared means the pwrite of the record returned first (the file
+  // has the block); one reused for a newer record cannot hold `pos` while
+  // the index still points there (the segment slot was not released).
+  bool maybe = false;
+  for (size_t i = 0; i < buffers_.size() && !maybe; i++) {
+    const uint64_t h = held_[i].load(std::memory_order_acquire);
+    maybe = pos >= (h >> 32) && pos <= static_cast<uint32_t>(h);
+  }
+  if (!maybe) return false;
   MutexLock l(&mu_);
   for (auto& b : buffers_) {
     if (b->state == BufState::kFree || b->state == BufState::kWritten) continue;
@@ -354,6 +418,7 @@ void LogWriter::FlusherLoop() {
       for (size_t i = 0; i < done; i++) {
         queue_.pop_front();
         batch[i]->state = BufState::kWritten;
+        PublishHeldLocked(batch[i]->index, nullptr);  // after its pwrite returned
         written_.push_back(batch[i]);
         written_seq_ = batch[i]->hdr.record_seq;
       }
@@ -390,6 +455,7 @@ void LogWriter::FlusherLoop() {
         Buffer* b = written_.back();
         written_.pop_back();
         b->state = BufState::kQueued;
+        PublishHeldLocked(b->index, b);  // read from the buffer again, as before it was written
         queue_.push_front(b);
       }
       written_seq_ = durable_seq_;

@@ -1,7 +1,8 @@
 // LogWriter: appends blocks to the log through a small pool of in-memory
 // record buffers, and makes them durable with group commit.
 //
-// Write path: Append() copies one block into the open record buffer (the
+// Write path: Append() copies one block (AppendRun() a run of blocks, under
+// one hold of the lock) into the open record buffer (the
 // "RAM buffer" of DESIGN.md) and returns its log position at once. A full
 // record (or one sealed by Sync/SealSegment/age) is queued to the flusher
 // thread, which writes records in seq order with one pwrite each and calls
@@ -28,6 +29,7 @@
 // Append calls is the log order the caller observes.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <deque>
@@ -94,6 +96,25 @@ class LogWriter {
   // Stop() has begun.
   Status Append(uint64_t lba, const uint8_t* block, uint32_t crc, PlacedFn placed, void* ctx) BV_EXCLUDES(mu_);
 
+  // A block's place in the log, as handed to a PlacedBatchFn.
+  struct Placed {
+    uint64_t lba;
+    uint32_t pos;
+    uint32_t crc;
+  };
+  // Called under mu_ with the blocks of one record just placed (n >= 1),
+  // before that record can be sealed (same contract as PlacedFn): one call
+  // per record a write touches, so the caller locks its index once, not
+  // once per block.
+  using PlacedBatchFn = void (*)(void* ctx, const Placed* blocks, size_t n);
+
+  // Appends blocks[i] (4096 bytes each, BlockCrc crcs[i]) for image blocks
+  // lba0, lba0+1, ... lba0+n-1, in that order, under one hold of mu_ (unless
+  // it must wait for space). Same waits and failures as Append; on a failure
+  // the blocks before it stay appended and placed.
+  Status AppendRun(uint64_t lba0, uint32_t n, const uint8_t* const* blocks, const uint32_t* crcs,
+                   PlacedBatchFn placed, void* ctx) BV_EXCLUDES(mu_);
+
   // Called under mu_ when a zero range enters a record of `segment_seq`,
   // before that record can be sealed (same contract as PlacedFn).
   using ZeroPlacedFn = void (*)(void* ctx, uint64_t first, uint32_t count, uint64_t segment_seq);
@@ -106,7 +127,9 @@ class LogWriter {
   Status AppendZero(uint64_t first, uint32_t count, ZeroPlacedFn placed, void* ctx) BV_EXCLUDES(mu_);
 
   // Copies the block at `pos` if it is still held in a buffer not yet
-  // written to the file; false otherwise (read it from the file).
+  // written to the file; false otherwise (read it from the file). A
+  // position no buffer holds (the usual case: a block already written) is
+  // answered without mu_, from each buffer's published range.
   bool ReadBuffered(uint32_t pos, uint8_t* out) BV_EXCLUDES(mu_);
 
   // The fsync barrier: returns once every block appended before the call is
@@ -173,6 +196,11 @@ class LogWriter {
   Status OpenRecordLocked() BV_REQUIRES(mu_);
   void SealRecordLocked() BV_REQUIRES(mu_);
   bool BufferHolds(const Buffer& b, uint32_t pos) const;
+  // Publishes the log positions buffer i may hold (its data blocks while it
+  // is filling or queued; none once written or free) for ReadBuffered's
+  // lock-free check: set before a block of it is placed, cleared only after
+  // its pwrite returned.
+  void PublishHeldLocked(size_t i, const Buffer* b) BV_REQUIRES(mu_);
   Status WriteBuffer(Buffer* b);
   LiveSegment* CurrentSegmentLocked() BV_REQUIRES(mu_);
 
@@ -193,6 +221,11 @@ class LogWriter {
   };
   std::unique_ptr<uint8_t, AlignedFree> pool_;  // every buffer's memory (fixed after construction)
   std::vector<std::unique_ptr<Buffer>> buffers_;  // fixed pool; Buffer fields guarded by mu_
+  // Per buffer: (first << 32) | last, the data positions it may hold, or
+  // kHeldNone. Written under mu_ (release), read without it (acquire).
+  static constexpr uint64_t kHeldNone = uint64_t{1} << 32;  // first 1 > last 0
+  std::unique_ptr<std::atomic<uint64_t>[]> held_;
+  std::vector<Placed> placed_ BV_GUARDED_BY(mu_);  // AppendRun's blocks of the open record
   Buffer* open_ BV_GUARDED_BY(mu_) = nullptr;
   std::deque<Buffer*> queue_ BV_GUARDED_BY(mu_);      // sealed, not yet written, seq order
   std::deque<Buffer*> written_ BV_GUARDED_BY(mu_);    // written, not yet durable, seq order
