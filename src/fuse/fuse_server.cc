@@ -859,6 +859,7 @@ class FuseLoop {
   void WorkerLoop(Worker* self, uint64_t gen) {
     fuse_buf buf{};
     HookCtx hook{this, &gen};
+    PollState poll;
     SetBlockingHook(&FuseLoop::AboutToBlockHook, &hook);
     for (;;) {
       // Serve requests while this thread holds the reading role.
@@ -868,7 +869,7 @@ class FuseLoop {
           self->in_read.store(false, std::memory_order_release);
           break;
         }
-        if (poll_us_ > 0) PollForRequest();
+        if (poll_us_ > 0) PollForRequest(&poll);
         const int res = fuse_session_receive_buf(se_, &buf);
         self->in_read.store(false, std::memory_order_release);
         if (res == -EINTR) continue;
@@ -912,10 +913,15 @@ class FuseLoop {
   // requests come slower than poll_us_, or the CPU is oversubscribed and the
   // kernel threads that bring them are not running) makes the reader skip
   // polling for the next 1, 2, 4 ... 256 reads; a poll that finds one resets
-  // that. Only the reader calls this, so the state needs no lock.
-  void PollForRequest() {
-    if (poll_skip_ > 0) {
-      poll_skip_--;
+  // that. The state is the calling worker's own (two workers can both be
+  // reading for a moment around a hand-off).
+  struct PollState {
+    unsigned misses = 0;  // polls in a row that found nothing
+    unsigned skip = 0;    // reads left before the next poll
+  };
+  void PollForRequest(PollState* st) {
+    if (st->skip > 0) {
+      st->skip--;
       return;
     }
     pollfd p{fuse_session_fd(se_), POLLIN, 0};
@@ -924,16 +930,14 @@ class FuseLoop {
       const int n = ::poll(&p, 1, 0);
       if (n != 0) break;  // a request (or an error, a signal: read(2) reports it)
       if (std::chrono::steady_clock::now() >= until) {
-        poll_misses_ = std::min(poll_misses_ + 1, kMaxPollBackoffShift);
-        poll_skip_ = 1u << (poll_misses_ - 1);
+        st->misses = std::min(st->misses + 1, kMaxPollBackoffShift);
+        st->skip = 1u << (st->misses - 1);
         return;
       }
     }
-    poll_misses_ = 0;
+    st->misses = 0;
   }
   static constexpr unsigned kMaxPollBackoffShift = 9;  // skip at most 256 reads
-  unsigned poll_misses_ = 0;  // polls in a row that found nothing
-  unsigned poll_skip_ = 0;    // reads left before the next poll
 
   fuse_session* const se_;
   const size_t max_threads_;
