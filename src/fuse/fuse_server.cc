@@ -12,6 +12,7 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <sched.h>
 #include <linux/falloc.h>
 #include <signal.h>
 #include <sys/stat.h>
@@ -537,11 +538,12 @@ void sfs_init(void* userdata, fuse_conn_info* conn) {
   if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC) conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
   if (conn->capable & FUSE_CAP_ASYNC_DIO) conn->want |= FUSE_CAP_ASYNC_DIO;
   conn->want &= ~static_cast<unsigned>(FUSE_CAP_WRITEBACK_CACHE);  // DESIGN.md 7: never
-  // Every change to the image comes through this mount, so the kernel's page
-  // cache of it never goes stale: do not drop it whenever a write moved the
-  // mtime (with auto_inval_data, the default, a buffered reader such as a loop
-  // device in --direct-io=off mode re-read every page from us after a write).
-  conn->want &= ~static_cast<unsigned>(FUSE_CAP_AUTO_INVAL_DATA);
+  // auto_inval_data (libfuse's default) stays on, although every change to
+  // the image comes through this mount: an asynchronous O_DIRECT write (a
+  // loop device with --direct-io=on) drops the cached pages it covers only
+  // before it is sent, so a buffered read racing it can cache the old data;
+  // the mtime that write moves makes the kernel drop such pages at the next
+  // attribute refresh (docs/tuning.md "Page cache of the image").
   conn->time_gran = 1;
   spdlog::info("FUSE session ready: proto {}.{}, max_write {}, max_readahead {}, capable {:#x}, want {:#x}",
                conn->proto_major, conn->proto_minor, conn->max_write, conn->max_readahead, conn->capable, conn->want);
@@ -934,10 +936,12 @@ class FuseLoop {
         st->skip = 1u << (st->misses - 1);
         return;
       }
+      if (yield_) sched_yield();  // EXPERIMENT
     }
     st->misses = 0;
   }
   static constexpr unsigned kMaxPollBackoffShift = 9;  // skip at most 256 reads
+  const bool yield_ = std::getenv("BV_YIELD") != nullptr;
 
   fuse_session* const se_;
   const size_t max_threads_;
