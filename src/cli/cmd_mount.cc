@@ -118,7 +118,8 @@ Status TakeOwnOptions(MountArgs* a) {
   if (a->loop_direct_io != "on" && a->loop_direct_io != "off") {
     return Status::InvalidArgument("loop direct I/O must be 'on' or 'off', not '" + a->loop_direct_io + "'");
   }
-  return Status::OK();
+  ParsedMountOptions unused;  // refuse a bad uid=, gid=, poll_us= before the volume is opened
+  return ParseMountOptions(a->options, &unused);
 }
 
 // --loop: attach MOUNTPOINT/image and say which device it got.
@@ -349,7 +350,7 @@ void AddMountCommand(CLI::App& app, const GlobalOptions& g, int* exit_code) {
   c->footer(std::string("Attach the image with --loop, or: losetup -f --show --direct-io=on MOUNTPOINT/image "
                         "(as a user: udisksctl loop-setup -f MOUNTPOINT/image)\n") +
             "The daemon logs to FAST/boostvol.log in the background. Mount options: allow_other, ro, uid=N, gid=N "
-            "and other FUSE mount options, plus boostvol's loop_attach and loop_direct_io=on|off; fstab-only "
+            "and other FUSE mount options, plus boostvol's loop_attach, loop_direct_io=on|off and poll_us=N; fstab-only "
             "options (defaults, nofail, _netdev, x-*, ...) are ignored.\n"
             "Also a mount helper: mount -t fuse.boostvol FAST MOUNTPOINT -o OPTS, and /etc/fstab (docs/cli.md).\n" +
             kExitCodesHelp);

@@ -11,6 +11,8 @@
 #include "util/blocking_hint.h"
 
 #include <fcntl.h>
+#include <poll.h>
+#include <sched.h>
 #include <linux/falloc.h>
 #include <signal.h>
 #include <sys/stat.h>
@@ -43,6 +45,7 @@ constexpr const char* kImageName = "image";
 // Attributes change only through this server, so the kernel may keep them.
 constexpr double kAttrTimeout = 3600.0;
 constexpr unsigned kMaxWrite = 1u << 20;
+constexpr unsigned kMaxPollUs = 100000;
 
 // ---------------------------------------------------------------------------
 // libfuse's own messages go to spdlog; the last one is kept for errors.
@@ -535,6 +538,12 @@ void sfs_init(void* userdata, fuse_conn_info* conn) {
   if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC) conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
   if (conn->capable & FUSE_CAP_ASYNC_DIO) conn->want |= FUSE_CAP_ASYNC_DIO;
   conn->want &= ~static_cast<unsigned>(FUSE_CAP_WRITEBACK_CACHE);  // DESIGN.md 7: never
+  // auto_inval_data (libfuse's default) stays on, although every change to
+  // the image comes through this mount: an asynchronous O_DIRECT write (a
+  // loop device with --direct-io=on) drops the cached pages it covers only
+  // before it is sent, so a buffered read racing it can cache the old data;
+  // the mtime that write moves makes the kernel drop such pages at the next
+  // attribute refresh (docs/tuning.md "Page cache of the image").
   conn->time_gran = 1;
   spdlog::info("FUSE session ready: proto {}.{}, max_write {}, max_readahead {}, capable {:#x}, want {:#x}",
                conn->proto_major, conn->proto_minor, conn->max_write, conn->max_readahead, conn->capable, conn->want);
@@ -728,7 +737,8 @@ class Args {
 // read(2) with ENODEV.
 class FuseLoop {
  public:
-  FuseLoop(fuse_session* se, unsigned max_threads) : se_(se), max_threads_(std::max(2u, max_threads)) {}
+  FuseLoop(fuse_session* se, unsigned max_threads, unsigned poll_us)
+      : se_(se), max_threads_(std::max(2u, max_threads)), poll_us_(poll_us) {}
 
   // Serves until the session ends. Returns 0, or -EAGAIN if no thread could
   // be started.
@@ -851,6 +861,7 @@ class FuseLoop {
   void WorkerLoop(Worker* self, uint64_t gen) {
     fuse_buf buf{};
     HookCtx hook{this, &gen};
+    PollState poll;
     SetBlockingHook(&FuseLoop::AboutToBlockHook, &hook);
     for (;;) {
       // Serve requests while this thread holds the reading role.
@@ -860,6 +871,7 @@ class FuseLoop {
           self->in_read.store(false, std::memory_order_release);
           break;
         }
+        if (poll_us_ > 0) PollForRequest(&poll);
         const int res = fuse_session_receive_buf(se_, &buf);
         self->in_read.store(false, std::memory_order_release);
         if (res == -EINTR) continue;
@@ -893,8 +905,47 @@ class FuseLoop {
     }
   }
 
+  // Busy-polls /dev/fuse for up to poll_us_ before the reader blocks in
+  // read(2) (docs/tuning.md, "Polling"): a request that comes meanwhile is
+  // read without the sleep and wake-up that read(2) costs (on a VM an idle
+  // vCPU halts, and waking it takes an inter-processor interrupt). Returns
+  // early when a request is there, the session ends, or a signal comes.
+  //
+  // Polling only while it pays: a poll that ends without a request (the
+  // requests come slower than poll_us_, or the CPU is oversubscribed and the
+  // kernel threads that bring them are not running) makes the reader skip
+  // polling for the next 1, 2, 4 ... 256 reads; a poll that finds one resets
+  // that. The state is the calling worker's own (two workers can both be
+  // reading for a moment around a hand-off).
+  struct PollState {
+    unsigned misses = 0;  // polls in a row that found nothing
+    unsigned skip = 0;    // reads left before the next poll
+  };
+  void PollForRequest(PollState* st) {
+    if (st->skip > 0) {
+      st->skip--;
+      return;
+    }
+    pollfd p{fuse_session_fd(se_), POLLIN, 0};
+    const auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(poll_us_);
+    while (!fuse_session_exited(se_)) {
+      const int n = ::poll(&p, 1, 0);
+      if (n != 0) break;  // a request (or an error, a signal: read(2) reports it)
+      if (std::chrono::steady_clock::now() >= until) {
+        st->misses = std::min(st->misses + 1, kMaxPollBackoffShift);
+        st->skip = 1u << (st->misses - 1);
+        return;
+      }
+      if (yield_) sched_yield();  // EXPERIMENT
+    }
+    st->misses = 0;
+  }
+  static constexpr unsigned kMaxPollBackoffShift = 9;  // skip at most 256 reads
+  const bool yield_ = std::getenv("BV_YIELD") != nullptr;
+
   fuse_session* const se_;
   const size_t max_threads_;
+  const unsigned poll_us_;
   // Odd while the reader is inside a request; each request adds 2.
   std::atomic<uint64_t> request_seq_{0};
   // The reading role's generation: a worker whose generation differs is not
@@ -972,6 +1023,34 @@ std::string EscapeMountOptionValue(const std::string& s) {
   return out;
 }
 
+Status ParseMountOptions(const std::vector<std::string>& options, ParsedMountOptions* out) {
+  *out = ParsedMountOptions{};
+  for (const std::string& o : options) {
+    if (o.empty() || DroppedOption(o)) continue;
+    unsigned v = 0;
+    if (o.rfind("uid=", 0) == 0) {
+      if (!ParseId(o, "uid=", &v)) return Status::InvalidArgument("bad mount option '" + o + "': expected uid=NUMBER");
+      out->uid = v;
+      continue;
+    }
+    if (o.rfind("gid=", 0) == 0) {
+      if (!ParseId(o, "gid=", &v)) return Status::InvalidArgument("bad mount option '" + o + "': expected gid=NUMBER");
+      out->gid = v;
+      continue;
+    }
+    if (o.rfind("poll_us=", 0) == 0) {
+      if (!ParseId(o, "poll_us=", &out->poll_us) || out->poll_us > kMaxPollUs) {
+        return Status::InvalidArgument("bad mount option '" + o + "': expected poll_us=MICROSECONDS, 0 (never poll) to " +
+                                       std::to_string(kMaxPollUs));
+      }
+      continue;
+    }
+    if (o == "default_permissions") continue;
+    out->fuse_options += "," + o;
+  }
+  return Status::OK();
+}
+
 Status RunFuseServer(Volume* volume, const FuseServerOptions& opts) {
   struct stat mst;
   if (::stat(opts.mountpoint.c_str(), &mst) != 0) {
@@ -979,22 +1058,13 @@ Status RunFuseServer(Volume* volume, const FuseServerOptions& opts) {
   }
   if (!S_ISDIR(mst.st_mode)) return Status::InvalidArgument("mountpoint " + opts.mountpoint + " is not a directory");
 
-  unsigned uid = ::geteuid(), gid = ::getegid();
+  ParsedMountOptions parsed;
+  if (Status s = ParseMountOptions(opts.options, &parsed); !s.ok()) return s;
+  const unsigned uid = parsed.uid.value_or(::geteuid()), gid = parsed.gid.value_or(::getegid());
+  const unsigned poll_us = parsed.poll_us;
   std::string fuse_opts = "default_permissions,subtype=boostvol";
   if (!opts.fsname.empty()) fuse_opts += ",fsname=" + EscapeMountOptionValue(opts.fsname);
-  for (const std::string& o : opts.options) {
-    if (o.empty() || DroppedOption(o)) continue;
-    if (o.rfind("uid=", 0) == 0) {
-      if (!ParseId(o, "uid=", &uid)) return Status::InvalidArgument("bad mount option '" + o + "': expected uid=NUMBER");
-      continue;
-    }
-    if (o.rfind("gid=", 0) == 0) {
-      if (!ParseId(o, "gid=", &gid)) return Status::InvalidArgument("bad mount option '" + o + "': expected gid=NUMBER");
-      continue;
-    }
-    if (o == "default_permissions") continue;
-    fuse_opts += "," + o;
-  }
+  fuse_opts += parsed.fuse_options;
 
   fuse_set_log_func(FuseLogToSpdlog);
   Args args;
@@ -1020,7 +1090,8 @@ Status RunFuseServer(Volume* volume, const FuseServerOptions& opts) {
     fuse_session_unmount(se);
     return Status::IoError(EIO, "cannot install signal handlers: " + TakeLastFuseMessage());
   }
-  spdlog::info("mounted {} on {} (image {} bytes, options {})", opts.fsname, opts.mountpoint, volume->size(), fuse_opts);
+  spdlog::info("mounted {} on {} (image {} bytes, options {}, poll_us {})", opts.fsname, opts.mountpoint, volume->size(),
+               fuse_opts, poll_us);
 
   const bool run = opts.stopper == nullptr || opts.stopper->Attach(se, pthread_self());
   if (opts.on_mounted) opts.on_mounted();
@@ -1051,7 +1122,7 @@ Status RunFuseServer(Volume* volume, const FuseServerOptions& opts) {
       rc = fuse_session_loop_mt(se, cfg);
       fuse_loop_cfg_destroy(cfg);
     } else {
-      FuseLoop loop(se, max);
+      FuseLoop loop(se, max, poll_us);
       rc = loop.Run();
       fuse_session_reset(se);
     }

@@ -34,6 +34,7 @@
 #include <pthread.h>
 
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -84,6 +85,17 @@ struct FuseServerOptions {
 // unmounts. Does not Close() the volume. Returns an error if the mount could
 // not be made (the message includes libfuse's own).
 Status RunFuseServer(Volume* volume, const FuseServerOptions& opts);
+
+// The -o options RunFuseServer understands, split from those it passes to
+// libfuse. Parsing them is all the checking boostvol does before libfuse's
+// own (at mount time), so `boostvol mount` calls this before it opens the
+// volume: a bad option is refused with nothing on disk changed.
+struct ParsedMountOptions {
+  std::optional<unsigned> uid, gid;  // owner of the image (default: the daemon's)
+  unsigned poll_us = 100;            // poll_us=N, docs/tuning.md "Polling"
+  std::string fuse_options;          // ",opt1,opt2": the rest, for libfuse
+};
+Status ParseMountOptions(const std::vector<std::string>& options, ParsedMountOptions* out);
 
 // Splits "a,b,c" into options, honouring backslash-escaped commas.
 std::vector<std::string> SplitMountOptions(const std::string& s);

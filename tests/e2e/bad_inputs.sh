@@ -190,6 +190,12 @@ rm "$FAST/log"
 mv "$E2E_DIR/stash/log" "$FAST/log"
 rm -f "$E2E_DIR/stash/log-target"
 
+section "mount: bad -o poll_us"
+for v in abc -1 100001 ""; do
+  refused 1 "poll_us" "mount -o poll_us=$v" bv mount "$FAST" "$MNT" -o "poll_us=$v"
+  is_mounted "$MNT" && fail "$MNT got mounted with poll_us=$v"
+done
+
 section "a second mount of a mounted FAST"
 bv_mount "$FAST" "$MNT"
 PID=$(daemon_pid "$FAST")
