@@ -24,20 +24,25 @@ struct BlockRef {
 
 }  // namespace
 
+// A batch frees nothing until it is home, so its size decides how long
+// writers may wait for log space: small batches while they wait (space comes
+// back in small steps at the home's pace rather than in bursts after long
+// pauses), at most half the free log space otherwise (the batch should end
+// before writers fill the rest), large ones in an explicit drain (denser
+// batches merge better).
 uint64_t BatchByteLimit(const BatchLimitInputs& in) {
   uint64_t limit = in.max_batch_bytes;
-  if (in.waiting_for_space) {
-    // Writers wait for this batch: about kWaitBatchSeconds of the home's
-    // recent pace, one segment until a batch has shown it (or while the home
-    // is slower than two segments per second, as it is for sparse random
-    // blocks on a disk that pays per request: a larger batch is not faster
-    // per block there). A dense backlog (a sequential stream) moves home
-    // many segments per second, and a batch of one segment would pay the
-    // batch's fixed syncs (journal, image, stamp) for every segment.
-    constexpr double kWaitBatchSeconds = 0.5;
-    const uint64_t segs = std::max<uint64_t>(1, static_cast<uint64_t>(in.segments_per_s * kWaitBatchSeconds));
-    return std::min<uint64_t>(std::max<uint64_t>(limit, 1), segs * in.segment_bytes);
-  }
+  // What writers waiting for space get: about kWaitBatchSeconds of the home's
+  // recent pace, one segment until a batch has shown it (or while the home is
+  // slower than two segments per second, as it is for sparse random blocks on
+  // a disk that pays per request: a larger batch is not faster per block
+  // there). A dense backlog (a sequential stream) moves home many segments
+  // per second, and a batch of one segment would pay the batch's fixed syncs
+  // (journal, image, stamp) for every segment.
+  constexpr double kWaitBatchSeconds = 0.5;
+  const uint64_t wait_segs = std::max<uint64_t>(1, static_cast<uint64_t>(in.segments_per_s * kWaitBatchSeconds));
+  const uint64_t wait_limit = std::min<uint64_t>(std::max<uint64_t>(limit, 1), wait_segs * in.segment_bytes);
+  if (in.waiting_for_space) return wait_limit;
   if (in.draining) {
     // A drain's batch: the denser, the fewer passes over the home. A batch
     // streamed to the home does not grow the memory with it: 16x, at most
@@ -54,7 +59,10 @@ uint64_t BatchByteLimit(const BatchLimitInputs& in) {
     limit = std::min<uint64_t>(
         limit, std::max<uint64_t>(1, static_cast<uint64_t>(in.segments_per_s * kBatchTargetSeconds)) * in.segment_bytes);
   }
-  return limit;
+  // Never less than a waiting writer would get: on a (nearly) full log, half
+  // the free space is next to nothing, and writers wait for this batch
+  // whether or not one was waiting at the instant it was chosen.
+  return std::max(limit, wait_limit);
 }
 
 Migrator::Migrator(const MigratorOptions& options)

@@ -47,7 +47,9 @@
 // has shown it, or while the home moves fewer than two segments a second, as
 // for sparse random blocks), so that space comes back in small steps at the
 // home's pace instead of in bursts after long stalls, yet a dense backlog (a
-// sequential stream) does not pay a batch's fixed syncs per segment; during
+// sequential stream) does not pay a batch's fixed syncs per segment (and no
+// batch is smaller than that, writers waiting or not: on a full log half the
+// free space is next to nothing); during
 // an explicit drain 16 times max_batch_bytes, up to 1 GiB (denser batches mean fewer passes over the home; 4 times for a
 // home that does not stream batches, which holds them in memory). Above
 // start_fraction also no more than the home migrated in about two seconds in

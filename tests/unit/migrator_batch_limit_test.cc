@@ -43,6 +43,20 @@ TEST(MigratorBatchLimitTest, WaitingWritersOfADenseBacklogGetHalfASecondOfPace) 
   EXPECT_EQ(BatchByteLimit(small), 4096u);
 }
 
+// A full log with no writer waiting at the instant the batch is chosen (a
+// stream's write just got its space): half the free space would be one
+// segment again; the batch is at least what a waiting writer would get.
+TEST(MigratorBatchLimitTest, AFullLogGetsAtLeastTheWaitingBatch) {
+  BatchLimitInputs in = Waiting(20);
+  in.waiting_for_space = false;
+  in.free_segments = 0;
+  EXPECT_EQ(BatchByteLimit(in), 10 * kSeg);
+  in.free_segments = 2;
+  EXPECT_EQ(BatchByteLimit(in), 10 * kSeg);
+  in.segments_per_s = 1;  // a slow home: one segment, as before
+  EXPECT_EQ(BatchByteLimit(in), kSeg);
+}
+
 TEST(MigratorBatchLimitTest, PressureDrainAndCalm) {
   BatchLimitInputs in = Waiting(1);
   in.waiting_for_space = false;
