@@ -10,8 +10,10 @@
 //   2. WriteAt(image) once per extent, Sync(image)      -- the batch is home
 //   3. stamp := uuid, size, batch.end, Stat(image); write boostvol-home.tmp,
 //      Sync, Rename onto boostvol-home, Sync(SLOW)     -- the batch is done
-//   4. Truncate(journal, 0), no Sync: a journal that reappears after a crash
-//      has end <= stamp's watermark and is recognized as stale.
+//   4. Empty the journal, no Sync: zero its header block (its blocks stay
+//      allocated for the next batch) or, above kKeepJournalBytes, truncate
+//      it; a journal that reappears after a crash has end <= stamp's
+//      watermark and is recognized as stale.
 // A failure anywhere returns the error and leaves the in-memory watermark
 // where it was; the migrator retries the whole batch. ApplyBatch rewrites
 // journal and extents on every call (never re-syncs alone: DESIGN.md 7,
