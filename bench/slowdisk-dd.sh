@@ -9,7 +9,8 @@
 # The dd is bench/run.sh's dd_stream: MiB of incompressible data, bs=1M oflag=direct conv=fsync.
 # Per dd: MB/s and the requests that reached the slow disk (its loop device's write requests, MiB written, flushes);
 # for boostvol also during the drain after it, and what the migrator did meanwhile (status --json every 0.5 s:
-# dirty MiB over time, batches, MiB home). Ends with the median of the rounds and the spread (min..max) per system.
+# dirty MiB over time, batches, MiB home). Ends with the median of the rounds (the lower middle one for an even N)
+# and the spread (min..max) per system, and each binary's ratio to the disk alone of the same round.
 set -uo pipefail
 CACHE_MB=512 DD_MB=768 RUNS=3 IMAGE_SIZE=4G
 while (($#)); do
