@@ -19,7 +19,7 @@ while (($#)); do
     --dd) DD_MB=$2; shift ;;
     --runs) RUNS=$2; shift ;;
     --image) IMAGE_SIZE=$2; shift ;;
-    -h | --help) sed -n '2,13p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,14p' "$0"; exit 0 ;;
     *) break ;;
   esac
   shift
