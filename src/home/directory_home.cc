@@ -10,8 +10,10 @@
 //   2. WriteAt(image) once per extent, Sync(image)      -- the batch is home
 //   3. stamp := uuid, size, batch.end, Stat(image); write boostvol-home.tmp,
 //      Sync, Rename onto boostvol-home, Sync(SLOW)     -- the batch is done
-//   4. Truncate(journal, 0), no Sync: a journal that reappears after a crash
-//      has end <= stamp's watermark and is recognized as stale.
+//   4. Empty the journal, no Sync: zero its header block (its blocks stay
+//      allocated for the next batch) or, above kKeepJournalBytes, truncate
+//      it; a journal that reappears after a crash has end <= stamp's
+//      watermark and is recognized as stale.
 // A failure anywhere returns the error and leaves the in-memory watermark
 // where it was; the migrator retries the whole batch. ApplyBatch rewrites
 // journal and extents on every call (never re-syncs alone: DESIGN.md 7,
@@ -436,6 +438,10 @@ Status ReadJournal(File* f, const log::Uuid& uuid, uint64_t image_size, JournalS
   if (info.size < kJournalHeaderSize) return torn("shorter than its 4096-byte header");
   uint8_t h[kJournalHeaderSize];
   BV_RETURN_IF_ERROR(f->ReadAt(0, h, sizeof h));
+  if (std::all_of(h, h + sizeof h, [](uint8_t b) { return b == 0; })) {
+    *state = JournalState::kEmpty;  // emptied, its blocks kept (or a header never written)
+    return Status::OK();
+  }
   if (Get32(h) != kJournalMagic) return torn("bad magic");
   if (crc32c::Value(h, kJournalHeaderCrcOffset) != Get32(h + kJournalHeaderCrcOffset)) {
     return torn("header checksum mismatch");
@@ -1021,8 +1027,23 @@ class DirectoryHome final : public Home {
     return Status::OK();
   }
 
+  // Empties the journal, no sync (a stale journal is recognized). A journal
+  // of at most kKeepJournalBytes keeps its blocks: its header block becomes
+  // zeros (read as empty), and the next batch overwrites blocks the file
+  // system has allocated already, so the journal's fdatasync flushes data
+  // only, not a file-system commit of new allocations per batch (a slow disk
+  // pays each request). A larger one is truncated (it would hold space on
+  // SLOW and be read whole at the next open).
   void ClearJournal() BV_REQUIRES(apply_mu_) {
-    Status s = journal_->Truncate(0);
+    FileInfo info;
+    Status s = journal_->Stat(&info);
+    if (s.ok() && info.size == 0) return;
+    if (s.ok() && info.size <= kKeepJournalBytes) {
+      static const std::vector<uint8_t> zeros(kJournalHeaderSize, 0);
+      s = journal_->WriteAt(0, zeros.data(), zeros.size());
+    } else {
+      s = journal_->Truncate(0);
+    }
     if (!s.ok()) {
       spdlog::warn("{}: emptying the journal failed ({}); harmless: its batch is in the stamp, so it is ignored",
                    journal_->name(), s.ToString());

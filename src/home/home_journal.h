@@ -98,6 +98,11 @@ inline constexpr uint64_t kJournalMaxZeroExtent = uint64_t{1} << 30;  // zero ex
 inline constexpr uint16_t kJournalIntentOnly = 1;  // flags bit 0: no data follows the table
 inline constexpr uint16_t kJournalKnownFlags = kJournalIntentOnly;
 inline constexpr size_t kJournalHeaderSize = 4096;
+// A journal is empty (no batch in flight) when its size is 0 or its header
+// block is all zeros; a journal of at most this many bytes is emptied by
+// zeroing its header (its blocks stay allocated for the next batch), a larger
+// one by truncation.
+inline constexpr uint64_t kKeepJournalBytes = uint64_t{160} << 20;
 inline constexpr size_t kJournalHeaderCrcOffset = kJournalHeaderSize - 4;
 inline constexpr size_t kJournalEntrySize = 16;
 // Bound on extent_count checked before the table is read (it is untrusted):
@@ -137,7 +142,7 @@ Status WriteJournal(File* f, const log::Uuid& uuid, uint64_t image_size, const m
                     const Batch& batch, bool with_data);
 
 enum class JournalState {
-  kEmpty,  // size 0: no batch in flight
+  kEmpty,  // size 0 or an all-zero header block: no batch in flight
   kTorn,   // fails a check a crash while writing it explains; `why` says which
   kValid,  // every check passed; `out` is filled
 };

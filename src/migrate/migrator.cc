@@ -24,6 +24,47 @@ struct BlockRef {
 
 }  // namespace
 
+// A batch frees nothing until it is home, so its size decides how long
+// writers may wait for log space: small batches while they wait (space comes
+// back in small steps at the home's pace rather than in bursts after long
+// pauses), at most half the free log space otherwise (the batch should end
+// before writers fill the rest), large ones in an explicit drain (denser
+// batches merge better).
+uint64_t BatchByteLimit(const BatchLimitInputs& in) {
+  uint64_t limit = in.max_batch_bytes;
+  // What writers waiting for space get: about kWaitBatchSeconds of the home's
+  // recent pace, one segment until a batch has shown it (or while the home is
+  // slower than two segments per second, as it is for sparse random blocks on
+  // a disk that pays per request: a larger batch is not faster per block
+  // there). A dense backlog (a sequential stream) moves home many segments
+  // per second, and a batch of one segment would pay the batch's fixed syncs
+  // (journal, image, stamp) for every segment.
+  constexpr double kWaitBatchSeconds = 0.5;
+  const uint64_t wait_segs = std::max<uint64_t>(1, static_cast<uint64_t>(in.segments_per_s * kWaitBatchSeconds));
+  const uint64_t wait_limit = std::min<uint64_t>(std::max<uint64_t>(limit, 1), wait_segs * in.segment_bytes);
+  if (in.waiting_for_space) return wait_limit;
+  if (in.draining) {
+    // A drain's batch: the denser, the fewer passes over the home. A batch
+    // streamed to the home does not grow the memory with it: 16x, at most
+    // 1 GiB unless max_batch_bytes says more; one held in memory (a home that
+    // does not stream) 4x.
+    return in.streams_batches ? std::max<uint64_t>(limit, std::min<uint64_t>(limit * 16, uint64_t{1} << 30))
+                              : limit * 4;
+  }
+  limit = std::min<uint64_t>(limit, std::max<uint64_t>(uint64_t{in.free_segments} * in.segment_bytes / 2, 1));
+  if (in.under_pressure) {
+    // Under log pressure: about kBatchTargetSeconds of the home's recent
+    // pace (one segment until a batch has shown it).
+    constexpr double kBatchTargetSeconds = 2.0;
+    limit = std::min<uint64_t>(
+        limit, std::max<uint64_t>(1, static_cast<uint64_t>(in.segments_per_s * kBatchTargetSeconds)) * in.segment_bytes);
+  }
+  // Never less than a waiting writer would get: on a (nearly) full log, half
+  // the free space is next to nothing, and writers wait for this batch
+  // whether or not one was waiting at the instant it was chosen.
+  return std::max(limit, wait_limit);
+}
+
 Migrator::Migrator(const MigratorOptions& options)
     : o_(options),
       start_fraction_(options.start_fraction),
@@ -128,48 +169,25 @@ Status Migrator::MigrateOnce(bool* did) {
   *did = false;
   std::vector<log::LiveSegment> segs = o_.writer->MigratableSegments();
   if (segs.empty()) return Status::OK();
-  // Take whole segments up to the batch size (at least one). Writers waiting
-  // for log space get small batches (space comes back sooner); an explicit
-  // drain gets large ones (denser batches merge better).
-  uint64_t limit = max_batch_bytes_.load();
+  // Take whole segments up to the batch size (at least one): BatchByteLimit.
   bool draining;
-  {
-    MutexLock l(&mu_);
-    draining = drainers_ > 0;
-  }
-  // A batch frees nothing until it is home, so its size decides how long
-  // writers may wait for log space. Writers waiting: one segment per batch,
-  // so that space comes back segment by segment at the home's pace rather
-  // than in bursts after long pauses. Otherwise at most half the free log
-  // space: the batch should end before writers fill the rest (on a full
-  // cache, batches shrink towards one segment before anyone waits). An
-  // explicit drain takes large batches (denser batches merge better).
-  const log::LogWriter::Stats ws = o_.writer->GetStats();
-  const uint64_t segment_bytes = uint64_t{o_.segment_blocks} * log::kBlockSize;
   double segments_per_s;
   {
     MutexLock l(&mu_);
+    draining = drainers_ > 0;
     segments_per_s = segments_per_s_;
   }
-  if (ws.waiting_for_space) {
-    limit = std::min<uint64_t>(limit, 1);
-  } else if (draining) {
-    // A drain's batch: the denser, the fewer passes over the home. A batch
-    // streamed to the home does not grow the memory with it: 16x, at most
-    // 1 GiB unless max_batch_bytes says more; one held in memory (a home that
-    // does not stream) 4x.
-    limit = o_.home->streams_batches() ? std::max<uint64_t>(limit, std::min<uint64_t>(limit * 16, uint64_t{1} << 30))
-                                       : limit * 4;
-  } else {
-    limit = std::min<uint64_t>(limit, std::max<uint64_t>(uint64_t{ws.free_segments} * segment_bytes / 2, 1));
-    if (ws.live_segments >= start_fraction_.load() * o_.segment_count) {
-      // Under log pressure: about kBatchTargetSeconds of the home's recent
-      // pace (one segment until a batch has shown it).
-      constexpr double kBatchTargetSeconds = 2.0;
-      limit = std::min<uint64_t>(
-          limit, std::max<uint64_t>(1, static_cast<uint64_t>(segments_per_s * kBatchTargetSeconds)) * segment_bytes);
-    }
-  }
+  const log::LogWriter::Stats ws = o_.writer->GetStats();
+  BatchLimitInputs in;
+  in.max_batch_bytes = max_batch_bytes_.load();
+  in.segment_bytes = uint64_t{o_.segment_blocks} * log::kBlockSize;
+  in.waiting_for_space = ws.waiting_for_space;
+  in.draining = draining;
+  in.streams_batches = o_.home->streams_batches();
+  in.under_pressure = ws.live_segments >= start_fraction_.load() * o_.segment_count;
+  in.free_segments = ws.free_segments;
+  in.segments_per_s = segments_per_s;
+  const uint64_t limit = BatchByteLimit(in);
   size_t take = 0;
   uint64_t bytes = 0;
   while (take < segs.size() && (take == 0 || bytes + uint64_t{segs[take].data_blocks} * log::kBlockSize <= limit)) {

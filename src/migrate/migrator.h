@@ -40,12 +40,17 @@
 // waits for space, when a drain is requested, and when the volume has been
 // idle for idle_ms (the open segment is then sealed so all of it can go).
 //
-// How much: whole segments up to max_batch_bytes, and at most half the free
-// log space (a batch frees nothing until it is home: it should end before
-// writers fill the rest); one segment while writers wait for space, so that
-// space comes back segment by segment at the home's pace instead of in bursts
-// after long stalls; during an explicit drain 16 times max_batch_bytes, up
-// to 1 GiB (denser batches mean fewer passes over the home; 4 times for a
+// How much (BatchByteLimit): whole segments up to max_batch_bytes, and at
+// most half the free log space (a batch frees nothing until it is home: it
+// should end before writers fill the rest); while writers wait for space,
+// about half a second of the home's recent pace (one segment until a batch
+// has shown it, or while the home moves fewer than two segments a second, as
+// for sparse random blocks), so that space comes back in small steps at the
+// home's pace instead of in bursts after long stalls, yet a dense backlog (a
+// sequential stream) does not pay a batch's fixed syncs per segment (and no
+// batch is smaller than that, writers waiting or not: on a full log half the
+// free space is next to nothing); during
+// an explicit drain 16 times max_batch_bytes, up to 1 GiB (denser batches mean fewer passes over the home; 4 times for a
 // home that does not stream batches, which holds them in memory). Above
 // start_fraction also no more than the home migrated in about two seconds in
 // recent batches, one segment until a batch has shown that pace (writers may
@@ -77,6 +82,20 @@ namespace boostvol {
 // before the home applies it (widens the window the home-direct write lock
 // closes, so a test can show it is needed). Null in production.
 extern std::atomic<void (*)()> g_migrator_after_gap_reads_for_test;
+
+// The inputs of a batch's size (MigrateOnce takes whole segments up to
+// BatchByteLimit bytes of data, at least one).
+struct BatchLimitInputs {
+  uint64_t max_batch_bytes = 64 << 20;
+  uint64_t segment_bytes = 0;
+  bool waiting_for_space = false;  // a writer waits for log space
+  bool draining = false;           // an explicit drain runs
+  bool streams_batches = true;     // Home::streams_batches()
+  bool under_pressure = false;     // live segments >= start_fraction of the ring
+  uint64_t free_segments = 0;
+  double segments_per_s = 0;       // the home's recent pace, 0 until a batch ran
+};
+uint64_t BatchByteLimit(const BatchLimitInputs& in);
 
 struct MigratorOptions {
   File* log = nullptr;
@@ -182,7 +201,7 @@ class Migrator {
   uint64_t failures_before_outage_ BV_GUARDED_BY(mu_) = 0;  // errno of the last failure (a change is logged)
   std::chrono::steady_clock::time_point batch_started_ BV_GUARDED_BY(mu_);
   // Segments migrated per second of batch time, over recent batches (0 until
-  // one ran): sizes batches under log pressure to about kBatchTargetSeconds.
+  // one ran): sizes batches under log pressure (BatchByteLimit).
   double segments_per_s_ BV_GUARDED_BY(mu_) = 0;
   std::thread thread_;
 };

@@ -69,10 +69,10 @@ for m in $(seq 1 "$MOMENTS"); do
   fi
   # FAST is "lost" now: what SLOW holds at this moment is all there is.
   jsize=$(stat -c %s "$SLOW/boostvol-journal" 2>/dev/null || echo absent)
-  [[ $jsize != 0 && $jsize != absent ]] && live_journal=$((live_journal + 1))
   stamp_wm=$(sed -n 's/^watermark_record=//p' "$SLOW/boostvol-home")
   jstate=$(python3 "$E2E_LIB_DIR/home_journal.py" inspect "$SLOW") || fail "home_journal.py inspect failed"
   jkind=${jstate%% *}
+  [[ $jkind != empty ]] && live_journal=$((live_journal + 1))
   jkinds[$jkind]=$((${jkinds[$jkind]:-0} + 1))
   COPY=$E2E_DIR/home.copy
   timeout 300 cp --sparse=always "$SLOW/image" "$COPY" || fail "cannot copy SLOW/image"

@@ -123,17 +123,19 @@ migrator_state() {
     python3 -c 'import json,sys; print(json.loads(sys.stdin.read()).get("migrator_state",""))' 2>/dev/null || true
 }
 
-# kill_when_migrating SECONDS: SIGKILL the daemon as soon as a migration batch is in flight: the redo journal on
-# SLOW is non-empty from the batch's first journal write until the batch is home and the journal truncated
-# (docs/home_format.md W1-W5). Polled with the shell's own test and killed with its own kill (no process in
-# between, so the kill lands inside the batch). Returns 1, without killing, if no batch was seen in time.
-# Needs SLOW. Sets KILLED_PID like kill_daemon.
+# kill_when_migrating SECONDS: SIGKILL the daemon as soon as a migration batch is in flight: a batch writes the
+# redo journal on SLOW first (docs/home_format.md W1) and empties it last (W5: truncated, or its header block zeroed
+# with its blocks kept), so the journal is modified when a batch begins (or, if one was in flight when the poll
+# began, when it ends). Polled with the shell's own test (the journal newer than a mark taken when the poll began)
+# and killed with its own kill (no process in between, so the kill lands inside the batch). Returns 1, without
+# killing, if no batch was seen in time. Needs SLOW. Sets KILLED_PID like kill_daemon.
 kill_when_migrating() {
-  local deadline=$((SECONDS + $1)) i=0 pid
+  local deadline=$((SECONDS + $1)) i=0 pid mark=$E2E_DIR/.journal-mark
   pid=$(daemon_pid "$FAST")
   [[ -n $pid ]] || product_failure "no live daemon for $FAST before the kill (it died on its own?)"
+  : >"$mark"
   while ((SECONDS < deadline)); do
-    if [[ -s $SLOW/boostvol-journal ]]; then
+    if [[ $SLOW/boostvol-journal -nt $mark ]]; then
       # at once (inside the journal write) or after a short spin of 0-~10 ms (the in-place writes)
       local j spin=$((RANDOM % 2 ? 0 : RANDOM % 4000))
       for ((j = 0; j < spin; j++)); do :; done

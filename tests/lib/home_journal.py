@@ -56,6 +56,8 @@ def examine(slow):
     if len(j) < 4096:
         return "torn", f"{len(j)} bytes, shorter than a header", []
     hdr = j[:4096]
+    if hdr == bytes(4096):
+        return "empty", "an all-zero header (emptied, its blocks kept)", []
     magic, version, flags = struct.unpack_from("<IHH", hdr, 0)
     (hcrc,) = struct.unpack_from("<I", hdr, 4092)
     if magic != 0x4A485642 or crc32c(hdr[:4092]) != hcrc:

@@ -113,6 +113,21 @@ class DirectoryHomeTest : public ::testing::Test {
     ASSERT_TRUE(f->Sync().ok());
   }
 
+  // Whether the journal reads as empty (no batch in flight): 0 bytes, or an
+  // all-zero header block over the blocks of an earlier batch (W5).
+  bool JournalIsEmpty() {
+    std::unique_ptr<Dir> dir;
+    EXPECT_TRUE(Env::Posix()->OpenDir(slow_, &dir).ok());
+    std::unique_ptr<File> f;
+    EXPECT_TRUE(dir->OpenFile(kJournalFile, OpenMode::kReadOnly, &f).ok());
+    JournalState state = JournalState::kTorn;
+    Journal j;
+    std::string why;
+    Status s = ReadJournal(f.get(), uuid_, kImageSize, &state, &j, &why);
+    EXPECT_TRUE(s.ok()) << s.ToString();
+    return state == JournalState::kEmpty;
+  }
+
   std::string slow_;
   log::Uuid uuid_ = MakeUuid(1);
   std::vector<uint8_t> model_;
@@ -128,7 +143,7 @@ meta::Watermark Wm(uint64_t seg, uint64_t rec) {
 TEST_F(DirectoryHomeTest, CreateThenOpen) {
   Create();
   EXPECT_EQ(kImageSize, FileSize(Path("image")));
-  EXPECT_EQ(0u, FileSize(Path("boostvol-journal")));
+  EXPECT_TRUE(JournalIsEmpty());
   std::string stamp = ReadWholeFile(Path("boostvol-home"));
   EXPECT_EQ(0u, stamp.find("boostvol-home 1\nuuid=" + log::UuidToString(uuid_) + "\nimage_size=262144\n")) << stamp;
   struct stat st;
@@ -217,7 +232,9 @@ TEST_F(DirectoryHomeTest, ApplyBatchThenRead) {
   EXPECT_EQ(40u, home->watermark().record_seq);
   EXPECT_EQ(2u, home->watermark().segment_seq);
   EXPECT_EQ(model_, ReadAll(home.get()));
-  EXPECT_EQ(0u, FileSize(Path("boostvol-journal")));  // emptied after the batch
+  // Emptied after the batch (W5), its blocks kept for the next batch's journal.
+  EXPECT_TRUE(JournalIsEmpty());
+  EXPECT_EQ(kJournalHeaderSize + kBlock + 6 * kBlock, FileSize(Path("boostvol-journal")));
   EXPECT_EQ(kImageSize, FileSize(Path("image")));
 
   // A single block in the middle, and a read past the end.
@@ -548,7 +565,7 @@ TEST_F(DirectoryHomeTest, JournalIsReplayedAfterACrash) {
   EXPECT_EQ(300u, report.watermark.record_seq);
   EXPECT_EQ(4u, home->watermark().segment_seq);
   EXPECT_EQ(model_, ReadAll(home.get()));
-  EXPECT_EQ(0u, FileSize(Path("boostvol-journal")));
+  EXPECT_TRUE(JournalIsEmpty());
 
   home.reset();
   ASSERT_TRUE(Open(&home, &report).ok());
@@ -582,7 +599,7 @@ TEST_F(DirectoryHomeTest, TornJournalIsDiscarded) {
     EXPECT_FALSE(report.journal_replayed);
     EXPECT_EQ(1u, report.watermark.record_seq);
     EXPECT_EQ(old_model, ReadAll(home.get()));
-    EXPECT_EQ(0u, FileSize(Path("boostvol-journal")));
+    EXPECT_TRUE(JournalIsEmpty());
   }
 
   // A data byte flipped (torn in the middle): the body crc catches it.
@@ -622,6 +639,70 @@ TEST_F(DirectoryHomeTest, StaleJournalIsIgnored) {
   EXPECT_FALSE(report.journal_replayed);
   EXPECT_EQ(50u, report.watermark.record_seq);
   EXPECT_EQ(model_, ReadAll(home.get()));
+}
+
+// W5: an emptied journal keeps its blocks (an all-zero header) and reads as
+// empty; the next, smaller batch's journal is written over the old one; every
+// crash state of that overwrite opens to the old watermark or the new one.
+TEST_F(DirectoryHomeTest, EmptiedJournalKeepsItsBlocksAndIsOverwritten) {
+  Create();
+  TestBatch big;
+  big.Add(0, 16, 1, &model_);
+  big.batch.end = Wm(1, 10);
+  {
+    std::unique_ptr<Home> home;
+    HomeOpenReport report;
+    ASSERT_TRUE(Open(&home, &report).ok());
+    ASSERT_TRUE(home->ApplyBatch(big.batch).ok());
+  }
+  const uint64_t big_size = FileSize(Path("boostvol-journal"));
+  EXPECT_EQ(kJournalHeaderSize + kBlock + 16 * kBlock, big_size);
+  EXPECT_TRUE(JournalIsEmpty());
+  {
+    std::unique_ptr<Home> home;
+    HomeOpenReport report;
+    ASSERT_TRUE(Open(&home, &report).ok());
+    EXPECT_FALSE(report.journal_replayed);
+    EXPECT_FALSE(report.changed_behind_back) << report.change_detail;
+    EXPECT_EQ(10u, report.watermark.record_seq);
+    EXPECT_EQ(model_, ReadAll(home.get()));
+    TestBatch small;
+    small.Add(40, 1, 2, &model_);
+    small.batch.end = Wm(2, 20);
+    ASSERT_TRUE(home->ApplyBatch(small.batch).ok());
+    EXPECT_EQ(big_size, FileSize(Path("boostvol-journal")));  // not truncated
+    EXPECT_TRUE(JournalIsEmpty());
+    EXPECT_EQ(model_, ReadAll(home.get()));
+  }
+  // A crash while the next batch's journal was written over the emptied one:
+  // its body landed, its header did not (still zeros) -> nothing to do.
+  std::vector<uint8_t> before = model_, next_model = model_;
+  TestBatch next;
+  next.Add(50, 2, 3, &next_model);
+  next.batch.end = Wm(3, 30);
+  PlantJournal(Wm(2, 20), next.batch);
+  {
+    std::string j = ReadWholeFile(Path("boostvol-journal"));
+    std::fill(j.begin(), j.begin() + kJournalHeaderSize, '\0');
+    WriteWholeFile(Path("boostvol-journal"), j);
+    std::unique_ptr<Home> home;
+    HomeOpenReport report;
+    ASSERT_TRUE(Open(&home, &report).ok());
+    EXPECT_FALSE(report.journal_replayed);
+    EXPECT_EQ(20u, report.watermark.record_seq);
+    EXPECT_EQ(before, ReadAll(home.get()));
+  }
+  // The header landed too (a synced journal, the batch decided): replayed.
+  PlantJournal(Wm(2, 20), next.batch);
+  {
+    std::unique_ptr<Home> home;
+    HomeOpenReport report;
+    ASSERT_TRUE(Open(&home, &report).ok());
+    EXPECT_TRUE(report.journal_replayed);
+    EXPECT_EQ(30u, report.watermark.record_seq);
+    EXPECT_EQ(next_model, ReadAll(home.get()));
+    EXPECT_TRUE(JournalIsEmpty());
+  }
 }
 
 // A valid journal that does not start at the stamp's watermark: no crash
