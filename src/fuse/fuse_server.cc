@@ -7,7 +7,7 @@
 #include <fuse_lowlevel.h>
 
 #include "fuse/fuse_server.h"
-#include "fuse/spare_cpu.h"
+#include "util/spare_cpu.h"
 
 #include "util/blocking_hint.h"
 

@@ -1,4 +1,4 @@
-#include "fuse/spare_cpu.h"
+#include "util/spare_cpu.h"
 
 #include <fcntl.h>
 #include <unistd.h>
