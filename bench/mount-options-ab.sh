@@ -5,7 +5,7 @@
 #
 #   sudo bench/mount-options-ab.sh [--a OPTS] [--b OPTS] [--rounds N] [--runtime S] [--dir DIR] [--jobs "..."]
 #
-# Defaults: --a poll_us=0 (never poll) --b "" (the defaults: poll_us=100), 5 rounds of 4 s per job.
+# Defaults: --a poll_us=0 (never poll) --b "" (the defaults: poll_us=50), 5 rounds of 4 s per job.
 # Jobs (fio libaio direct=1 over a 1 GiB region; background migration off, as in bench/write-modes.sh):
 #   randwrite1   4k random writes, QD1          randwrite16  4k random writes, QD16
 #   randread16   4k random reads of written data, QD16

@@ -7,12 +7,12 @@
 #include <fuse_lowlevel.h>
 
 #include "fuse/fuse_server.h"
+#include "util/spare_cpu.h"
 
 #include "util/blocking_hint.h"
 
 #include <fcntl.h>
 #include <poll.h>
-#include <sched.h>
 #include <linux/falloc.h>
 #include <signal.h>
 #include <sys/stat.h>
@@ -768,6 +768,7 @@ class FuseLoop {
       quiet_ticks = (busy || seq != last_seq) ? 0 : quiet_ticks + 1;
       tick = quiet_ticks > 200 ? kSlowTick : kTick;
       last_seq = seq;
+      if (poll_us_ > 0) GovernPolling();
     }
     // Every worker leaves: idle ones at once, those in read(2) when a signal
     // interrupts it (sent again until they are gone: one that lands just
@@ -788,7 +789,8 @@ class FuseLoop {
         }
         if (all_done) {
           for (Worker& w : workers_) threads.push_back(std::move(w.thread));
-          spdlog::debug("FUSE loop: {} worker thread(s), {} hand-off(s) of the reader", workers_.size(), handoffs_);
+          spdlog::debug("FUSE loop: {} worker thread(s), {} hand-off(s) of the reader, polling switched on/off {} time(s)",
+                        workers_.size(), handoffs_, poll_switches_);
           break;
         }
       }
@@ -905,6 +907,38 @@ class FuseLoop {
     }
   }
 
+  // Polling only while the machine has CPU to spare (the monitor decides,
+  // every kGovernPeriod): when every CPU is busy with real work (4k reads of
+  // cached blocks at QD16 kept both CPUs of the development VM busy), a
+  // polling reader takes a CPU the threads that bring and complete requests
+  // need (there it cost 22-30% of the reads' IOPS). Spare means idle (from
+  // /proc/stat) plus the time the readers spent polling, in CPUs; below
+  // kPollOffSpare polling stops, above kPollOnSpare it starts again.
+  void GovernPolling() {
+    const uint64_t now = static_cast<uint64_t>(
+        std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
+            .count());
+    if (now - last_govern_ns_ < kGovernPeriodNs) return;
+    last_govern_ns_ = now;
+    const double spare = spare_cpu_.Sample(now, polled_ns_.exchange(0, std::memory_order_relaxed));
+    if (spare < 0) return;  // the first sample, or no /proc/stat: polling stays as it is
+    const bool allowed = poll_allowed_.load(std::memory_order_relaxed);
+    if (allowed && spare < kPollOffSpare) {
+      poll_allowed_.store(false, std::memory_order_relaxed);
+      poll_switches_++;
+    } else if (!allowed && spare > kPollOnSpare) {
+      poll_allowed_.store(true, std::memory_order_relaxed);
+      poll_switches_++;
+    }
+  }
+  static constexpr uint64_t kGovernPeriodNs = 50'000'000;
+  static constexpr double kPollOffSpare = 0.4, kPollOnSpare = 0.6;
+  SpareCpuMeter spare_cpu_;
+  uint64_t last_govern_ns_ = 0;  // the monitor's own
+  uint64_t poll_switches_ = 0;   // the monitor's own
+  std::atomic<bool> poll_allowed_{true};
+  std::atomic<uint64_t> polled_ns_{0};  // readers' polling time since the last GovernPolling
+
   // Busy-polls /dev/fuse for up to poll_us_ before the reader blocks in
   // read(2) (docs/tuning.md, "Polling"): a request that comes meanwhile is
   // read without the sleep and wake-up that read(2) costs (on a VM an idle
@@ -922,26 +956,34 @@ class FuseLoop {
     unsigned skip = 0;    // reads left before the next poll
   };
   void PollForRequest(PollState* st) {
+    if (!poll_allowed_.load(std::memory_order_relaxed)) return;
     if (st->skip > 0) {
       st->skip--;
       return;
     }
     pollfd p{fuse_session_fd(se_), POLLIN, 0};
-    const auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(poll_us_);
+    const auto start = std::chrono::steady_clock::now(), until = start + std::chrono::microseconds(poll_us_);
+    auto now = start;
+    bool found = false;
     while (!fuse_session_exited(se_)) {
-      const int n = ::poll(&p, 1, 0);
-      if (n != 0) break;  // a request (or an error, a signal: read(2) reports it)
-      if (std::chrono::steady_clock::now() >= until) {
-        st->misses = std::min(st->misses + 1, kMaxPollBackoffShift);
-        st->skip = 1u << (st->misses - 1);
-        return;
+      if (::poll(&p, 1, 0) != 0) {  // a request (or an error, a signal: read(2) reports it)
+        found = true;
+        break;
       }
-      if (yield_) sched_yield();  // EXPERIMENT
+      now = std::chrono::steady_clock::now();
+      if (now >= until) break;
     }
-    st->misses = 0;
+    if (found) {
+      now = std::chrono::steady_clock::now();
+      st->misses = 0;
+    } else {
+      st->misses = std::min(st->misses + 1, kMaxPollBackoffShift);
+      st->skip = 1u << (st->misses - 1);
+    }
+    polled_ns_.fetch_add(static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(now - start).count()),
+                         std::memory_order_relaxed);
   }
   static constexpr unsigned kMaxPollBackoffShift = 9;  // skip at most 256 reads
-  const bool yield_ = std::getenv("BV_YIELD") != nullptr;
 
   fuse_session* const se_;
   const size_t max_threads_;

@@ -92,7 +92,7 @@ Status RunFuseServer(Volume* volume, const FuseServerOptions& opts);
 // volume: a bad option is refused with nothing on disk changed.
 struct ParsedMountOptions {
   std::optional<unsigned> uid, gid;  // owner of the image (default: the daemon's)
-  unsigned poll_us = 100;            // poll_us=N, docs/tuning.md "Polling"
+  unsigned poll_us = 50;             // poll_us=N, docs/tuning.md "Polling"
   std::string fuse_options;          // ",opt1,opt2": the rest, for libfuse
 };
 Status ParseMountOptions(const std::vector<std::string>& options, ParsedMountOptions* out);
