@@ -204,7 +204,8 @@ TEST(RbdHome, JournalReplayedOnOpenTornDiscarded) {
 // the source twice (journal, then in place) instead of keeping the batch. A home that buffered the whole batch
 // fails the counter (its peak would be the batch's size) or the read count (it would read each byte once).
 // Then a batch whose in-place pass fails after its streamed journal was written: reopening finishes it from
-// that journal (the journal streamed in 1 MiB writes is a valid one), so the home is the batch's prefix.
+// that journal (the journal streamed in 1 MiB writes is a valid one); and one whose journal pass fails: the
+// image is untouched and the journal, without its header, is torn. Either way the home is a prefix.
 TEST(RbdHome, StreamedBatchBoundedMemory) {
   NEED_CLUSTER();
   const std::string image = UniqueImage("stream");
@@ -290,6 +291,57 @@ TEST(RbdHome, StreamedBatchBoundedMemory) {
     EXPECT_EQ(rep.watermark.record_seq, 90u);
   }
   EXPECT_TRUE(out.ReadImage(image) == model) << "the journal's batch is finished at open";
+  EXPECT_EQ(rados_stat(out.io, oid0.c_str(), &size, &mtime), -ENOENT);
+
+  // Third batch: the journal pass fails halfway (pieces 0 and 1 partly written, the header never): the batch
+  // never began, the image is untouched and the torn journal is discarded at open.
+  Batch b3;
+  add(&b3, 0, 6000, 6);  // 23 MiB: a journal of two pieces
+  b3.end = meta::Watermark{6, 120};
+  b3.source = source;
+  source_bytes = 0;
+  fail_after_bytes = static_cast<int>(20 << 20);
+  {
+    std::unique_ptr<Home> h;
+    HomeOpenReport rep;
+    ASSERT_TRUE(Open(image, u, &h, &rep).ok());
+    EXPECT_FALSE(h->ApplyBatch(b3).ok());
+    EXPECT_EQ(h->watermark().record_seq, 90u);
+  }
+  EXPECT_EQ(rados_stat(out.io, oid0.c_str(), &size, &mtime), 0) << "the failed journal's piece 0 was written";
+  EXPECT_TRUE(out.ReadImage(image) == model) << "nothing of a batch is in place before its journal is complete";
+  {
+    std::unique_ptr<Home> h;
+    HomeOpenReport rep;
+    ASSERT_TRUE(Open(image, u, &h, &rep).ok());
+    EXPECT_FALSE(rep.journal_replayed) << "a journal without its header is torn";
+    EXPECT_EQ(rep.watermark.record_seq, 90u);
+  }
+  EXPECT_TRUE(out.ReadImage(image) == model);
+  EXPECT_EQ(rados_stat(out.io, oid0.c_str(), &size, &mtime), -ENOENT) << "the torn journal is removed at open";
+
+  // Fourth: the in-place pass fails, and the migrator's retry of the same batch on the same home first finishes
+  // the live journal (streamed back from its pieces), then finds the batch home.
+  Batch b4;
+  add(&b4, 8000, 2500, 7);  // 9.8 MiB
+  b4.end = meta::Watermark{7, 130};
+  b4.source = source;
+  uint64_t data4 = 2500 * kBlock;
+  {
+    std::unique_ptr<Home> h;
+    HomeOpenReport rep;
+    ASSERT_TRUE(Open(image, u, &h, &rep).ok());
+    source_bytes = 0;
+    fail_after_bytes = static_cast<int>(data4 + data4 / 3);
+    EXPECT_FALSE(h->ApplyBatch(b4).ok());
+    fail_after_bytes = -1;
+    Status s = h->ApplyBatch(b4);
+    EXPECT_TRUE(s.ok()) << s.ToString();
+    EXPECT_EQ(h->watermark().record_seq, 130u);
+    EXPECT_LE(GetRbdHomeCounters(*h).peak_buffered_bytes, kRbdStreamBufferBytes);
+  }
+  for (const Extent& e : b4.extents) std::memcpy(model.data() + e.offset, next.data() + e.offset, e.length);
+  EXPECT_TRUE(out.ReadImage(image) == model) << "the retried batch is home";
   EXPECT_EQ(rados_stat(out.io, oid0.c_str(), &size, &mtime), -ENOENT);
   out.Remove(image);
 }
