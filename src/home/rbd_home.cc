@@ -119,7 +119,6 @@ namespace {
 
 constexpr uint64_t kBlock = log::kBlockSize;
 constexpr size_t kMaxInFlight = 32;                 // rbd_aio_write / rados_aio_write requests in flight
-constexpr uint64_t kMaxWriteChunk = uint64_t{4} << 20;  // one aio request at most (an RBD object)
 constexpr size_t kStreamChunk = size_t{1} << 20;       // one streamed request at most
 constexpr size_t kJournalReadWindow = size_t{4} << 20;  // journal bytes read at once (check, replay)
 constexpr size_t kStreamBufferBytes = kRbdStreamBufferBytes;  // a streamed batch's bytes held at once
@@ -411,59 +410,15 @@ Status RemoveJournal(Connection* c, uint64_t count) {
   return Status::OK();
 }
 
-// Writes the extents in place with many requests in flight, then flushes. `data_at(i)` gives extent i's bytes.
-struct PlainExtent {
-  uint64_t offset;
-  uint64_t length;
-  const uint8_t* data;
-};
-
-Status WriteInPlace(Connection* c, const std::vector<PlainExtent>& ext, const std::string& where, bool flush = true) {
-  std::deque<rbd_completion_t> inflight;
-  Status err;
-  auto reap_one = [&] {
-    rbd_completion_t comp = inflight.front();
-    inflight.pop_front();
-    rbd_aio_wait_for_complete(comp);
-    ssize_t r = rbd_aio_get_return_value(comp);
-    rbd_aio_release(comp);
-    if (r < 0 && err.ok()) err = CephError(static_cast<int>(r), "writing " + where);
-  };
-  // Zero extents (data == nullptr) first and synchronously: data extents after them may overlap.
-  for (const PlainExtent& e : ext) {
-    if (e.data != nullptr) continue;
-    for (uint64_t done = 0; done < e.length;) {
-      uint64_t len = std::min<uint64_t>(uint64_t{1} << 30, e.length - done);
-      ssize_t r = rbd_write_zeroes(c->image, e.offset + done, len, 0, 0);
-      if (r < 0) return CephError(static_cast<int>(r), "zeroing " + where + " at offset " + std::to_string(e.offset + done));
-      done += len;
-    }
+// Zeroes [offset, offset + length) of the image (rbd_write_zeroes: RBD deallocates what it can), synchronously:
+// data written after it may overlap.
+Status ZeroInPlace(Connection* c, uint64_t offset, uint64_t length, const std::string& where) {
+  for (uint64_t done = 0; done < length;) {
+    uint64_t len = std::min<uint64_t>(uint64_t{1} << 30, length - done);
+    ssize_t r = rbd_write_zeroes(c->image, offset + done, len, 0, 0);
+    if (r < 0) return CephError(static_cast<int>(r), "zeroing " + where + " at offset " + std::to_string(offset + done));
+    done += len;
   }
-  for (const PlainExtent& e : ext) {
-    if (e.data == nullptr) continue;
-    for (uint64_t done = 0; done < e.length && err.ok();) {
-      uint64_t len = std::min(kMaxWriteChunk, e.length - done);
-      rbd_completion_t comp = nullptr;
-      int r = rbd_aio_create_completion(nullptr, nullptr, &comp);
-      if (r == 0) {
-        r = rbd_aio_write(c->image, e.offset + done, len, reinterpret_cast<const char*>(e.data + done), comp);
-        if (r < 0) rbd_aio_release(comp);
-        else inflight.push_back(comp);
-      }
-      if (r < 0) {
-        err = CephError(r, "writing " + where + " at offset " + std::to_string(e.offset + done));
-        break;
-      }
-      done += len;
-      if (inflight.size() >= kMaxInFlight) reap_one();
-    }
-    if (!err.ok()) break;
-  }
-  while (!inflight.empty()) reap_one();
-  if (!err.ok()) return err;
-  if (!flush) return Status::OK();
-  int r = rbd_flush(c->image);
-  if (r < 0) return CephError(r, "flushing " + where);
   return Status::OK();
 }
 
@@ -681,9 +636,7 @@ Status StreamJournal(Connection* c, WritePipe* pipe, const log::Uuid& uuid, uint
 // The batch in place: zero ranges first (synchronously: data extents after them may overlap), then the extents
 // streamed through `pipe` in requests of at most kStreamChunk, then the barrier (rbd_flush).
 Status StreamInPlace(Connection* c, WritePipe* pipe, const Batch& batch, const std::string& where) {
-  std::vector<PlainExtent> zeros;
-  for (const ZeroExtent& z : batch.zeros) zeros.push_back(PlainExtent{z.offset, z.length, nullptr});
-  if (!zeros.empty()) BV_RETURN_IF_ERROR(WriteInPlace(c, zeros, where, /*flush=*/false));
+  for (const ZeroExtent& z : batch.zeros) BV_RETURN_IF_ERROR(ZeroInPlace(c, z.offset, z.length, where));
   for (const Extent& e : batch.extents) {
     for (uint64_t done = 0; done < e.length;) {
       const size_t len = static_cast<size_t>(std::min<uint64_t>(kStreamChunk, e.length - done));
@@ -708,10 +661,8 @@ Status StreamInPlace(Connection* c, WritePipe* pipe, const Batch& batch, const s
 // a WritePipe, flush, stamp, remove.
 Status ReplayJournalOn(Connection* c, PieceFile& f, const Journal& j, uint64_t pieces, const std::string& where,
                        const log::Uuid& uuid, uint64_t size) {
-  std::vector<PlainExtent> zeros;
   for (const JournalExtent& e : j.extents)
-    if (e.zero) zeros.push_back(PlainExtent{e.offset, e.length, nullptr});
-  if (!zeros.empty()) BV_RETURN_IF_ERROR(WriteInPlace(c, zeros, where, /*flush=*/false));
+    if (e.zero) BV_RETURN_IF_ERROR(ZeroInPlace(c, e.offset, e.length, where));
   {
     WritePipe pipe(c, kStreamBufferBytes);
     for (const JournalExtent& e : j.extents) {
@@ -898,7 +849,11 @@ class RbdHome final : public Home {
     MutexLock l(&apply_mu_);
     BV_RETURN_IF_ERROR(EnsureLock());
     ReaderLock cl(&conn_mu_);
-    Status s = WriteInPlace(conn_.get(), {PlainExtent{offset, n, nullptr}}, where_);
+    Status s = ZeroInPlace(conn_.get(), offset, n, where_);
+    if (s.ok()) {
+      int r = rbd_flush(conn_->image);
+      if (r < 0) s = CephError(r, "flushing " + where_);
+    }
     if (!s.ok()) return NoteFail(s);
     return Status::OK();
   }
