@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # bench/rbd-compare.sh: boostvol with an RBD home vs qemu-storage-daemon exporting the same kind of RBD image over
-# FUSE (driver=rbd: what a user has without boostvol), both behind a direct-io loop device, on a throwaway
-# single-node cluster (tests/lib/ceph_cluster.sh). Needs root, fio, qemu-storage-daemon + qemu-block-extra
-# (block-rbd), the Ceph packages (scripts/install-ceph.sh). Prints a Markdown table.
+# FUSE (driver=rbd: what a user has without boostvol), and boostvol with a directory home (FAST and SLOW local
+# directories, same sizes and tunables: the issue's "fsync at QD1 as fast as with a directory home"), all behind a
+# direct-io loop device, on a throwaway single-node cluster (tests/lib/ceph_cluster.sh). Needs root, fio, qemu-storage-daemon + qemu-block-extra
+# (block-rbd), the Ceph packages (scripts/install-ceph.sh). Prints a Markdown table, and the RBD volume's drain
+# rate and its daemon's peak RSS during the drain (VmHWM, reset with clear_refs just before).
 #   sudo bench/rbd-compare.sh [RUNTIME_SECONDS]     (default 20 s per job)
 #   BV_CREATE_ARGS=--no-home-journal sudo bench/rbd-compare.sh   (the cost of the home journal)
 set -euo pipefail
@@ -16,6 +18,7 @@ cleanup() {
   set +e
   for l in "${LOOPS[@]}"; do losetup -d "$l"; done
   [[ -e $RUN/bv/mnt/image ]] && "$BIN" unmount "$RUN/bv/mnt" >/dev/null 2>&1
+  [[ -e $RUN/dir/mnt/image ]] && "$BIN" unmount "$RUN/dir/mnt" >/dev/null 2>&1
   [[ -n ${QSD:-} ]] && kill "$QSD" && wait "$QSD" 2>/dev/null
   bash "$here/tests/lib/ceph_cluster.sh" stop "$CL"
   rm -rf "$RUN"
@@ -59,15 +62,37 @@ L=$(losetup -f --show --direct-io=on "$RUN/bv/mnt/image"); LOOPS+=("$L")
 B1=$(fiojob bv-fsync1 "$L" --rw=randwrite --iodepth=1 --fsync=1)
 B16=$(fiojob bv-rw16 "$L" --rw=randwrite --iodepth=16)
 B1M=$(fiojob bv-fsync1-migrating "$L" --rw=randwrite --iodepth=1 --fsync=1)
+# The daemon serving this mount (its argv names FAST), for its peak RSS during the drain.
+BVPID=$(pgrep -f -- "$RUN/bv/fast" | head -n 1 || true)
+[[ -n $BVPID ]] && echo 5 >"/proc/$BVPID/clear_refs"  # resets VmHWM to the current RSS
+RSS0=$([[ -n $BVPID ]] && awk '/^VmRSS/ {print $2}' "/proc/$BVPID/status" || echo "?")
 t0=$(date +%s.%N)
 DIRTY=$("$BIN" status "$RUN/bv/mnt" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["dirty_blocks"])')
 "$BIN" drain "$RUN/bv/mnt" >/dev/null 2>&1
 t1=$(date +%s.%N)
 DRAIN=$(python3 -c "print(int($DIRTY / ($t1 - $t0)))")
+HWM=$([[ -n $BVPID ]] && awk '/^VmHWM/ {print $2}' "/proc/$BVPID/status" || echo "?")
+losetup -d "$L"; LOOPS=()
+"$BIN" unmount "$RUN/bv/mnt" >/dev/null
 
-echo "| ${RT}s per job, 2 GiB image, direct-io loop | 4k randwrite QD16 (IOPS) | 4k write+fsync QD1 (IOPS) |"
-echo "|---|---|---|"
-echo "| qemu-storage-daemon driver=rbd, FUSE export | $Q16 | $Q1 |"
-echo "| boostvol, home rbd:rbd/bv, 1 GiB cache | $B16 | $B1 (while migrating: $B1M) |"
+# boostvol, directory home: FAST and SLOW local directories, same sizes and tunables
+mkdir -p "$RUN/dir/fast" "$RUN/dir/slow" "$RUN/dir/mnt"
+# shellcheck disable=SC2086 # BV_CREATE_ARGS is a list of words
+"$BIN" create "$RUN/dir/fast" "$RUN/dir/slow" --size $SIZE --cache-size 1G ${BV_CREATE_ARGS:-} >/dev/null 2>&1
+"$BIN" mount "$RUN/dir/fast" "$RUN/dir/mnt" >/dev/null
+L=$(losetup -f --show --direct-io=on "$RUN/dir/mnt/image"); LOOPS+=("$L")
+D1=$(fiojob dir-fsync1 "$L" --rw=randwrite --iodepth=1 --fsync=1)
+D16=$(fiojob dir-rw16 "$L" --rw=randwrite --iodepth=16)
+D1M=$(fiojob dir-fsync1-migrating "$L" --rw=randwrite --iodepth=1 --fsync=1)
+losetup -d "$L"; LOOPS=()
+"$BIN" unmount "$RUN/dir/mnt" >/dev/null
+
+x() { python3 -c "print(f'{$1 / $2:.2f}x')"; }  # ratio
+
+echo "| ${RT}s per job, 2 GiB image, direct-io loop | 4k randwrite QD16 (IOPS) | vs qsd+rbd | vs dir home | 4k write+fsync QD1 (IOPS) | vs qsd+rbd | vs dir home | fsync QD1 while migrating |"
+echo "|---|---|---|---|---|---|---|---|"
+echo "| qemu-storage-daemon driver=rbd, FUSE export | $Q16 | 1.00x | $(x "$Q16" "$D16") | $Q1 | 1.00x | $(x "$Q1" "$D1") | - |"
+echo "| boostvol, home rbd:rbd/bv, 1 GiB cache | $B16 | $(x "$B16" "$Q16") | $(x "$B16" "$D16") | $B1 | $(x "$B1" "$Q1") | $(x "$B1" "$D1") | $B1M |"
+echo "| boostvol, directory home (local FAST and SLOW), 1 GiB cache | $D16 | $(x "$D16" "$Q16") | 1.00x | $D1 | $(x "$D1" "$Q1") | 1.00x | $D1M |"
 echo
-echo "rbd bench 4k random writes, 16 threads: $RBDB IOPS; boostvol drain: $DIRTY dirty blocks at $DRAIN blocks/s (4 KiB each)"
+echo "rbd bench 4k random writes, 16 threads: $RBDB IOPS; boostvol (RBD home) drain: $DIRTY dirty blocks at $DRAIN blocks/s (4 KiB each, $(x "$DRAIN" "$RBDB") rbd bench); daemon RSS ${RSS0} KiB before the drain, peak ${HWM} KiB during it (VmHWM)"

@@ -399,22 +399,28 @@ Status WriteJournal(File* f, const log::Uuid& uuid, uint64_t image_size, const m
     }
   }
 
-  uint8_t h[kJournalHeaderSize] = {};
+  uint8_t h[kJournalHeaderSize];
+  EncodeJournalHeader(h, uuid, image_size, base, batch.end, nzero > 0, with_data, n, total, body_crc);
+  return f->WriteAt(0, h, sizeof h);
+}
+
+void EncodeJournalHeader(uint8_t* h, const log::Uuid& uuid, uint64_t image_size, const meta::Watermark& base,
+                         const meta::Watermark& end, bool has_zero_extents, bool with_data, uint64_t extent_count,
+                         uint64_t total_bytes, uint32_t body_crc) {
+  std::memset(h, 0, kJournalHeaderSize);
   Put32(h + 0, kJournalMagic);
-  Put16(h + 4, nzero > 0 ? kJournalVersionZero : kJournalVersion);
+  Put16(h + 4, has_zero_extents ? kJournalVersionZero : kJournalVersion);
   Put16(h + 6, with_data ? 0 : kJournalIntentOnly);
   std::memcpy(h + 8, uuid.data(), 16);
   Put64(h + 24, base.segment_seq);
   Put64(h + 32, base.record_seq);
-  Put64(h + 40, batch.end.segment_seq);
-  Put64(h + 48, batch.end.record_seq);
+  Put64(h + 40, end.segment_seq);
+  Put64(h + 48, end.record_seq);
   Put64(h + 56, image_size);
-  Put64(h + 64, n);
-  Put64(h + 72, total);
+  Put64(h + 64, extent_count);
+  Put64(h + 72, total_bytes);
   Put32(h + 80, body_crc);
   Put32(h + kJournalHeaderCrcOffset, crc32c::Value(h, kJournalHeaderCrcOffset));
-
-  return f->WriteAt(0, h, sizeof h);
 }
 
 Status ReadJournal(File* f, const log::Uuid& uuid, uint64_t image_size, JournalState* state, Journal* out,

@@ -141,6 +141,13 @@ Status ValidateJournalExtents(const Batch& b);
 Status WriteJournal(File* f, const log::Uuid& uuid, uint64_t image_size, const meta::Watermark& base,
                     const Batch& batch, bool with_data);
 
+// The 4096-byte header block of a journal (the layout above), header_crc
+// included; for a home that writes the table and data itself (RbdHome streams
+// them into RADOS objects) and then the header last.
+void EncodeJournalHeader(uint8_t* h, const log::Uuid& uuid, uint64_t image_size, const meta::Watermark& base,
+                         const meta::Watermark& end, bool has_zero_extents, bool with_data, uint64_t extent_count,
+                         uint64_t total_bytes, uint32_t body_crc);
+
 enum class JournalState {
   kEmpty,  // size 0 or an all-zero header block: no batch in flight
   kTorn,   // fails a check a crash while writing it explains; `why` says which

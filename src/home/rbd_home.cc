@@ -4,9 +4,12 @@
 // librbd write is durable on all replicas when it completes, and the client's rbd cache is off):
 //   0. fencing: hold the exclusive lock (re-take it if lost, then the stamp must still be ours at our
 //      watermark), or fail without writing anything
-//   1. journal := header + extent table + data, as pieces boostvol_journal.<id>.<k> written whole
-//      (write_full), pieces 1.. first, piece 0 (the header) last           -- the batch is decided
-//   2. rbd_aio_write per extent (up to kMaxInFlight in flight), rbd_flush   -- the batch is home
+//   1. journal := header + extent table + data, as pieces boostvol_journal.<id>.<k>: the table and the data
+//      streamed in 1 MiB writes (the first of each piece a write_full, which truncates a stale piece), the
+//      header block zeros until every other write completed, then the header   -- the batch is decided
+//   2. rbd_aio_write per extent (1 MiB at most, up to kMaxInFlight in flight), rbd_flush -- the batch is home
+// Steps 1 and 2 read the batch from Batch::source through one bounded ring buffer (kStreamBufferBytes) that
+// holds the bytes of the writes in flight: a batch of any size costs that much memory (streams_batches()).
 //   3. image metadata boostvol.home := stamp(uuid, size, batch.end)         -- the batch is done
 //   4. remove piece 0 (then the others): a journal left by a crash here has end <= the stamp's and is stale.
 // A failure anywhere returns the error with the watermark unchanged and the migrator retries the whole batch;
@@ -86,6 +89,7 @@ Status OpenRbdHome(const RbdTarget&, const log::Uuid&, uint64_t, bool, std::uniq
 }
 Status InspectRbdHome(const RbdTarget&, HomeSummary*) { return NoRbd(); }
 Status AdoptRbdHome(const RbdTarget&, const log::Uuid&, uint64_t, AdoptReport*) { return NoRbd(); }
+RbdHomeCounters GetRbdHomeCounters(const Home&) { return RbdHomeCounters(); }
 }  // namespace boostvol::home
 
 #else  // BOOSTVOL_HAVE_RBD
@@ -95,6 +99,7 @@ Status AdoptRbdHome(const RbdTarget&, const log::Uuid&, uint64_t, AdoptReport*) 
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <ctime>
 #include <deque>
@@ -102,6 +107,7 @@ Status AdoptRbdHome(const RbdTarget&, const log::Uuid&, uint64_t, AdoptReport*) 
 
 #include "home/home_journal.h"
 #include "log/log_format.h"
+#include "util/crc32c.h"
 #include "util/env.h"
 #include "util/thread_annotations.h"
 
@@ -112,8 +118,10 @@ bool RbdSupported() { return true; }
 namespace {
 
 constexpr uint64_t kBlock = log::kBlockSize;
-constexpr size_t kMaxInFlight = 32;                 // rbd_aio_write requests in flight per batch
-constexpr uint64_t kMaxWriteChunk = uint64_t{4} << 20;  // one aio request at most (an RBD object)
+constexpr size_t kMaxInFlight = 32;                 // rbd_aio_write / rados_aio_write requests in flight
+constexpr size_t kStreamChunk = size_t{1} << 20;       // one streamed request at most
+constexpr size_t kJournalReadWindow = size_t{4} << 20;  // journal bytes read at once (check, replay)
+constexpr size_t kStreamBufferBytes = kRbdStreamBufferBytes;  // a streamed batch's bytes held at once
 constexpr uint64_t kMaxJournalPieces = 128;         // 2 GiB: above any batch (max_batch_bytes <= 1 GiB)
 constexpr char kOwnerKey[] = "boostvol.owner";      // image metadata: who holds the lock, for messages
 // Seconds a open/adopt keeps asking for a lock held by a client that may be dead (its watch lapses after the
@@ -139,6 +147,13 @@ Status CephError(int r, const std::string& what) {
   return Status::IoError(e, m);
 }
 
+// `s` with `what` in front of its message (an IoError keeps its errno; anything else becomes one, so the
+// migrator retries it like any failed batch).
+Status WithWhat(const Status& s, const std::string& what) {
+  if (s.IsCorruption()) return Status::Corruption(what + ": " + s.message());
+  return Status::IoError(s.err(), what + ": " + s.message());
+}
+
 Status Fail(const Status& s, std::string_view hint) {
   spdlog::error("{} -- {}", s.ToString(), hint);
   return s;
@@ -154,44 +169,6 @@ int LockWaitSeconds() {
   if (v == nullptr || *v == '\0') return kDefaultLockWaitS;
   return std::max(0, std::atoi(v));
 }
-
-// A File over memory: lets the directory home's journal encoder and checker (home_journal.h) work on a journal
-// that lives in RADOS objects, so both homes share one format.
-class MemFile final : public File {
- public:
-  explicit MemFile(std::string name) : name_(std::move(name)) {}
-  Status ReadAt(uint64_t offset, void* buf, size_t n) override {
-    std::memset(buf, 0, n);
-    if (offset < data.size()) std::memcpy(buf, data.data() + offset, std::min<uint64_t>(n, data.size() - offset));
-    return Status::OK();
-  }
-  Status WriteAt(uint64_t offset, const void* buf, size_t n) override {
-    if (data.size() < offset + n) data.resize(offset + n);
-    std::memcpy(data.data() + offset, buf, n);
-    return Status::OK();
-  }
-  Status Sync() override { return Status::OK(); }
-  Status Truncate(uint64_t size) override {
-    data.resize(size);
-    return Status::OK();
-  }
-  Status Allocate(uint64_t, uint64_t) override { return Status::OK(); }
-  Status PunchHole(uint64_t offset, uint64_t len) override {
-    if (offset < data.size()) std::memset(data.data() + offset, 0, std::min<uint64_t>(len, data.size() - offset));
-    return Status::OK();
-  }
-  Status Stat(FileInfo* info) override {
-    *info = FileInfo();
-    info->size = data.size();
-    return Status::OK();
-  }
-  const std::string& name() const override { return name_; }
-
-  std::vector<uint8_t> data;
-
- private:
-  std::string name_;
-};
 
 // One connection to the cluster with the pool and (optionally) the image open. Thread-safe as librados/librbd
 // handles are; destroyed only when no call is using it.
@@ -334,35 +311,94 @@ std::string PieceName(const std::string& image_id, uint64_t k) {
   return std::string(kRbdJournalPrefix) + image_id + "." + std::to_string(k);
 }
 
-// Reads the journal's pieces into `f` (stops at the first missing or short piece). *pieces = pieces found.
-Status LoadJournal(Connection* c, MemFile* f, uint64_t* pieces) {
-  f->data.clear();
-  *pieces = 0;
-  for (uint64_t k = 0; k < kMaxJournalPieces; k++) {
-    const std::string oid = PieceName(c->image_id, k);
-    uint64_t size = 0;
-    time_t mtime = 0;
-    int r = rados_stat(c->io, oid.c_str(), &size, &mtime);
-    if (r == -ENOENT) break;
-    if (r < 0) return CephError(r, "reading the journal object " + oid);
-    if (size > kJournalPieceBytes) return Status::Corruption("journal object " + oid + " is larger than a piece");
-    size_t base = f->data.size();
-    f->data.resize(base + size);
-    for (uint64_t done = 0; done < size;) {
-      int n = rados_read(c->io, oid.c_str(), reinterpret_cast<char*>(f->data.data() + base + done),
-                         static_cast<size_t>(std::min<uint64_t>(size - done, uint64_t{8} << 20)), done);
-      if (n < 0) return CephError(n, "reading the journal object " + oid);
-      if (n == 0) {
-        f->data.resize(base + done);  // shrank under us: treat as short
+// The journal's pieces read as one file (read-only), so that the directory home's journal checker and the
+// replay (home_journal.h) work on a journal that lives in RADOS objects: both homes share one format. Its size
+// is the sum of the pieces up to the first short or missing one. Reads go through one window of
+// kJournalReadWindow bytes (the checker and the replay read the journal front to back): a journal of any size
+// costs that much memory, never its size.
+class PieceFile final : public File {
+ public:
+  PieceFile(Connection* c, std::string name) : c_(c), name_(std::move(name)) {}
+  // Finds the pieces. *pieces = the pieces found.
+  Status Load(uint64_t* pieces) {
+    sizes_.clear();
+    total_ = 0;
+    win_len_ = 0;
+    for (uint64_t k = 0; k < kMaxJournalPieces; k++) {
+      const std::string oid = PieceName(c_->image_id, k);
+      uint64_t size = 0;
+      time_t mtime = 0;
+      int r = rados_stat(c_->io, oid.c_str(), &size, &mtime);
+      if (r == -ENOENT) break;
+      if (r < 0) return CephError(r, "reading the journal object " + oid);
+      if (size > kJournalPieceBytes) return Status::Corruption("journal object " + oid + " is larger than a piece");
+      sizes_.push_back(size);
+      total_ += size;
+      if (size < kJournalPieceBytes) break;
+    }
+    *pieces = sizes_.size();
+    return Status::OK();
+  }
+  Status ReadAt(uint64_t offset, void* buf, size_t n) override {
+    auto* out = static_cast<uint8_t*>(buf);
+    while (n > 0) {
+      if (offset >= total_) {  // past the journal: zeros (as a short file reads)
+        std::memset(out, 0, n);
+        return Status::OK();
+      }
+      if (win_len_ == 0 || offset < win_off_ || offset >= win_off_ + win_len_) BV_RETURN_IF_ERROR(Fill(offset));
+      size_t m = static_cast<size_t>(std::min<uint64_t>(n, win_off_ + win_len_ - offset));
+      std::memcpy(out, win_.get() + (offset - win_off_), m);
+      out += m;
+      offset += m;
+      n -= m;
+    }
+    return Status::OK();
+  }
+  Status WriteAt(uint64_t, const void*, size_t) override { return Status::Unsupported("read-only"); }
+  Status Sync() override { return Status::OK(); }
+  Status Truncate(uint64_t) override { return Status::Unsupported("read-only"); }
+  Status Allocate(uint64_t, uint64_t) override { return Status::Unsupported("read-only"); }
+  Status PunchHole(uint64_t, uint64_t) override { return Status::Unsupported("read-only"); }
+  Status Stat(FileInfo* info) override {
+    *info = FileInfo();
+    info->size = total_;
+    return Status::OK();
+  }
+  const std::string& name() const override { return name_; }
+
+ private:
+  // Reads the window at `offset` (< total_): up to kJournalReadWindow bytes, inside one piece.
+  Status Fill(uint64_t offset) {
+    if (!win_) win_.reset(new uint8_t[kJournalReadWindow]);
+    const uint64_t k = offset / kJournalPieceBytes, in = offset % kJournalPieceBytes;
+    const uint64_t len = std::min<uint64_t>(kJournalReadWindow, sizes_[k] - in);
+    const std::string oid = PieceName(c_->image_id, k);
+    for (uint64_t done = 0; done < len;) {
+      int r = rados_read(c_->io, oid.c_str(), reinterpret_cast<char*>(win_.get() + done), static_cast<size_t>(len - done),
+                         in + done);
+      if (r < 0) return CephError(r, "reading the journal object " + oid);
+      if (r == 0) {  // shrank under us: reads as zeros (the checksums decide)
+        std::memset(win_.get() + done, 0, len - done);
         break;
       }
-      done += static_cast<uint64_t>(n);
+      done += static_cast<uint64_t>(r);
     }
-    *pieces = k + 1;
-    if (size < kJournalPieceBytes) break;
+    win_off_ = offset;
+    win_len_ = len;
+    return Status::OK();
   }
-  return Status::OK();
-}
+
+  Connection* const c_;
+  const std::string name_;
+  std::vector<uint64_t> sizes_;
+  uint64_t total_ = 0;
+  std::unique_ptr<uint8_t[]> win_;
+  uint64_t win_off_ = 0, win_len_ = 0;
+};
+
+// Reads the journal's pieces into `f` (stops at the first missing or short piece). *pieces = pieces found.
+Status LoadJournal(Connection* c, PieceFile* f, uint64_t* pieces) { return f->Load(pieces); }
 
 // Removes pieces [0, count) (piece 0 first: from then on the journal reads as empty).
 Status RemoveJournal(Connection* c, uint64_t count) {
@@ -374,107 +410,276 @@ Status RemoveJournal(Connection* c, uint64_t count) {
   return Status::OK();
 }
 
-// Writes `f` as journal pieces: pieces 1.. in parallel, then piece 0 (the header) alone.
-Status StoreJournal(Connection* c, const MemFile& f, uint64_t* pieces) {
-  const uint64_t total = f.data.size();
-  const uint64_t n = std::max<uint64_t>(1, (total + kJournalPieceBytes - 1) / kJournalPieceBytes);
-  if (n > kMaxJournalPieces) return Status::InvalidArgument("batch journal of " + std::to_string(total) + " bytes is too large");
-  auto write_pieces = [&](uint64_t first, uint64_t last) -> Status {
-    std::vector<rados_completion_t> comps;
-    Status err;
-    for (uint64_t k = first; k < last; k++) {
-      const std::string oid = PieceName(c->image_id, k);
-      uint64_t off = k * kJournalPieceBytes;
-      uint64_t len = std::min(kJournalPieceBytes, total - off);
-      rados_completion_t comp = nullptr;
-      int r = rados_aio_create_completion(nullptr, nullptr, nullptr, &comp);
-      if (r == 0) {
-        r = rados_aio_write_full(c->io, oid.c_str(), comp, reinterpret_cast<const char*>(f.data.data() + off), len);
-        if (r < 0) rados_aio_release(comp);
-        else comps.push_back(comp);
-      }
-      if (r < 0) {
-        err = CephError(r, "writing the journal object " + oid);
-        break;
-      }
-    }
-    for (rados_completion_t comp : comps) {
-      rados_aio_wait_for_complete(comp);
-      int r = rados_aio_get_return_value(comp);
-      rados_aio_release(comp);
-      if (r < 0 && err.ok()) err = CephError(r, "writing the journal");
-    }
-    return err;
-  };
-  if (n > 1) BV_RETURN_IF_ERROR(write_pieces(1, n));
-  BV_RETURN_IF_ERROR(write_pieces(0, 1));
-  *pieces = n;
+// Zeroes [offset, offset + length) of the image (rbd_write_zeroes: RBD deallocates what it can), synchronously:
+// data written after it may overlap.
+Status ZeroInPlace(Connection* c, uint64_t offset, uint64_t length, const std::string& where) {
+  for (uint64_t done = 0; done < length;) {
+    uint64_t len = std::min<uint64_t>(uint64_t{1} << 30, length - done);
+    ssize_t r = rbd_write_zeroes(c->image, offset + done, len, 0, 0);
+    if (r < 0) return CephError(static_cast<int>(r), "zeroing " + where + " at offset " + std::to_string(offset + done));
+    done += len;
+  }
   return Status::OK();
 }
 
-// Writes the extents in place with many requests in flight, then flushes. `data_at(i)` gives extent i's bytes.
-struct PlainExtent {
-  uint64_t offset;
-  uint64_t length;
-  const uint8_t* data;
+// Writes in flight through one bounded ring buffer: Reserve() hands out the bytes of the next request at the
+// ring's head (reaping the oldest requests until they fit), Submit*() sends them; requests are reaped in
+// submission order, so the ring frees from its tail. Every byte of a streamed batch the home holds is in the
+// ring: `peak` records the most it held at once (RbdHomeCounters). The destructor waits for every request
+// (their buffers are the ring's).
+class WritePipe {
+ public:
+  WritePipe(Connection* c, size_t capacity) : c_(c), cap_(capacity), buf_(new uint8_t[capacity]) {}
+  WritePipe(const WritePipe&) = delete;
+  WritePipe& operator=(const WritePipe&) = delete;
+  ~WritePipe() { (void)Drain(); }
+
+  // n bytes (0 < n <= capacity: callers ask for at most kStreamChunk) for the next Submit; nullptr once a
+  // request failed (see status()).
+  uint8_t* Reserve(size_t n) {
+    for (;;) {
+      if (!err_.ok()) return nullptr;
+      if (reqs_.empty()) head_ = 0, used_ = 0;
+      if (reqs_.size() < kMaxInFlight) {
+        if (used_ == 0) return Place(false, n);
+        const size_t tail = reqs_.front().begin;  // used: [tail, head_) modulo the ring (full when equal)
+        if (head_ > tail) {
+          if (cap_ - head_ >= n) return Place(false, n);
+          if (tail >= n) return Place(true, n);  // the ring's end stays unused until this one is reaped
+        } else if (head_ < tail && tail - head_ >= n) {
+          return Place(false, n);
+        }
+      }
+      ReapOldest();
+    }
+  }
+  // rbd_aio_write of the n bytes just reserved, at image offset `off`.
+  void SubmitImage(uint64_t off, size_t n) {
+    rbd_completion_t comp = nullptr;
+    int r = rbd_aio_create_completion(nullptr, nullptr, &comp);
+    if (r == 0) {
+      r = rbd_aio_write(c_->image, off, n, reinterpret_cast<const char*>(buf_.get() + pos_), comp);
+      if (r < 0) rbd_aio_release(comp);
+    }
+    if (r < 0) return Failed(r, "writing the image at offset " + std::to_string(off));
+    Push(comp, true);
+  }
+  // rados_aio_write (or write_full, which replaces the object) of the n bytes just reserved, to `oid` at `off`.
+  void SubmitObject(const std::string& oid, uint64_t off, size_t n, bool full) {
+    rados_completion_t comp = nullptr;
+    int r = rados_aio_create_completion(nullptr, nullptr, nullptr, &comp);
+    if (r == 0) {
+      const char* p = reinterpret_cast<const char*>(buf_.get() + pos_);
+      r = full ? rados_aio_write_full(c_->io, oid.c_str(), comp, p, n) : rados_aio_write(c_->io, oid.c_str(), comp, p, n, off);
+      if (r < 0) rados_aio_release(comp);
+    }
+    if (r < 0) return Failed(r, "writing the journal object " + oid);
+    Push(comp, false);
+    // The writes after it to the same object land in order only once it is done: wait (once per piece).
+    if (full) rados_aio_wait_for_complete(comp);
+  }
+  // Waits for every request; the first error of any.
+  Status Drain() {
+    while (!reqs_.empty()) ReapOldest();
+    return err_;
+  }
+  const Status& status() const { return err_; }
+  size_t peak() const { return peak_; }
+
+ private:
+  struct Req {
+    void* comp;
+    bool rbd;
+    size_t begin;  // where its bytes (with the unused end of the ring before them) start
+    size_t bytes;  // counted in used_
+  };
+  // The next request's n bytes: at the head, or (wrap: the ring's end is too short) at the ring's start, the
+  // end counted with the request.
+  uint8_t* Place(bool wrap, size_t n) {
+    pending_begin_ = head_;
+    pending_bytes_ = (wrap ? cap_ - head_ : 0) + n;
+    pos_ = wrap ? 0 : head_;
+    pending_end_ = pos_ + n;
+    return buf_.get() + pos_;
+  }
+  void Push(void* comp, bool rbd) {
+    reqs_.push_back(Req{comp, rbd, pending_begin_, pending_bytes_});
+    used_ += pending_bytes_;
+    head_ = pending_end_;
+    peak_ = std::max(peak_, used_);
+  }
+  void Failed(int r, const std::string& what) {
+    if (err_.ok()) err_ = CephError(r, what);
+  }
+  void ReapOldest() {
+    Req q = reqs_.front();
+    reqs_.pop_front();
+    long r;
+    if (q.rbd) {
+      auto comp = static_cast<rbd_completion_t>(q.comp);
+      rbd_aio_wait_for_complete(comp);
+      r = static_cast<long>(rbd_aio_get_return_value(comp));
+      rbd_aio_release(comp);
+    } else {
+      auto comp = static_cast<rados_completion_t>(q.comp);
+      rados_aio_wait_for_complete(comp);
+      r = rados_aio_get_return_value(comp);
+      rados_aio_release(comp);
+    }
+    used_ -= q.bytes;
+    if (r < 0) Failed(static_cast<int>(r), q.rbd ? "writing the image" : "writing the journal");
+  }
+
+  Connection* const c_;
+  const size_t cap_;
+  std::unique_ptr<uint8_t[]> buf_;
+  std::deque<Req> reqs_;
+  size_t head_ = 0, used_ = 0, peak_ = 0;
+  size_t pos_ = 0, pending_begin_ = 0, pending_bytes_ = 0, pending_end_ = 0;
+  Status err_;
 };
 
-Status WriteInPlace(Connection* c, const std::vector<PlainExtent>& ext, const std::string& where) {
-  std::deque<rbd_completion_t> inflight;
-  Status err;
-  auto reap_one = [&] {
-    rbd_completion_t comp = inflight.front();
-    inflight.pop_front();
-    rbd_aio_wait_for_complete(comp);
-    ssize_t r = rbd_aio_get_return_value(comp);
-    rbd_aio_release(comp);
-    if (r < 0 && err.ok()) err = CephError(static_cast<int>(r), "writing " + where);
+void PutLe(uint8_t* p, uint64_t v, int bytes) {
+  for (int i = 0; i < bytes; i++) p[i] = static_cast<uint8_t>(v >> (8 * i));
+}
+
+// Writes the journal of `batch` (on top of `base`) as pieces, streamed through `pipe`: the same bytes
+// WriteJournal (home_journal.h) puts in a directory home's journal file, the header block last. Returns when
+// the header is written: the batch is decided. *pieces = the pieces written.
+Status StreamJournal(Connection* c, WritePipe* pipe, const log::Uuid& uuid, uint64_t image_size,
+                     const meta::Watermark& base, const Batch& batch, bool with_data, uint64_t* pieces) {
+  uint64_t nzero = 0;
+  for (const ZeroExtent& z : batch.zeros) nzero += (z.length + kJournalMaxZeroExtent - 1) / kJournalMaxZeroExtent;
+  const std::vector<Extent>& data_ext =
+      with_data && !batch.journal_extents.empty() ? batch.journal_extents : batch.extents;
+  const uint64_t n = nzero + data_ext.size();
+  const uint64_t table_bytes = JournalTableBytes(n);
+  uint64_t data_bytes = 0;
+  for (const Extent& e : data_ext) data_bytes += e.length;
+  const uint64_t total = kJournalHeaderSize + table_bytes + (with_data ? data_bytes : 0);
+  const uint64_t npieces = (total + kJournalPieceBytes - 1) / kJournalPieceBytes;
+  if (npieces > kMaxJournalPieces) {
+    return Status::InvalidArgument("batch journal of " + std::to_string(total) + " bytes is too large (at most " +
+                                   std::to_string(kMaxJournalPieces) + " pieces)");
+  }
+  *pieces = npieces;  // before the first write: a failure below may leave any of them
+  // The journal's bytes in order: a generator over (header zeros, table entries, padding, data).
+  uint32_t crc = 0;
+  uint64_t entry = 0;                // next table entry
+  size_t zi = 0, di = 0;             // next zero extent / data extent (for entries)
+  uint64_t zdone = 0;                // of batch.zeros[zi], entered
+  size_t xi = 0;                     // data extent being copied
+  uint64_t xdone = 0;                // of data_ext[xi], copied
+  const uint64_t table_end = kJournalHeaderSize + table_bytes;
+  auto fill = [&](uint64_t pos, uint8_t* dst, size_t len) -> Status {
+    for (size_t at = 0; at < len;) {
+      const uint64_t p = pos + at;
+      if (p < table_end) {
+        // Header block (zeros until the end) and the table: entries are 16 bytes and never straddle a request
+        // (requests start and end on 4096-byte boundaries).
+        std::memset(dst + at, 0, kJournalEntrySize);
+        if (p >= kJournalHeaderSize && entry < n) {
+          uint8_t* e = dst + at;
+          if (zi < batch.zeros.size()) {
+            const ZeroExtent& z = batch.zeros[zi];
+            uint64_t l = std::min(kJournalMaxZeroExtent, z.length - zdone);
+            PutLe(e, z.offset + zdone, 8);
+            PutLe(e + 8, l, 4);
+            PutLe(e + 12, kJournalExtentZero, 4);
+            zdone += l;
+            if (zdone == z.length) zi++, zdone = 0;
+          } else {
+            PutLe(e, data_ext[di].offset, 8);
+            PutLe(e + 8, data_ext[di].length, 4);
+            PutLe(e + 12, 0, 4);
+            di++;
+          }
+          crc = crc32c::Extend(crc, e, kJournalEntrySize);
+          entry++;
+        }
+        at += kJournalEntrySize;
+        continue;
+      }
+      const Extent& e = data_ext[xi];
+      size_t m = static_cast<size_t>(std::min<uint64_t>(e.length - xdone, len - at));
+      if (e.data != nullptr) {
+        std::memcpy(dst + at, e.data + xdone, m);
+      } else {
+        BV_RETURN_IF_ERROR(batch.source(e.offset + xdone, dst + at, m));
+      }
+      crc = crc32c::Extend(crc, dst + at, m);
+      at += m;
+      xdone += m;
+      if (xdone == e.length) xi++, xdone = 0;
+    }
+    return Status::OK();
   };
-  // Zero extents (data == nullptr) first and synchronously: data extents after them may overlap.
-  for (const PlainExtent& e : ext) {
-    if (e.data != nullptr) continue;
+  for (uint64_t pos = 0; pos < total;) {
+    const uint64_t k = pos / kJournalPieceBytes;
+    const uint64_t off = pos - k * kJournalPieceBytes;
+    const size_t len = static_cast<size_t>(std::min({uint64_t{kStreamChunk}, kJournalPieceBytes - off, total - pos}));
+    uint8_t* dst = pipe->Reserve(len);
+    if (dst == nullptr) return pipe->status();
+    BV_RETURN_IF_ERROR(fill(pos, dst, len));
+    pipe->SubmitObject(PieceName(c->image_id, k), off, len, off == 0);
+    pos += len;
+  }
+  BV_RETURN_IF_ERROR(pipe->Drain());
+  uint8_t h[kJournalHeaderSize];
+  EncodeJournalHeader(h, uuid, image_size, base, batch.end, nzero > 0, with_data, n, data_bytes, crc);
+  const std::string oid0 = PieceName(c->image_id, 0);
+  int r = rados_write(c->io, oid0.c_str(), reinterpret_cast<const char*>(h), sizeof h, 0);
+  if (r < 0) return CephError(r, "writing the journal header " + oid0);
+  return Status::OK();
+}
+
+// The batch in place: zero ranges first (synchronously: data extents after them may overlap), then the extents
+// streamed through `pipe` in requests of at most kStreamChunk, then the barrier (rbd_flush).
+Status StreamInPlace(Connection* c, WritePipe* pipe, const Batch& batch, const std::string& where) {
+  for (const ZeroExtent& z : batch.zeros) BV_RETURN_IF_ERROR(ZeroInPlace(c, z.offset, z.length, where));
+  for (const Extent& e : batch.extents) {
     for (uint64_t done = 0; done < e.length;) {
-      uint64_t len = std::min<uint64_t>(uint64_t{1} << 30, e.length - done);
-      ssize_t r = rbd_write_zeroes(c->image, e.offset + done, len, 0, 0);
-      if (r < 0) return CephError(static_cast<int>(r), "zeroing " + where + " at offset " + std::to_string(e.offset + done));
+      const size_t len = static_cast<size_t>(std::min<uint64_t>(kStreamChunk, e.length - done));
+      uint8_t* dst = pipe->Reserve(len);
+      if (dst == nullptr) return pipe->status();
+      if (e.data != nullptr) {
+        std::memcpy(dst, e.data + done, len);
+      } else {
+        BV_RETURN_IF_ERROR(batch.source(e.offset + done, dst, len));
+      }
+      pipe->SubmitImage(e.offset + done, len);
       done += len;
     }
   }
-  for (const PlainExtent& e : ext) {
-    if (e.data == nullptr) continue;
-    for (uint64_t done = 0; done < e.length && err.ok();) {
-      uint64_t len = std::min(kMaxWriteChunk, e.length - done);
-      rbd_completion_t comp = nullptr;
-      int r = rbd_aio_create_completion(nullptr, nullptr, &comp);
-      if (r == 0) {
-        r = rbd_aio_write(c->image, e.offset + done, len, reinterpret_cast<const char*>(e.data + done), comp);
-        if (r < 0) rbd_aio_release(comp);
-        else inflight.push_back(comp);
-      }
-      if (r < 0) {
-        err = CephError(r, "writing " + where + " at offset " + std::to_string(e.offset + done));
-        break;
-      }
-      done += len;
-      if (inflight.size() >= kMaxInFlight) reap_one();
-    }
-    if (!err.ok()) break;
-  }
-  while (!inflight.empty()) reap_one();
-  if (!err.ok()) return err;
+  BV_RETURN_IF_ERROR(pipe->Drain());
   int r = rbd_flush(c->image);
   if (r < 0) return CephError(r, "flushing " + where);
   return Status::OK();
 }
 
-// Finishes a valid journal's batch: its extents in place, flush, stamp, remove.
-Status ReplayJournalOn(Connection* c, const MemFile& f, const Journal& j, uint64_t pieces, const std::string& where,
+// Finishes a valid journal's batch: its zero extents, then its data extents streamed from the journal through
+// a WritePipe, flush, stamp, remove.
+Status ReplayJournalOn(Connection* c, PieceFile& f, const Journal& j, uint64_t pieces, const std::string& where,
                        const log::Uuid& uuid, uint64_t size) {
-  std::vector<PlainExtent> ext;
-  ext.reserve(j.extents.size());
   for (const JournalExtent& e : j.extents)
-    ext.push_back(PlainExtent{e.offset, e.length, e.zero ? nullptr : f.data.data() + e.data_pos});
-  BV_RETURN_IF_ERROR(WriteInPlace(c, ext, where));
+    if (e.zero) BV_RETURN_IF_ERROR(ZeroInPlace(c, e.offset, e.length, where));
+  {
+    WritePipe pipe(c, kStreamBufferBytes);
+    for (const JournalExtent& e : j.extents) {
+      if (e.zero) continue;
+      for (uint64_t done = 0; done < e.length;) {
+        const size_t len = static_cast<size_t>(std::min<uint64_t>(kStreamChunk, e.length - done));
+        uint8_t* dst = pipe.Reserve(len);
+        if (dst == nullptr) return pipe.status();
+        BV_RETURN_IF_ERROR(f.ReadAt(e.data_pos + done, dst, len));
+        pipe.SubmitImage(e.offset + done, len);
+        done += len;
+      }
+    }
+    BV_RETURN_IF_ERROR(pipe.Drain());
+  }
+  int r = rbd_flush(c->image);
+  if (r < 0) return CephError(r, "flushing " + where);
   BV_RETURN_IF_ERROR(WriteStampTo(c, where, uuid, size, j.end));
   Status s = RemoveJournal(c, pieces);
   if (!s.ok()) spdlog::warn("{}: removing the replayed journal failed ({}); harmless: it is stale now", where, s.ToString());
@@ -496,7 +701,7 @@ Status ValidateBatch(const Batch& b, uint64_t image_size) {
   prev_end = 0;
   for (size_t i = 0; i < b.extents.size(); i++) {
     const Extent& e = b.extents[i];
-    if (e.length == 0 || e.length % kBlock != 0 || e.offset % kBlock != 0 || e.data == nullptr ||
+    if (e.length == 0 || e.length % kBlock != 0 || e.offset % kBlock != 0 || (e.data == nullptr && !b.source) ||
         e.offset > image_size || e.length > image_size - e.offset || (i > 0 && e.offset < prev_end)) {
       return Status::InvalidArgument("batch extent " + std::to_string(i) + " (offset " + std::to_string(e.offset) +
                                      ", length " + std::to_string(e.length) +
@@ -571,23 +776,33 @@ class RbdHome final : public Home {
     const std::string what =
         "applying batch " + WatermarkString(cur) + " -> " + WatermarkString(batch.end) + " to " + where_;
     if (!batch.empty()) {
-      // 1. The journal: decided once piece 0 is written.
+      // Every byte of the batch passes through this ring, twice (journal, then in place).
+      WritePipe pipe(c, kStreamBufferBytes);
+      auto note_peak = [&] {
+        uint64_t p = pipe.peak(), prev = peak_buffered_.load();
+        while (p > prev && !peak_buffered_.compare_exchange_weak(prev, p)) {
+        }
+      };
+      // 1. The journal: decided once the header of piece 0 is written.
       if (!marker_in_place) {
-        MemFile jf("journal of " + where_);
-        s = WriteJournal(&jf, uuid_, size_, cur, batch, use_journal_);
         uint64_t pieces = 0;
-        if (s.ok()) s = StoreJournal(c, jf, &pieces);
-        if (!s.ok()) return NoteFail(Status::IoError(s.err(), what + ": writing the journal: " + s.message()));
+        s = StreamJournal(c, &pipe, uuid_, size_, cur, batch, use_journal_, &pieces);
+        if (s.ok()) s = pipe.Drain();
         journal_pieces_ = std::max(journal_pieces_, pieces);
+        if (!s.ok()) {
+          (void)pipe.Drain();
+          note_peak();
+          return NoteFail(WithWhat(s, what + ": writing the journal"));
+        }
       }
       journal_live_ = true;
       // 2. In place, then the barrier.
-      std::vector<PlainExtent> ext;
-      ext.reserve(batch.zeros.size() + batch.extents.size());
-      for (const ZeroExtent& z : batch.zeros) ext.push_back(PlainExtent{z.offset, z.length, nullptr});
-      for (const Extent& e : batch.extents) ext.push_back(PlainExtent{e.offset, e.length, e.data});
-      s = WriteInPlace(c, ext, where_);
-      if (!s.ok()) return NoteFail(Status::IoError(s.err(), what + ": " + s.message()));
+      s = StreamInPlace(c, &pipe, batch, where_);
+      if (s.ok()) s = pipe.Drain();
+      (void)pipe.Drain();
+      note_peak();
+      if (!s.ok()) return NoteFail(WithWhat(s, what));
+      batches_streamed_.fetch_add(1);
     }
     // 3. The stamp.
     s = WriteStampTo(c, where_, uuid_, size_, batch.end);
@@ -611,6 +826,13 @@ class RbdHome final : public Home {
   }
 
   std::string Describe() const override { return where_; }
+  bool streams_batches() const override { return true; }
+  RbdHomeCounters counters() const {
+    RbdHomeCounters k;
+    k.peak_buffered_bytes = peak_buffered_.load();
+    k.batches_streamed = batches_streamed_.load();
+    return k;
+  }
 
   // Write-through (a volume whose log failed): straight into the image, fenced like a batch.
   Status WriteThrough(uint64_t offset, const void* data, size_t n) override {
@@ -627,7 +849,11 @@ class RbdHome final : public Home {
     MutexLock l(&apply_mu_);
     BV_RETURN_IF_ERROR(EnsureLock());
     ReaderLock cl(&conn_mu_);
-    Status s = WriteInPlace(conn_.get(), {PlainExtent{offset, n, nullptr}}, where_);
+    Status s = ZeroInPlace(conn_.get(), offset, n, where_);
+    if (s.ok()) {
+      int r = rbd_flush(conn_->image);
+      if (r < 0) s = CephError(r, "flushing " + where_);
+    }
     if (!s.ok()) return NoteFail(s);
     return Status::OK();
   }
@@ -647,7 +873,7 @@ class RbdHome final : public Home {
     MutexLock l(&apply_mu_);
     ReaderLock cl(&conn_mu_);
     Connection* c = conn_.get();
-    MemFile jf("journal of " + where_);
+    PieceFile jf(c, "journal of " + where_);
     uint64_t pieces = 0;
     Status s = LoadJournal(c, &jf, &pieces);
     if (!s.ok()) return Fail(s, kOpenHint);
@@ -768,7 +994,7 @@ class RbdHome final : public Home {
 
   Status FinishLiveJournal(Connection* c, const Batch& batch, bool* marker_in_place)
       BV_REQUIRES(apply_mu_) BV_REQUIRES_SHARED(conn_mu_) {
-    MemFile jf("journal of " + where_);
+    PieceFile jf(c, "journal of " + where_);
     uint64_t pieces = 0;
     BV_RETURN_IF_ERROR(LoadJournal(c, &jf, &pieces));
     JournalState state = JournalState::kEmpty;
@@ -808,6 +1034,8 @@ class RbdHome final : public Home {
   bool lock_lost_ BV_GUARDED_BY(apply_mu_) = false;
   std::string adopted_away_ BV_GUARDED_BY(apply_mu_);
   std::atomic<bool> blocklisted_{false};
+  std::atomic<uint64_t> peak_buffered_{0};     // RbdHomeCounters
+  std::atomic<uint64_t> batches_streamed_{0};
 
   SharedMutex conn_mu_;  // shared: every call on the connection; exclusive: swapping in a fresh one
   std::unique_ptr<Connection> conn_ BV_PT_GUARDED_BY(conn_mu_);
@@ -847,7 +1075,7 @@ Status Summarize(Connection* c, const std::string& where, HomeSummary* out, Stam
     }
     out->previous_uuid = log::UuidToString(stamp->uuid);
     out->watermark = stamp->watermark;
-    MemFile jf("journal of " + where);
+    PieceFile jf(c, "journal of " + where);
     uint64_t pieces = 0;
     BV_RETURN_IF_ERROR(LoadJournal(c, &jf, &pieces));
     JournalState state = JournalState::kEmpty;
@@ -951,6 +1179,11 @@ Status InspectRbdHome(const RbdTarget& t, HomeSummary* out) {
   return s;
 }
 
+RbdHomeCounters GetRbdHomeCounters(const Home& home) {
+  auto* h = dynamic_cast<const RbdHome*>(&home);
+  return h != nullptr ? h->counters() : RbdHomeCounters();
+}
+
 Status AdoptRbdHome(const RbdTarget& t, const log::Uuid& new_uuid, uint64_t image_size, AdoptReport* report) {
   *report = AdoptReport();
   const std::string where = RbdUri(t);
@@ -967,7 +1200,7 @@ Status AdoptRbdHome(const RbdTarget& t, const log::Uuid& new_uuid, uint64_t imag
   }
   if (report->found.stamped) {
     // Finish the old volume's batch if its journal is complete; discard anything else (stale or torn).
-    MemFile jf("journal of " + where);
+    PieceFile jf(c.get(), "journal of " + where);
     uint64_t pieces = 0;
     s = LoadJournal(c.get(), &jf, &pieces);
     JournalState state = JournalState::kEmpty;

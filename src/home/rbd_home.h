@@ -10,8 +10,9 @@
 //                                  image times 0 (RBD has no usable change time; see docs/rbd-home.md)
 //   RADOS objects in POOL          boostvol_journal.<image id>.<k>, k = 0, 1, ...: the redo journal of the batch
 //                                  being applied, in a directory home's journal format, cut into pieces of
-//                                  kJournalPieceBytes; piece 0 (header first) is written last, each piece whole
-//                                  (write_full is atomic per object), so the journal is valid only when complete.
+//                                  kJournalPieceBytes; the header block (first 4 KiB of piece 0) is written
+//                                  last, after every other write of the journal completed (until then it reads
+//                                  as zeros or as a stale header), so the journal is valid only when complete.
 //
 // Fencing: the image's exclusive lock (RBD_LOCK_MODE_EXCLUSIVE, managed by librbd and refused to peers) is taken
 // at open and checked before every batch; a batch never starts without it, and after re-taking it the stamp must
@@ -34,6 +35,10 @@ namespace boostvol::home {
 inline constexpr char kRbdStampKey[] = "boostvol.home";
 inline constexpr char kRbdJournalPrefix[] = "boostvol_journal.";
 inline constexpr uint64_t kJournalPieceBytes = uint64_t{16} << 20;
+// The most bytes of a migration batch an RbdHome holds in memory at once: it reads the batch from
+// Batch::source (streams_batches()) into one ring of this size that holds the writes in flight, for the
+// journal and again for the in-place writes.
+inline constexpr uint64_t kRbdStreamBufferBytes = uint64_t{8} << 20;
 
 struct RbdTarget {
   std::string pool;
@@ -57,6 +62,13 @@ Status CreateRbdHome(const RbdTarget& t, const log::Uuid& uuid, uint64_t image_s
 // checks the stamp (uuid, size), replays a complete journal.
 Status OpenRbdHome(const RbdTarget& t, const log::Uuid& uuid, uint64_t image_size, bool use_journal,
                    std::unique_ptr<Home>* out, HomeOpenReport* report);
+
+// What an RBD home did (for tests and benchmarks); all zero for any other home.
+struct RbdHomeCounters {
+  uint64_t peak_buffered_bytes = 0;  // the most batch bytes held at once over every ApplyBatch so far
+  uint64_t batches_streamed = 0;     // non-empty batches applied
+};
+RbdHomeCounters GetRbdHomeCounters(const Home& home);
 
 // Reads what adopting would find, changing nothing.
 Status InspectRbdHome(const RbdTarget& t, HomeSummary* out);

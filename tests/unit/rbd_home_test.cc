@@ -199,6 +199,153 @@ TEST(RbdHome, JournalReplayedOnOpenTornDiscarded) {
   out.Remove(image);
 }
 
+// A streamed batch (extents without data, read from Batch::source) larger than the home's streaming bound:
+// it migrates byte-identical while the home never holds more than kRbdStreamBufferBytes of it, and it reads
+// the source twice (journal, then in place) instead of keeping the batch. A home that buffered the whole batch
+// fails the counter (its peak would be the batch's size) or the read count (it would read each byte once).
+// Then a batch whose in-place pass fails after its streamed journal was written: reopening finishes it from
+// that journal (the journal streamed in 1 MiB writes is a valid one); and one whose journal pass fails: the
+// image is untouched and the journal, without its header, is torn. Either way the home is a prefix.
+TEST(RbdHome, StreamedBatchBoundedMemory) {
+  NEED_CLUSTER();
+  const std::string image = UniqueImage("stream");
+  const log::Uuid u = MakeUuid(7);
+  ASSERT_TRUE(CreateHome(Env::Posix(), Uri(image), u, kImageSize, HomeOptions()).ok());
+  std::vector<uint8_t> model(kImageSize, 0);
+  // The new bytes of the batches, by image offset (the source reads from here).
+  std::vector<uint8_t> next(kImageSize, 0);
+  auto add = [&](Batch* b, uint64_t first, uint32_t nblocks, uint8_t tag) {
+    for (uint64_t i = 0; i < nblocks * kBlock; i++)
+      next[first * kBlock + i] = static_cast<uint8_t>(tag * 29 + (first * kBlock + i) / 4096 * 7 + i % 241);
+    b->extents.push_back(Extent{first * kBlock, static_cast<uint32_t>(nblocks * kBlock), nullptr});
+  };
+  uint64_t source_bytes = 0, source_max = 0;
+  int fail_after_bytes = -1;  // >= 0: the source fails once it has given this many bytes
+  auto source = [&](uint64_t offset, uint8_t* dst, size_t n) -> Status {
+    if (fail_after_bytes >= 0 && source_bytes >= static_cast<uint64_t>(fail_after_bytes))
+      return Status::IoError(EIO, "test: the log cannot be read");
+    EXPECT_EQ(offset % kBlock, 0u);
+    EXPECT_LE(offset + n, next.size());
+    std::memcpy(dst, next.data() + offset, n);
+    source_bytes += n;
+    source_max = std::max<uint64_t>(source_max, n);
+    return Status::OK();
+  };
+  Batch b;
+  b.zeros.push_back(ZeroExtent{100 * kBlock, 50 * kBlock});
+  add(&b, 0, 64, 1);                                          // 256 KiB
+  for (uint64_t k = 0; k < 600; k++) add(&b, 200 + 3 * k, 1, 2);  // 600 scattered 4 KiB blocks
+  add(&b, 2048, 5000, 3);                                     // 19.5 MiB, across RBD objects and journal pieces
+  b.end = meta::Watermark{4, 77};
+  b.source = source;
+  uint64_t data_bytes = 0;
+  for (const Extent& e : b.extents) data_bytes += e.length;
+  ASSERT_GT(data_bytes, 2 * kRbdStreamBufferBytes) << "the batch must not fit in the streaming bound";
+  for (const Extent& e : b.extents) std::memcpy(model.data() + e.offset, next.data() + e.offset, e.length);
+  Outside out;
+  {
+    std::unique_ptr<Home> h;
+    HomeOpenReport rep;
+    ASSERT_TRUE(Open(image, u, &h, &rep).ok());
+    ASSERT_TRUE(h->streams_batches());
+    Status s = h->ApplyBatch(b);
+    ASSERT_TRUE(s.ok()) << s.ToString();
+    EXPECT_EQ(h->watermark().record_seq, 77u);
+    RbdHomeCounters k = GetRbdHomeCounters(*h);
+    EXPECT_EQ(k.batches_streamed, 1u);
+    EXPECT_GT(k.peak_buffered_bytes, 0u);
+    EXPECT_LE(k.peak_buffered_bytes, kRbdStreamBufferBytes) << "the home held more of the batch than its bound";
+    EXPECT_EQ(source_bytes, 2 * data_bytes) << "the batch is read once for the journal, once in place";
+    EXPECT_LE(source_max, kRbdStreamBufferBytes);
+  }
+  EXPECT_TRUE(out.ReadImage(image) == model) << "the streamed batch is home, byte-identical";
+  const std::string oid0 = std::string(kRbdJournalPrefix) + out.ImageId(image) + ".0";
+  uint64_t size;
+  time_t mtime;
+  EXPECT_EQ(rados_stat(out.io, oid0.c_str(), &size, &mtime), -ENOENT) << "the journal is removed after the stamp";
+
+  // Second batch: the in-place pass fails halfway (the journal is complete); reopening finishes the batch.
+  Batch b2;
+  add(&b2, 4000, 3000, 4);  // 11.7 MiB
+  for (uint64_t k = 0; k < 100; k++) add(&b2, 9000 + 2 * k, 1, 5);
+  b2.end = meta::Watermark{5, 90};
+  b2.source = source;
+  uint64_t data2 = 0;
+  for (const Extent& e : b2.extents) data2 += e.length;
+  source_bytes = 0;
+  fail_after_bytes = static_cast<int>(data2 + data2 / 2);
+  {
+    std::unique_ptr<Home> h;
+    HomeOpenReport rep;
+    ASSERT_TRUE(Open(image, u, &h, &rep).ok());
+    EXPECT_FALSE(h->ApplyBatch(b2).ok());
+    EXPECT_EQ(h->watermark().record_seq, 77u) << "a failed batch leaves the watermark";
+    EXPECT_LE(GetRbdHomeCounters(*h).peak_buffered_bytes, kRbdStreamBufferBytes);
+  }  // the cache "dies" here, its batch half in place
+  for (const Extent& e : b2.extents) std::memcpy(model.data() + e.offset, next.data() + e.offset, e.length);
+  {
+    std::unique_ptr<Home> h;
+    HomeOpenReport rep;
+    ASSERT_TRUE(Open(image, u, &h, &rep).ok());
+    EXPECT_TRUE(rep.journal_replayed) << "the streamed journal is a complete, valid journal";
+    EXPECT_EQ(rep.watermark.record_seq, 90u);
+  }
+  EXPECT_TRUE(out.ReadImage(image) == model) << "the journal's batch is finished at open";
+  EXPECT_EQ(rados_stat(out.io, oid0.c_str(), &size, &mtime), -ENOENT);
+
+  // Third batch: the journal pass fails halfway (pieces 0 and 1 partly written, the header never): the batch
+  // never began, the image is untouched and the torn journal is discarded at open.
+  Batch b3;
+  add(&b3, 0, 6000, 6);  // 23 MiB: a journal of two pieces
+  b3.end = meta::Watermark{6, 120};
+  b3.source = source;
+  source_bytes = 0;
+  fail_after_bytes = static_cast<int>(20 << 20);
+  {
+    std::unique_ptr<Home> h;
+    HomeOpenReport rep;
+    ASSERT_TRUE(Open(image, u, &h, &rep).ok());
+    EXPECT_FALSE(h->ApplyBatch(b3).ok());
+    EXPECT_EQ(h->watermark().record_seq, 90u);
+  }
+  EXPECT_EQ(rados_stat(out.io, oid0.c_str(), &size, &mtime), 0) << "the failed journal's piece 0 was written";
+  EXPECT_TRUE(out.ReadImage(image) == model) << "nothing of a batch is in place before its journal is complete";
+  {
+    std::unique_ptr<Home> h;
+    HomeOpenReport rep;
+    ASSERT_TRUE(Open(image, u, &h, &rep).ok());
+    EXPECT_FALSE(rep.journal_replayed) << "a journal without its header is torn";
+    EXPECT_EQ(rep.watermark.record_seq, 90u);
+  }
+  EXPECT_TRUE(out.ReadImage(image) == model);
+  EXPECT_EQ(rados_stat(out.io, oid0.c_str(), &size, &mtime), -ENOENT) << "the torn journal is removed at open";
+
+  // Fourth: the in-place pass fails, and the migrator's retry of the same batch on the same home first finishes
+  // the live journal (streamed back from its pieces), then finds the batch home.
+  Batch b4;
+  add(&b4, 8000, 2500, 7);  // 9.8 MiB
+  b4.end = meta::Watermark{7, 130};
+  b4.source = source;
+  uint64_t data4 = 2500 * kBlock;
+  {
+    std::unique_ptr<Home> h;
+    HomeOpenReport rep;
+    ASSERT_TRUE(Open(image, u, &h, &rep).ok());
+    source_bytes = 0;
+    fail_after_bytes = static_cast<int>(data4 + data4 / 3);
+    EXPECT_FALSE(h->ApplyBatch(b4).ok());
+    fail_after_bytes = -1;
+    Status s = h->ApplyBatch(b4);
+    EXPECT_TRUE(s.ok()) << s.ToString();
+    EXPECT_EQ(h->watermark().record_seq, 130u);
+    EXPECT_LE(GetRbdHomeCounters(*h).peak_buffered_bytes, kRbdStreamBufferBytes);
+  }
+  for (const Extent& e : b4.extents) std::memcpy(model.data() + e.offset, next.data() + e.offset, e.length);
+  EXPECT_TRUE(out.ReadImage(image) == model) << "the retried batch is home";
+  EXPECT_EQ(rados_stat(out.io, oid0.c_str(), &size, &mtime), -ENOENT);
+  out.Remove(image);
+}
+
 // Fencing: a second open is refused naming the holder; a blocklisted holder writes nothing more; after the home
 // was adopted by another volume, the old holder never writes it again even once it could re-take the lock.
 TEST(RbdHome, FencingAndAdopt) {
