@@ -926,9 +926,11 @@ class FuseLoop {
     if (allowed && spare < kPollOffSpare) {
       poll_allowed_.store(false, std::memory_order_relaxed);
       poll_switches_++;
+      spdlog::debug("FUSE polling off: {:.2f} CPUs to spare", spare);
     } else if (!allowed && spare > kPollOnSpare) {
       poll_allowed_.store(true, std::memory_order_relaxed);
       poll_switches_++;
+      spdlog::debug("FUSE polling on: {:.2f} CPUs to spare", spare);
     }
   }
   static constexpr uint64_t kGovernPeriodNs = 50'000'000;
