@@ -7,9 +7,9 @@
 #include <fuse_lowlevel.h>
 
 #include "fuse/fuse_server.h"
-#include "util/spare_cpu.h"
 
 #include "util/blocking_hint.h"
+#include "util/spare_cpu.h"
 
 #include <fcntl.h>
 #include <poll.h>
@@ -908,7 +908,7 @@ class FuseLoop {
   }
 
   // Polling only while the machine has CPU to spare (the monitor decides,
-  // every kGovernPeriod): when every CPU is busy with real work (4k reads of
+  // every kGovernPeriodNs): when every CPU is busy with real work (4k reads of
   // cached blocks at QD16 kept both CPUs of the development VM busy), a
   // polling reader takes a CPU the threads that bring and complete requests
   // need (there it cost 22-30% of the reads' IOPS). Spare means idle (from

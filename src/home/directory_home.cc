@@ -346,17 +346,21 @@ Status ValidateJournalExtents(const Batch& b) {
   return Status::OK();
 }
 
+JournalContent JournalContentOf(const Batch& batch, bool with_data) {
+  JournalContent c;
+  for (const ZeroExtent& z : batch.zeros) c.zero_entries += (z.length + kJournalMaxZeroExtent - 1) / kJournalMaxZeroExtent;
+  c.data_extents = with_data && !batch.journal_extents.empty() ? &batch.journal_extents : &batch.extents;
+  c.entries = c.zero_entries + c.data_extents->size();
+  c.table_bytes = JournalTableBytes(c.entries);
+  for (const Extent& e : *c.data_extents) c.data_bytes += e.length;
+  return c;
+}
+
 Status WriteJournal(File* f, const log::Uuid& uuid, uint64_t image_size, const meta::Watermark& base,
                     const Batch& batch, bool with_data) {
-  // Zero extents first (split to kJournalMaxZeroExtent: the table's length is a u32), then data.
-  uint64_t nzero = 0;
-  for (const ZeroExtent& z : batch.zeros) nzero += (z.length + kJournalMaxZeroExtent - 1) / kJournalMaxZeroExtent;
-  // The journal's data: the changed runs only when the batch lists them (its
-  // gap blocks need no redo); an intent marker lists every extent written.
-  const std::vector<Extent>& data_ext =
-      with_data && !batch.journal_extents.empty() ? batch.journal_extents : batch.extents;
-  const uint64_t n = nzero + data_ext.size();
-  const uint64_t table_bytes = JournalTableBytes(n);
+  const JournalContent content = JournalContentOf(batch, with_data);
+  const uint64_t nzero = content.zero_entries, n = content.entries, table_bytes = content.table_bytes;
+  const std::vector<Extent>& data_ext = *content.data_extents;
   std::vector<uint8_t> table(table_bytes, 0);
   uint64_t total = 0;
   uint64_t i = 0;

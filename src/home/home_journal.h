@@ -129,6 +129,20 @@ struct Journal {
 // Byte size of the extent table, padded to a block.
 uint64_t JournalTableBytes(uint64_t extent_count);
 
+// What a batch's journal holds: zero extents first (each split to at most
+// kJournalMaxZeroExtent bytes: the table's length field is a u32), then the
+// data extents: Batch::journal_extents when the batch lists them and the
+// journal carries data (gap blocks need no redo), else Batch::extents (an
+// intent-only journal lists every extent written).
+struct JournalContent {
+  uint64_t zero_entries = 0;
+  const std::vector<Extent>* data_extents = nullptr;  // points into the batch
+  uint64_t entries = 0;                               // zero_entries + data_extents->size()
+  uint64_t table_bytes = 0;                           // JournalTableBytes(entries)
+  uint64_t data_bytes = 0;                            // sum of data_extents' lengths
+};
+JournalContent JournalContentOf(const Batch& batch, bool with_data);
+
 // Checks Batch::journal_extents against the batch's extents (sorted, disjoint,
 // aligned, each inside one extent and pointing at its bytes); OK when empty.
 Status ValidateJournalExtents(const Batch& b);

@@ -548,14 +548,10 @@ void PutLe(uint8_t* p, uint64_t v, int bytes) {
 // the header is written: the batch is decided. *pieces = the pieces written.
 Status StreamJournal(Connection* c, WritePipe* pipe, const log::Uuid& uuid, uint64_t image_size,
                      const meta::Watermark& base, const Batch& batch, bool with_data, uint64_t* pieces) {
-  uint64_t nzero = 0;
-  for (const ZeroExtent& z : batch.zeros) nzero += (z.length + kJournalMaxZeroExtent - 1) / kJournalMaxZeroExtent;
-  const std::vector<Extent>& data_ext =
-      with_data && !batch.journal_extents.empty() ? batch.journal_extents : batch.extents;
-  const uint64_t n = nzero + data_ext.size();
-  const uint64_t table_bytes = JournalTableBytes(n);
-  uint64_t data_bytes = 0;
-  for (const Extent& e : data_ext) data_bytes += e.length;
+  const JournalContent content = JournalContentOf(batch, with_data);
+  const uint64_t nzero = content.zero_entries, n = content.entries, table_bytes = content.table_bytes;
+  const uint64_t data_bytes = content.data_bytes;
+  const std::vector<Extent>& data_ext = *content.data_extents;
   const uint64_t total = kJournalHeaderSize + table_bytes + (with_data ? data_bytes : 0);
   const uint64_t npieces = (total + kJournalPieceBytes - 1) / kJournalPieceBytes;
   if (npieces > kMaxJournalPieces) {
