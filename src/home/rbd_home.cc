@@ -882,6 +882,14 @@ class RbdHome final : public Home {
       spdlog::warn("{}: discarding a torn journal ({}): its batch never began; the home is intact at {}", where_, why,
                    WatermarkString(stamp.watermark));
       (void)RemoveJournal(c, pieces);
+    } else if (state == JournalState::kEmpty && pieces > 0) {
+      // Pieces whose header block is still zeros (ReadJournal reads that as
+      // empty): a streamed journal's header is written last, so its batch
+      // never began.
+      spdlog::warn("{}: discarding a journal whose header was never written: its batch never began; the home is "
+                   "intact at {}",
+                   where_, WatermarkString(stamp.watermark));
+      (void)RemoveJournal(c, pieces);
     } else if (state == JournalState::kValid) {
       if (AtOrAfter(stamp.watermark, j.end)) {
         (void)RemoveJournal(c, pieces);
