@@ -211,11 +211,12 @@ Status VolumeImpl::Write(uint64_t offset, size_t len, const void* buf) {
     Version v;
     alignas(16) uint8_t data[kBlockSize];
   };
-  std::unique_ptr<Partial[]> partial;
+  // The calling thread's own (no allocation per write; Write never re-enters
+  // itself on a thread).
+  thread_local Partial partial[2];
   int npartial = 0;
   bool head_partial = offset % kBlockSize != 0 || (n == 1 && len < kBlockSize);
   bool tail_partial = (offset + len) % kBlockSize != 0 && !(n == 1 && head_partial);
-  if (head_partial || tail_partial) partial.reset(new Partial[2]);
   auto merge = [&](Partial* p) -> Status {
     for (int backoff_ms = 100, tries = 0;; backoff_ms = std::min(backoff_ms * 2, 5000), tries++) {
       Status s = ReadBlockVersion(p->lba, p->data, &p->v);
@@ -259,7 +260,7 @@ Status VolumeImpl::Write(uint64_t offset, size_t len, const void* buf) {
   };
   const bool detect = zero_detect_.load(std::memory_order_relaxed);
   auto prepare = [&](uint64_t i) {
-    PrefetchIndex(lba0 + i);  // its miss overlaps the crc; the slot is hot when Append places the block
+    PrefetchIndex(lba0 + i);  // its miss overlaps the crc; the slot is hot when AppendRun places the block
     const uint8_t* p = ptrs[i] = block_ptr(lba0 + i);
     zeroblk[i] = detect && IsZeroBlock(p);
     if (!zeroblk[i]) crcs[i] = log::BlockCrc(lba0 + i, p);
@@ -432,9 +433,10 @@ bool VolumeImpl::AnyCachedLocked(uint64_t lba0, uint64_t n) {
 bool VolumeImpl::LogAllHomeLocked(uint64_t* dirty_blocks) {
   // Every logged write leaves, until its batch is durable at home, an index
   // entry for each of its blocks (or a newer write's entry, or a pending zero
-  // range over it): IndexPlaced/ZeroPlaced run inside Append under write_mu_,
-  // and OnMigrated removes entries only after Home::ApplyBatch made the batch
-  // durable and moved the home's watermark past it. So an empty index and no
+  // range over it): IndexPlacedRun/ZeroPlaced run inside AppendRun/AppendZero
+  // under write_mu_, and OnMigrated removes entries only after
+  // Home::ApplyBatch made the batch durable and moved the home's watermark
+  // past it. So an empty index and no
   // pending zeros mean that the home alone holds the image as of the last
   // logged write. Stable while write_mu_ is held (only appends add entries).
   ReaderLock l(&index_mu_);

@@ -172,25 +172,6 @@ void LogWriter::SealRecordLocked() {
   flusher_cv_.Signal();
 }
 
-Status LogWriter::Append(uint64_t lba, const uint8_t* block, uint32_t crc, PlacedFn placed, void* ctx) {
-  MutexLock l(&mu_);
-  if (failed_) return Status::IoError(5, "the log on FAST has failed");
-  if (stopping_) return Status::Aborted("the log is stopping");
-  if (open_ == nullptr) BV_RETURN_IF_ERROR(OpenRecordLocked());
-  Buffer* b = open_;
-  uint32_t i = b->hdr.nblocks++;
-  std::memcpy(b->mem + size_t{kBlockSize} * (1 + i), block, kBlockSize);
-  b->hdr.entries[i] = RecordEntry{lba, crc};
-  placed(ctx, lba, b->start_pos + 1 + i, crc);
-  if (b->hdr.nblocks == b->max_blocks || b->hdr.nblocks + b->hdr.nzero == kMaxRecordEntries) {
-    SealRecordLocked();
-  } else if (i == 0 && b->hdr.nzero == 0) {
-    b->opened_at = Clock::now();
-    flusher_cv_.Signal();  // start the age timer
-  }
-  return Status::OK();
-}
-
 Status LogWriter::AppendRun(uint64_t lba0, uint32_t n, const uint8_t* const* blocks, const uint32_t* crcs,
                             PlacedBatchFn placed, void* ctx) {
   MutexLock l(&mu_);

@@ -1,9 +1,9 @@
 // LogWriter: appends blocks to the log through a small pool of in-memory
 // record buffers, and makes them durable with group commit.
 //
-// Write path: Append() copies one block (AppendRun() a run of blocks, under
-// one hold of the lock) into the open record buffer (the
-// "RAM buffer" of DESIGN.md) and returns its log position at once. A full
+// Write path: AppendRun() copies a run of blocks, under one hold of the lock,
+// into the open record buffer (the "RAM buffer" of DESIGN.md) and hands each
+// block's log position to the caller at once. A full
 // record (or one sealed by Sync/SealSegment/age) is queued to the flusher
 // thread, which writes records in seq order with one pwrite each and calls
 // fdatasync when someone waits in Sync(), when a segment completes, or every
@@ -19,14 +19,14 @@
 //     non-durable record is rewritten from its buffer before the next sync.
 //  4. A segment slot is reused only after ReleaseSegmentsBefore() says so
 //     (the migrator, once the segment is durable at home and in meta.db).
-//     When no slot is free, Append waits (backpressure): writes never fail
+//     When no slot is free, AppendRun waits (backpressure): writes never fail
 //     because the log is full.
-//  5. A block position returned by Append is readable at once: from its
+//  5. A block position placed by AppendRun is readable at once: from its
 //     buffer (ReadBuffered) until the record is written, from the file after.
 //
-// Thread-safety: all public methods are thread-safe. Append calls must be
-// serialized by the caller (VolumeImpl::write_mu_) so that the order of
-// Append calls is the log order the caller observes.
+// Thread-safety: all public methods are thread-safe. AppendRun and
+// AppendZero calls must be serialized by the caller (VolumeImpl::write_mu_)
+// so that the order of those calls is the log order the caller observes.
 #pragma once
 
 #include <atomic>
@@ -70,7 +70,7 @@ struct LogWriterOptions {
   uint32_t buffers = 16;              // record buffers in the pool
   uint32_t max_record_age_ms = 20;    // seal an open record after this long
   // After this long of continuous write or sync failures the log is declared
-  // failed (DESIGN.md 4): Append and Sync return IoError at once, and the
+  // failed (DESIGN.md 4): AppendRun, AppendZero and Sync return IoError at once, and the
   // volume degrades to write-through (TakeUndurable hands it the blocks).
   uint32_t fail_after_ms = 10000;
   // Called (from the flusher thread, no lock held) when a segment becomes
@@ -85,17 +85,6 @@ class LogWriter {
   LogWriter(const LogWriter&) = delete;
   LogWriter& operator=(const LogWriter&) = delete;
 
-  // Called under mu_ with the position a block was given, before the record
-  // holding it can be sealed: the caller indexes it there, so the migrator
-  // can never take a block the index does not know yet.
-  using PlacedFn = void (*)(void* ctx, uint64_t lba, uint32_t pos, uint32_t crc);
-
-  // Appends one 4096-byte block for image block `lba` whose BlockCrc is
-  // `crc`; calls placed(ctx, lba, pos, crc) with its absolute log block
-  // position. Waits while no buffer or no segment is free. Fails only once
-  // Stop() has begun.
-  Status Append(uint64_t lba, const uint8_t* block, uint32_t crc, PlacedFn placed, void* ctx) BV_EXCLUDES(mu_);
-
   // A block's place in the log, as handed to a PlacedBatchFn.
   struct Placed {
     uint64_t lba;
@@ -103,27 +92,29 @@ class LogWriter {
     uint32_t crc;
   };
   // Called under mu_ with the blocks of one record just placed (n >= 1),
-  // before that record can be sealed (same contract as PlacedFn): one call
+  // before that record can be sealed: the caller indexes them there, so the
+  // migrator can never take a block the index does not know yet. One call
   // per record a write touches, so the caller locks its index once, not
   // once per block.
   using PlacedBatchFn = void (*)(void* ctx, const Placed* blocks, size_t n);
 
   // Appends blocks[i] (4096 bytes each, BlockCrc crcs[i]) for image blocks
   // lba0, lba0+1, ... lba0+n-1, in that order, under one hold of mu_ (unless
-  // it must wait for space). Same waits and failures as Append; on a failure
+  // it must wait for space). Waits while no buffer or no segment is free;
+  // fails only once Stop() has begun or the log has failed; on a failure
   // the blocks before it stay appended and placed.
   Status AppendRun(uint64_t lba0, uint32_t n, const uint8_t* const* blocks, const uint32_t* crcs,
                    PlacedBatchFn placed, void* ctx) BV_EXCLUDES(mu_);
 
   // Called under mu_ when a zero range enters a record of `segment_seq`,
-  // before that record can be sealed (same contract as PlacedFn).
+  // before that record can be sealed (same contract as PlacedBatchFn).
   using ZeroPlacedFn = void (*)(void* ctx, uint64_t first, uint32_t count, uint64_t segment_seq);
 
   // Appends a zero range (image blocks [first, first+count) read as zeros,
-  // no data block; log_format.h). Ordered with Append: if the open record
+  // no data block; log_format.h). Ordered with AppendRun: if the open record
   // already holds a data block in the range, it is sealed first (a record's
   // zero ranges apply before its data). Extends the open record's last zero
-  // range when this one follows it. Same waits and failures as Append.
+  // range when this one follows it. Same waits and failures as AppendRun.
   Status AppendZero(uint64_t first, uint32_t count, ZeroPlacedFn placed, void* ctx) BV_EXCLUDES(mu_);
 
   // Copies the block at `pos` if it is still held in a buffer not yet
