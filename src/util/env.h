@@ -65,6 +65,15 @@ class File {
   virtual Status Allocate(uint64_t offset, uint64_t len) = 0;
   // Deallocates [offset, offset+len); reads of it return zeros afterwards.
   virtual Status PunchHole(uint64_t offset, uint64_t len) = 0;
+  // The end of the run of bytes from `offset` that nothing has ever written
+  // (a hole, or space reserved by Allocate and never written), which read as
+  // zeros: writing zeros there changes no byte. *end == offset when `offset`
+  // may hold written data, or when the file system cannot tell (the default:
+  // callers must treat every byte as written).
+  virtual Status NeverWrittenRun(uint64_t offset, uint64_t* end) {
+    *end = offset;
+    return Status::OK();
+  }
   virtual Status Stat(FileInfo* info) = 0;
   // For messages: the path this file was opened as.
   virtual const std::string& name() const = 0;

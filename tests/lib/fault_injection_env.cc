@@ -151,6 +151,13 @@ class FaultInjectionEnv::FaultFile final : public File {
     return base_->PunchHole(offset, len);
   }
 
+  Status NeverWrittenRun(uint64_t offset, uint64_t* end) override {
+    MutexLock l(&env_->mu_);
+    if (h_->dead) return PowerCutError(h_->path);
+    BV_RETURN_IF_ERROR(env_->CheckFault(FaultOp::kAny, st_->path(), "looking for data in"));
+    return base_->NeverWrittenRun(offset, end);
+  }
+
   Status Stat(FileInfo* info) override {
     MutexLock l(&env_->mu_);
     if (h_->dead) return PowerCutError(h_->path);

@@ -148,6 +148,26 @@ TEST_F(EnvPosixTest, TruncateAllocatePunchHole) {
   EXPECT_TRUE(f->Allocate(0, 0).ok());
 }
 
+TEST_F(EnvPosixTest, NeverWrittenRunEndsAtWrittenData) {
+  std::unique_ptr<File> f;
+  ASSERT_TRUE(dir_->OpenFile("f", OpenMode::kCreate, &f).ok());
+  ASSERT_TRUE(f->Allocate(0, 4 << 20).ok());
+  uint64_t end = 0;
+  ASSERT_TRUE(f->NeverWrittenRun(0, &end).ok());
+  if (end == 0) GTEST_SKIP() << "this file system does not report never-written space (SEEK_DATA)";
+  EXPECT_EQ(uint64_t{4} << 20, end);  // reserved, never written: up to the end of the file
+  std::string data(64 * 1024, 'x');
+  ASSERT_TRUE(f->WriteAt(2 << 20, data.data(), data.size()).ok());
+  ASSERT_TRUE(f->Sync().ok());
+  ASSERT_TRUE(f->NeverWrittenRun(0, &end).ok());
+  EXPECT_LE(end, uint64_t{2} << 20);  // ext4 may zero a little space around a write
+  EXPECT_GT(end, 0u);
+  ASSERT_TRUE(f->NeverWrittenRun(2 << 20, &end).ok());
+  EXPECT_EQ(uint64_t{2} << 20, end);  // written data: no run
+  ASSERT_TRUE(f->NeverWrittenRun(8 << 20, &end).ok());
+  EXPECT_EQ(uint64_t{8} << 20, end);  // past the end of the file: no run
+}
+
 TEST_F(EnvPosixTest, RefusesSymlinkedFiles) {
   ASSERT_EQ(0, ::symlink("/etc/passwd", Path("evil").c_str()));
   std::unique_ptr<File> f;
