@@ -171,7 +171,7 @@ Status LogWriter::OpenRecordLocked() {
   }
 }
 
-void LogWriter::SealRecordLocked() {
+void LogWriter::SealRecordLocked(bool wake_flusher) {
   Buffer* b = open_;
   open_ = nullptr;
   b->hdr.durable_seq = durable_seq_;
@@ -185,7 +185,7 @@ void LogWriter::SealRecordLocked() {
   if (segment_blocks_ - cur->used_blocks < 2) cur->sealed = true;
   b->state = BufState::kQueued;
   queue_.push_back(b);
-  flusher_cv_.Signal();
+  if (wake_flusher) flusher_cv_.Signal();
 }
 
 Status LogWriter::AppendRun(uint64_t lba0, uint32_t n, const uint8_t* const* blocks, const uint32_t* crcs,
@@ -283,14 +283,47 @@ bool LogWriter::ReadBuffered(uint32_t pos, uint8_t* out) {
 
 Status LogWriter::Sync() {
   MutexLock l(&mu_);
-  if (open_ != nullptr) SealRecordLocked();
+  if (open_ != nullptr) SealRecordLocked(/*wake_flusher=*/false);  // the loop below tells it if it must
   uint64_t target = next_seq_ - 1;
   if (target <= durable_seq_) return Status::OK();
   sync_wanted_seq_ = std::max(sync_wanted_seq_, target);
-  flusher_cv_.Signal();
+  bool flusher_told = false;
   while (durable_seq_ < target) {
     if (failed_) return Status::IoError(5, "the log on FAST has failed");
     if (flusher_exited_) return Status::IoError(5, "the log stopped before the sync completed");
+    if (!io_busy_ && !caller_io_failed_ && failures_ == 0 && !stopping_) {
+      // Nobody is writing or syncing: this thread writes and syncs itself
+      // (every record queued, its own among them), which spares the flusher's
+      // wake-up and the wake-up back; the flusher keeps everything else.
+      io_busy_ = true;
+      const bool writing = !queue_.empty();
+      Status s = writing ? WriteQueuedLocked() : Status::OK();
+      if (s.ok()) s = SyncWrittenLocked();
+      io_busy_ = false;
+      if (!s.ok()) {
+        // The flusher retries, with its back-off, and counts failures
+        // towards fail_after_ms; callers wait for it from now on.
+        caller_io_failed_ = true;
+        last_error_ = s.ToString();
+        spdlog::warn("log {} for an fsync failed, the flusher retries: {}", writing ? "write" : "fdatasync",
+                     s.ToString());
+        flusher_cv_.Signal();
+        flusher_told = true;
+      } else {
+        // As when the flusher syncs: a segment this made durable is marked
+        // so before Sync() returns (the flusher announces it).
+        MarkDurableSegmentsLocked();
+        if (flusher_wants_io_ || !to_announce_.empty() || !queue_.empty()) {
+          flusher_wants_io_ = false;
+          flusher_cv_.Signal();
+        }
+      }
+      continue;
+    }
+    if (!flusher_told) {
+      flusher_cv_.Signal();
+      flusher_told = true;
+    }
     durable_cv_.WaitFor(std::chrono::milliseconds(100));
   }
   return Status::OK();
@@ -375,34 +408,104 @@ void LogWriter::PrezeroAfter(uint64_t begin, uint64_t end, uint64_t* prezeroed_e
   }
 }
 
+Status LogWriter::WriteQueuedLocked() {
+  std::vector<Buffer*> batch(queue_.begin(), queue_.end());
+  const bool sync_awaited = sync_wanted_seq_ > durable_seq_;
+  mu_.Unlock();
+  Status s;
+  size_t done = 0;
+  for (; done < batch.size(); done++) {
+    const uint64_t begin = uint64_t{batch[done]->start_pos} * kBlockSize;
+    const uint64_t bytes = uint64_t{kBlockSize} * (1 + batch[done]->hdr.nblocks);
+    if (sync_awaited && written_since_sync_ + bytes <= kPrezeroMaxBytesPerSync && begin + bytes > prezeroed_end_)
+      PrezeroAfter(begin, begin + bytes, &prezeroed_end_);
+    s = WriteBuffer(batch[done]);
+    if (!s.ok()) break;
+    written_since_sync_ += bytes;
+  }
+  mu_.Lock();
+  for (size_t i = 0; i < done; i++) {
+    queue_.pop_front();
+    batch[i]->state = BufState::kWritten;
+    PublishHeldLocked(batch[i]->index, nullptr);  // after its pwrite returned
+    written_.push_back(batch[i]);
+    written_seq_ = batch[i]->hdr.record_seq;
+  }
+  return s;
+}
+
+Status LogWriter::SyncWrittenLocked() {
+  const uint64_t target = written_seq_;
+  mu_.Unlock();
+  Status s = file_->Sync();
+  mu_.Lock();
+  syncs_++;
+  last_sync_ = Clock::now();
+  written_since_sync_ = 0;
+  if (s.ok()) {
+    if (failures_ > 0) spdlog::info("log writes recovered after {} failures", failures_);
+    failures_ = 0;
+    caller_io_failed_ = false;
+    durable_seq_ = std::max(durable_seq_, target);
+    while (!written_.empty() && written_.front()->hdr.record_seq <= durable_seq_) {
+      written_.front()->state = BufState::kFree;
+      written_.pop_front();
+    }
+    durable_cv_.SignalAll();
+    space_cv_.SignalAll();
+    return s;
+  }
+  // fsyncgate: the kernel may have dropped the pages. Rewrite every record
+  // not known durable before syncing again.
+  while (!written_.empty()) {
+    Buffer* b = written_.back();
+    written_.pop_back();
+    b->state = BufState::kQueued;
+    PublishHeldLocked(b->index, b);  // read from the buffer again, as before it was written
+    queue_.push_front(b);
+  }
+  written_seq_ = durable_seq_;
+  return s;
+}
+
+void LogWriter::MarkDurableSegmentsLocked() {
+  bool marked = false;
+  for (LiveSegment& s : live_) {
+    if (s.sealed && !s.durable && s.first_record != 0 && s.last_record <= durable_seq_ &&
+        (open_ == nullptr || open_->hdr.segment_seq != s.segment_seq)) {
+      s.durable = true;
+      to_announce_.push_back(s);
+      marked = true;
+    }
+  }
+  if (marked) space_cv_.SignalAll();
+}
+
 void LogWriter::FlusherLoop() {
-  Clock::time_point last_sync = Clock::now();
-  uint64_t written_since_sync = 0;  // bytes of records written since the last fdatasync
-  uint64_t prezeroed_end = 0;       // PrezeroAfter's progress
+  last_sync_ = Clock::now();
   MutexLock l(&mu_);
-  int& failures = failures_;
   for (;;) {
     // Seal an open record that has waited long enough.
     if (open_ != nullptr && open_->hdr.nblocks + open_->hdr.nzero > 0 &&
         Clock::now() - open_->opened_at >= std::chrono::milliseconds(max_record_age_ms_)) {
       SealRecordLocked();
     }
-    // Segments that became durable.
-    std::vector<LiveSegment> now_durable;
-    for (LiveSegment& s : live_) {
-      if (s.sealed && !s.durable && s.first_record != 0 && s.last_record <= durable_seq_ &&
-          (open_ == nullptr || open_->hdr.segment_seq != s.segment_seq)) {
-        s.durable = true;
-        now_durable.push_back(s);
-      }
-    }
-    if (!now_durable.empty()) {
-      space_cv_.SignalAll();
+    // Segments that became durable: announced from here, without mu_.
+    MarkDurableSegmentsLocked();
+    if (!to_announce_.empty()) {
+      std::vector<LiveSegment> now_durable;
+      now_durable.swap(to_announce_);
       if (on_segment_durable_) {
         mu_.Unlock();
         for (const LiveSegment& s : now_durable) on_segment_durable_(s);
         mu_.Lock();
       }
+      continue;
+    }
+    // A thread in Sync() is writing and syncing itself: wait for it.
+    if (io_busy_) {
+      flusher_wants_io_ = true;
+      flusher_cv_.WaitFor(kSyncInterval);
       continue;
     }
 
@@ -413,7 +516,7 @@ void LogWriter::FlusherLoop() {
                                        [](const auto& b) { return b->state == BufState::kFree; });
     bool want_sync = written_seq_ > durable_seq_ &&
                      (sync_wanted_seq_ > durable_seq_ || segment_waiting || no_free_buffer || stopping_ ||
-                      Clock::now() - last_sync >= kSyncInterval);
+                      Clock::now() - last_sync_ >= kSyncInterval);
 
     if (queue_.empty() && !want_sync) {
       if (stopping_ && open_ == nullptr && written_.empty()) break;
@@ -423,71 +526,15 @@ void LogWriter::FlusherLoop() {
       continue;
     }
 
-    // Write every queued record, in order.
-    if (!queue_.empty()) {
-      std::vector<Buffer*> batch(queue_.begin(), queue_.end());
-      const bool sync_awaited = sync_wanted_seq_ > durable_seq_;
-      mu_.Unlock();
-      Status s;
-      size_t done = 0;
-      for (; done < batch.size(); done++) {
-        const uint64_t begin = uint64_t{batch[done]->start_pos} * kBlockSize;
-        const uint64_t bytes = uint64_t{kBlockSize} * (1 + batch[done]->hdr.nblocks);
-        if (sync_awaited && written_since_sync + bytes <= kPrezeroMaxBytesPerSync && begin + bytes > prezeroed_end)
-          PrezeroAfter(begin, begin + bytes, &prezeroed_end);
-        s = WriteBuffer(batch[done]);
-        if (!s.ok()) break;
-        written_since_sync += bytes;
-      }
-      mu_.Lock();
-      for (size_t i = 0; i < done; i++) {
-        queue_.pop_front();
-        batch[i]->state = BufState::kWritten;
-        PublishHeldLocked(batch[i]->index, nullptr);  // after its pwrite returned
-        written_.push_back(batch[i]);
-        written_seq_ = batch[i]->hdr.record_seq;
-      }
-      if (!s.ok()) {
-        if (NoteFailureLocked(s, "write")) break;
-        flusher_cv_.WaitFor(std::chrono::milliseconds(std::min(1000, 10 << std::min(failures, 6))));
-        continue;
-      }
-      continue;  // re-evaluate: more may have queued, a sync may be due
-    }
-
-    // Sync what is written (group commit).
-    uint64_t target = written_seq_;
-    mu_.Unlock();
-    Status s = file_->Sync();
-    mu_.Lock();
-    syncs_++;
-    last_sync = Clock::now();
-    written_since_sync = 0;
-    if (s.ok()) {
-      if (failures > 0) spdlog::info("log writes recovered after {} failures", failures);
-      failures = 0;
-      durable_seq_ = std::max(durable_seq_, target);
-      while (!written_.empty() && written_.front()->hdr.record_seq <= durable_seq_) {
-        written_.front()->state = BufState::kFree;
-        written_.pop_front();
-      }
-      durable_cv_.SignalAll();
-      space_cv_.SignalAll();
-    } else {
-      // fsyncgate: the kernel may have dropped the pages. Rewrite every
-      // record not known durable before syncing again.
-      bool give_up = NoteFailureLocked(s, "fdatasync");
-      while (!written_.empty()) {
-        Buffer* b = written_.back();
-        written_.pop_back();
-        b->state = BufState::kQueued;
-        PublishHeldLocked(b->index, b);  // read from the buffer again, as before it was written
-        queue_.push_front(b);
-      }
-      written_seq_ = durable_seq_;
-      if (give_up) break;
-      flusher_cv_.WaitFor(std::chrono::milliseconds(std::min(1000, 10 << std::min(failures, 6))));
-    }
+    // Write every queued record, in order; then sync what is written (group
+    // commit). io_busy_ keeps Sync() callers from doing either meanwhile.
+    io_busy_ = true;
+    const bool writing = !queue_.empty();
+    Status s = writing ? WriteQueuedLocked() : SyncWrittenLocked();
+    io_busy_ = false;
+    if (s.ok()) continue;  // re-evaluate: more may have queued, a sync may be due
+    if (NoteFailureLocked(s, writing ? "write" : "fdatasync")) break;
+    flusher_cv_.WaitFor(std::chrono::milliseconds(std::min(1000, 10 << std::min(failures_, 6))));
   }
   flusher_exited_ = true;
   durable_cv_.SignalAll();

@@ -182,10 +182,22 @@ class LogWriter {
   enum class BufState { kFree, kFilling, kQueued, kWritten };
 
   void FlusherLoop();
+  // The flusher's two steps, also run by a Sync() caller when nobody else
+  // is doing them; the caller sets io_busy_ first and clears it after. Both
+  // release mu_ during the I/O.
+  // Writes every queued record in seq order; the written ones move to
+  // written_. Returns the first failure (the rest stay queued).
+  Status WriteQueuedLocked() BV_REQUIRES(mu_);
+  // fdatasync; on success every written record is durable and its buffer
+  // free; on failure every written record is queued again (invariant 3).
+  Status SyncWrittenLocked() BV_REQUIRES(mu_);
+  // Marks durable every sealed segment whose records all are, and queues it
+  // in to_announce_ for the flusher's on_segment_durable call.
+  void MarkDurableSegmentsLocked() BV_REQUIRES(mu_);
   // Counts a failed write or sync; true when it is time to give up.
   bool NoteFailureLocked(const Status& s, const char* what) BV_REQUIRES(mu_);
   Status OpenRecordLocked() BV_REQUIRES(mu_);
-  void SealRecordLocked() BV_REQUIRES(mu_);
+  void SealRecordLocked(bool wake_flusher = true) BV_REQUIRES(mu_);
   bool BufferHolds(const Buffer& b, uint32_t pos) const;
   // Publishes the log positions buffer i may hold (its data blocks while it
   // is filling or queued; none once written or free) for ReadBuffered's
@@ -237,6 +249,18 @@ class LogWriter {
   uint64_t durable_seq_ BV_GUARDED_BY(mu_);
   uint64_t written_seq_ BV_GUARDED_BY(mu_);
   uint64_t sync_wanted_seq_ BV_GUARDED_BY(mu_) = 0;  // someone waits for this to be durable
+  // Someone (the flusher or a Sync() caller) is writing records or syncing
+  // the log with mu_ released: nobody else may start either.
+  bool io_busy_ BV_GUARDED_BY(mu_) = false;
+  bool flusher_wants_io_ BV_GUARDED_BY(mu_) = false;  // the flusher waits for io_busy_ to clear
+  // A Sync() caller's write or sync failed: callers leave the retries to the
+  // flusher until it has synced successfully again.
+  bool caller_io_failed_ BV_GUARDED_BY(mu_) = false;
+  std::vector<LiveSegment> to_announce_ BV_GUARDED_BY(mu_);  // durable, on_segment_durable not yet called
+  // Owned by whoever holds io_busy_:
+  std::chrono::steady_clock::time_point last_sync_;
+  uint64_t written_since_sync_ = 0;  // bytes of records written since the last fdatasync
+  uint64_t prezeroed_end_ = 0;       // PrezeroAfter's progress
   bool stopping_ BV_GUARDED_BY(mu_) = false;
   bool flusher_exited_ BV_GUARDED_BY(mu_) = false;
   bool failed_ BV_GUARDED_BY(mu_) = false;
