@@ -743,6 +743,11 @@ class FuseLoop {
   // Serves until the session ends. Returns 0, or -EAGAIN if no thread could
   // be started.
   int Run() {
+    const int fd = fuse_session_fd(se_), flags = ::fcntl(fd, F_GETFL);
+    if (flags < 0 || ::fcntl(fd, F_SETFL, flags | O_NONBLOCK) != 0) {
+      // Served all the same: read(2) then blocks, and there is no polling.
+      spdlog::warn("cannot make /dev/fuse non-blocking ({}): FUSE polling is off", std::strerror(errno));
+    }
     {
       MutexLock l(&mu_);
       if (!StartReaderLocked()) return -EAGAIN;
@@ -882,8 +887,18 @@ class FuseLoop {
           self->in_read.store(false, std::memory_order_release);
           break;
         }
-        if (poll_us_ > 0) PollForRequest(&poll);
         const int res = fuse_session_receive_buf(se_, &buf);
+        if (res == -EAGAIN) {
+          // Nothing waiting (the descriptor is non-blocking: when requests
+          // queue up, each costs one read(2) and no poll(2)). Poll for a
+          // while if it pays, else sleep in poll(2) until one comes.
+          if (poll_us_ == 0 || !PollForRequest(&poll)) {
+            pollfd p{fuse_session_fd(se_), POLLIN, 0};
+            (void)::poll(&p, 1, -1);  // EINTR (a stop signal): the loop looks at the session
+          }
+          self->in_read.store(false, std::memory_order_release);
+          continue;
+        }
         self->in_read.store(false, std::memory_order_release);
         if (res == -EINTR) continue;
         if (res <= 0) {  // 0: unmounted (libfuse has ended the session)
@@ -951,27 +966,29 @@ class FuseLoop {
   std::atomic<bool> slow_ticks_{false};  // the monitor looks only every kSlowTick (AboutToBlockHook)
   std::atomic<uint64_t> polled_ns_{0};  // readers' polling time since the last GovernPolling
 
-  // Busy-polls /dev/fuse for up to poll_us_ before the reader blocks in
-  // read(2) (docs/tuning.md, "Polling"): a request that comes meanwhile is
-  // read without the sleep and wake-up that read(2) costs (on a VM an idle
+  // Busy-polls /dev/fuse for up to poll_us_, once a read found no request,
+  // before the reader sleeps in poll(2) (docs/tuning.md, "Polling"): a
+  // request that comes meanwhile is read without the sleep and wake-up (on a VM an idle
   // vCPU halts, and waking it takes an inter-processor interrupt). Returns
   // early when a request is there, the session ends, or a signal comes.
   //
   // Polling only while it pays: a poll that ends without a request (the
   // requests come slower than poll_us_, or the CPU is oversubscribed and the
   // kernel threads that bring them are not running) makes the reader skip
-  // polling for the next 1, 2, 4 ... 256 reads; a poll that finds one resets
+  // polling the next 1, 2, 4 ... 256 times it finds no request waiting; a
+  // poll that finds one resets
   // that. The state is the calling worker's own (two workers can both be
   // reading for a moment around a hand-off).
   struct PollState {
     unsigned misses = 0;  // polls in a row that found nothing
-    unsigned skip = 0;    // reads left before the next poll
+    unsigned skip = 0;    // empty reads left before the next poll
   };
-  void PollForRequest(PollState* st) {
-    if (!poll_allowed_.load(std::memory_order_relaxed)) return;
+  // True when a request (or an error, a signal) is there to read.
+  bool PollForRequest(PollState* st) {
+    if (!poll_allowed_.load(std::memory_order_relaxed)) return false;
     if (st->skip > 0) {
       st->skip--;
-      return;
+      return false;
     }
     pollfd p{fuse_session_fd(se_), POLLIN, 0};
     const auto start = std::chrono::steady_clock::now(), until = start + std::chrono::microseconds(poll_us_);
@@ -994,6 +1011,7 @@ class FuseLoop {
     }
     polled_ns_.fetch_add(static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(now - start).count()),
                          std::memory_order_relaxed);
+    return found;
   }
   static constexpr unsigned kMaxPollBackoffShift = 9;  // skip at most 256 reads
 

@@ -8,6 +8,8 @@
 // thread, which writes records in seq order with one pwrite each and calls
 // fdatasync when someone waits in Sync(), when a segment completes, or every
 // kSyncIntervalMs. One fdatasync covers every record written before it.
+// A Sync() that finds nobody writing or syncing (io_busy_) does both itself
+// (docs/tuning.md, "The fsync path"); only one thread does log I/O at a time.
 //
 // Invariants:
 //  1. Records are written to the file in seq order, each at the position it
