@@ -216,7 +216,7 @@ class LogWriter {
   // after it, so the next records overwrite written space: one journal
   // commit per kPrezeroBytes instead of one per sync. [begin, end) is the
   // record's byte range; *prezeroed_end is the end of the bytes handled.
-  // Flusher thread only.
+  // Only by the holder of io_busy_.
   void PrezeroAfter(uint64_t begin, uint64_t end, uint64_t* prezeroed_end);
   LiveSegment* CurrentSegmentLocked() BV_REQUIRES(mu_);
 
@@ -273,7 +273,7 @@ class LogWriter {
   uint64_t append_waits_ BV_GUARDED_BY(mu_) = 0;
   uint64_t syncs_ BV_GUARDED_BY(mu_) = 0;
   uint64_t write_retries_ BV_GUARDED_BY(mu_) = 0;
-  bool prezero_error_logged_ = false;  // flusher thread only
+  bool prezero_error_logged_ = false;  // owned by the holder of io_busy_
   std::thread flusher_;
 };
 
