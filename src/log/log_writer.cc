@@ -171,6 +171,12 @@ Status LogWriter::OpenRecordLocked() {
   }
 }
 
+void LogWriter::WakeFlusherForAgeLocked(const Buffer& b) {
+  // Only when the flusher would sleep past the record's sealing time: a
+  // wake-up per record cost a context switch per 4k write + fsync at QD1.
+  if (flusher_wakes_at_ > b.opened_at + std::chrono::milliseconds(max_record_age_ms_)) flusher_cv_.Signal();
+}
+
 void LogWriter::SealRecordLocked(bool wake_flusher) {
   Buffer* b = open_;
   open_ = nullptr;
@@ -215,7 +221,7 @@ Status LogWriter::AppendRun(uint64_t lba0, uint32_t n, const uint8_t* const* blo
       SealRecordLocked();
     } else if (i == 0 && b->hdr.nzero == 0) {
       b->opened_at = Clock::now();
-      flusher_cv_.Signal();  // start the age timer
+      WakeFlusherForAgeLocked(*b);
     }
   }
   if (!placed_.empty()) {
@@ -253,7 +259,7 @@ Status LogWriter::AppendZero(uint64_t first, uint32_t count, ZeroPlacedFn placed
     SealRecordLocked();
   } else if (fresh) {
     b->opened_at = Clock::now();
-    flusher_cv_.Signal();  // start the age timer
+    WakeFlusherForAgeLocked(*b);
   }
   return Status::OK();
 }
@@ -520,9 +526,14 @@ void LogWriter::FlusherLoop() {
 
     if (queue_.empty() && !want_sync) {
       if (stopping_ && open_ == nullptr && written_.empty()) break;
-      auto wait = std::chrono::milliseconds(open_ != nullptr ? max_record_age_ms_ : kSyncInterval.count());
-      if (written_seq_ > durable_seq_) wait = std::min<std::chrono::milliseconds>(wait, kSyncInterval);
-      flusher_cv_.WaitFor(wait);
+      // Sleep until the open record is due for sealing, else a sync interval.
+      const Clock::time_point now = Clock::now();
+      Clock::time_point deadline = now + kSyncInterval;
+      if (open_ != nullptr && open_->hdr.nblocks + open_->hdr.nzero > 0)
+        deadline = std::min(deadline, open_->opened_at + std::chrono::milliseconds(max_record_age_ms_));
+      flusher_wakes_at_ = deadline;
+      if (deadline > now) flusher_cv_.WaitFor(std::chrono::duration_cast<std::chrono::microseconds>(deadline - now));
+      flusher_wakes_at_ = Clock::time_point::min();
       continue;
     }
 

@@ -200,6 +200,9 @@ class LogWriter {
   bool NoteFailureLocked(const Status& s, const char* what) BV_REQUIRES(mu_);
   Status OpenRecordLocked() BV_REQUIRES(mu_);
   void SealRecordLocked(bool wake_flusher = true) BV_REQUIRES(mu_);
+  // A record got its first entry: makes sure the flusher looks at it when it
+  // is max_record_age_ms old (to seal it).
+  void WakeFlusherForAgeLocked(const Buffer& b) BV_REQUIRES(mu_);
   bool BufferHolds(const Buffer& b, uint32_t pos) const;
   // Publishes the log positions buffer i may hold (its data blocks while it
   // is filling or queued; none once written or free) for ReadBuffered's
@@ -255,6 +258,11 @@ class LogWriter {
   // the log with mu_ released: nobody else may start either.
   bool io_busy_ BV_GUARDED_BY(mu_) = false;
   bool flusher_wants_io_ BV_GUARDED_BY(mu_) = false;  // the flusher waits for io_busy_ to clear
+  // When the flusher, asleep with nothing to do, wakes up by itself;
+  // time_point::min() while it is awake (or waiting for something that
+  // will wake it).
+  std::chrono::steady_clock::time_point flusher_wakes_at_ BV_GUARDED_BY(mu_) =
+      std::chrono::steady_clock::time_point::min();
   // A Sync() caller's write or sync failed: callers leave the retries to the
   // flusher until it has synced successfully again.
   bool caller_io_failed_ BV_GUARDED_BY(mu_) = false;
