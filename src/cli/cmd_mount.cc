@@ -36,6 +36,7 @@
 #include "control/control_server.h"
 #include "control/rate_meter.h"
 #include "fuse/fuse_server.h"
+#include "util/thread_name.h"
 
 #ifndef PR_SET_IO_FLUSHER
 #define PR_SET_IO_FLUSHER 57
@@ -68,6 +69,7 @@ class DaemonControl : public control::ControlHandler {
   // Samples the byte counters once a second for the rates, until StopSampling().
   void StartSampling() {
     sampler_ = std::thread([this] {
+      NameThisThread("bv-rates");
       for (;;) {
         {
           MutexLock l(&mu_);
@@ -219,6 +221,7 @@ int Serve(const MountArgs& a, const std::string& fast, const std::string& mnt, S
     rep->Ready();
     if (a.foreground && a.loop) {
       looper = std::thread([&] {
+        NameThisThread("bv-losetup");
         std::string dev;
         if (Status ls = AttachAndReport(a, mnt, &dev); !ls.ok()) {
           spdlog::error("{}; stopping", ls.message());

@@ -10,6 +10,7 @@
 #include <spdlog/spdlog.h>
 
 #include "control/status_json.h"
+#include "util/thread_name.h"
 
 namespace boostvol::control {
 namespace {
@@ -155,6 +156,7 @@ void ControlServer::ReapFinished() {
 }
 
 void ControlServer::AcceptLoop() {
+  NameThisThread("bv-control");
   for (;;) {
     pollfd fds[2] = {{listen_fd_, POLLIN, 0}, {wake_fd_[0], POLLIN, 0}};
     int n = ::poll(fds, 2, -1);
@@ -183,6 +185,7 @@ void ControlServer::AcceptLoop() {
 }
 
 void ControlServer::Serve(Connection* c) {
+  NameThisThread("bv-control-cli");
   const int fd = c->fd;
   ucred cred{};
   socklen_t cl = sizeof(cred);

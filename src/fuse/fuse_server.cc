@@ -10,6 +10,7 @@
 
 #include "util/blocking_hint.h"
 #include "util/spare_cpu.h"
+#include "util/thread_name.h"
 
 #include <fcntl.h>
 #include <poll.h>
@@ -875,6 +876,7 @@ class FuseLoop {
   }
 
   void WorkerLoop(Worker* self, uint64_t gen) {
+    NameThisThread("bv-fuse");
     fuse_buf buf{};
     HookCtx hook{this, &gen};
     PollState poll;

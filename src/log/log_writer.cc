@@ -1,4 +1,5 @@
 #include "log/log_writer.h"
+#include "util/thread_name.h"
 
 #include <algorithm>
 #include <chrono>
@@ -488,6 +489,7 @@ void LogWriter::MarkDurableSegmentsLocked() {
 }
 
 void LogWriter::FlusherLoop() {
+  NameThisThread("bv-log-flush");
   last_sync_ = Clock::now();
   MutexLock l(&mu_);
   for (;;) {

@@ -8,6 +8,7 @@
 
 #include "index/zero_map.h"
 #include "log/log_scanner.h"
+#include "util/thread_name.h"
 
 namespace boostvol {
 
@@ -126,6 +127,7 @@ bool Migrator::ShouldMigrate(const std::vector<log::LiveSegment>& segs) {
 }
 
 void Migrator::Loop() {
+  NameThisThread("bv-migrate");
   int backoff_s = 1;
   for (;;) {
     {
