@@ -625,8 +625,12 @@ void sfs_setxattr(fuse_req_t req, fuse_ino_t ino, const char* name, const char*,
     Fail(req, EOPNOTSUPP, Loud::kInfo, "setxattr", std::string(name) + " on " + InoName(ino) + ": no extended attributes here");
   });
 }
+// ENOSYS, not ENODATA: the kernel then never asks again on this mount (and
+// answers EOPNOTSUPP itself). With ENODATA it asked for security.capability
+// before every write (file_remove_privs): a third FUSE round trip for each
+// 4k write + fsync, and one more per write at QD16.
 void sfs_getxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t) {
-  Guard(req, "getxattr", [&] { Fail(req, ENODATA, Loud::kDebug, "getxattr", std::string(name) + " on " + InoName(ino)); });
+  Guard(req, "getxattr", [&] { Fail(req, ENOSYS, Loud::kDebug, "getxattr", std::string(name) + " on " + InoName(ino)); });
 }
 void sfs_listxattr(fuse_req_t req, fuse_ino_t, size_t size) {
   if (size == 0) fuse_reply_xattr(req, 0);

@@ -37,6 +37,18 @@ check "FAST/lock names the daemon's pid and that process is alive"
 PID=$(daemon_pid "$FAST")
 [[ -n $PID ]] || fail "no live boostvol daemon named in $FAST/lock ($(cat "$FAST/lock" 2>&1))"
 ok "daemon pid $PID"
+check "extended attributes: getxattr, setxattr and a second getxattr are all EOPNOTSUPP (which errno.errorcode names ENOTSUP; the daemon answers getxattr ENOSYS, once)"
+assert_eq "xattr errnos" "$(python3 -c '
+import errno, os, sys
+p = sys.argv[1]
+def err(f, *a):
+    try:
+        f(p, *a)
+        return "ok"
+    except OSError as e:
+        return errno.errorcode.get(e.errno, str(e.errno))
+print(err(os.getxattr, "security.capability"), err(os.setxattr, "user.x", b"1"), err(os.getxattr, "user.x"))
+' "$MNT/image")" "ENOTSUP ENOTSUP ENOTSUP"
 
 # ---------------------------------------------------------------------------------------------------------
 section "ext4 on a loop device over the image"
