@@ -179,7 +179,10 @@ w("Notes: **s3backer's fsync is a no-op** (its write+fsync figure is not durabil
   "A system whose crc32c verify failed in a loop mode is marked FAILED in that mode and is never the best peer. "
   "Daemon CPU is utime+stime of the daemon processes (/proc/PID/stat) per GB that fio wrote; the kernel's loop "
   "and FUSE work is not in it. Cold reads: the files in FAST and SLOW are evicted from the page cache "
-  "(posix_fadvise DONTNEED after sync) between the stop and the restart.\n")
+  "(posix_fadvise DONTNEED after sync) between the stop and the restart. **boostvol's log is drained home before "
+  "each fio job** (not timed; bench/run.sh `settle`): the jobs run back to back and 5 s of 1M writes overfill its "
+  "2 GiB log, so without it each job would measure the migrator emptying a full cache; that case is measured "
+  "with the slow disk below (\"once the cache is full\"); nbdkit's cache file grows without bound.\n")
 
 # ---- table 3: slow disk ----
 def one(sysname, key):
