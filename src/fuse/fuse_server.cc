@@ -974,17 +974,17 @@ class FuseLoop {
 
   // Busy-polls /dev/fuse for up to poll_us_, once a read found no request,
   // before the reader sleeps in poll(2) (docs/tuning.md, "Polling"): a
-  // request that comes meanwhile is read without the sleep and wake-up (on a VM an idle
-  // vCPU halts, and waking it takes an inter-processor interrupt). Returns
-  // early when a request is there, the session ends, or a signal comes.
+  // request that comes meanwhile is read without the sleep and wake-up (on a
+  // VM an idle vCPU halts, and waking it takes an inter-processor interrupt).
+  // Returns early when a request is there, the session ends, or a signal
+  // comes.
   //
   // Polling only while it pays: a poll that ends without a request (the
   // requests come slower than poll_us_, or the CPU is oversubscribed and the
   // kernel threads that bring them are not running) makes the reader skip
   // polling the next 1, 2, 4 ... 256 times it finds no request waiting; a
-  // poll that finds one resets
-  // that. The state is the calling worker's own (two workers can both be
-  // reading for a moment around a hand-off).
+  // poll that finds one resets that. The state is the calling worker's own
+  // (two workers can both be reading for a moment around a hand-off).
   struct PollState {
     unsigned misses = 0;  // polls in a row that found nothing
     unsigned skip = 0;    // empty reads left before the next poll
