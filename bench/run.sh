@@ -6,7 +6,7 @@
 #
 # Writes docs/benchmarks/results.md (tables, machine, date) and docs/benchmarks/*.png, and prints the tables.
 # Needs root (loop devices, mounts), bench/install-deps.sh, and a boostvol binary: $BOOSTVOL_BIN, else
-# /work/build-bench/boostvol, else ./build/boostvol.
+# ./build/boostvol, which must be newer than every file in src/ and include/ (a stale build is refused).
 #
 # Systems (each exposes one 4 GiB image file; a loop device is attached to it):
 #   raw       a plain file in FAST (no FUSE): the physical limit of this disk
@@ -53,7 +53,11 @@ while (($#)); do
 done
 [[ $EUID -eq 0 ]] || { echo "needs root (loop devices, mounts): sudo $0" >&2; exit 1; }
 BIN=${BOOSTVOL_BIN:-}
-[[ -n $BIN ]] || for b in /work/build-bench/boostvol "$SRC/build/boostvol"; do [[ -x $b ]] && { BIN=$b; break; }; done
+if [[ -z $BIN ]]; then
+  BIN=$SRC/build/boostvol
+  newer=$(find "$SRC/src" "$SRC/include" -newer "$BIN" -type f -print -quit 2>/dev/null)
+  [[ -z $newer || ! -x $BIN ]] || { echo "$BIN is older than $newer: rebuild (ninja -C build) or set BOOSTVOL_BIN" >&2; exit 1; }
+fi
 [[ -x $BIN ]] || { echo "no boostvol binary: set BOOSTVOL_BIN or build (cmake -S . -B build -G Ninja && ninja -C build)" >&2; exit 1; }
 for c in fio losetup qemu-storage-daemon s3backer nbdkit nbdfuse fusermount3 mkfs.ext4 tar timeout; do
   command -v "$c" >/dev/null || { echo "needs $c: sudo bench/install-deps.sh" >&2; exit 1; }
