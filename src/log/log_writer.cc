@@ -74,6 +74,7 @@ LogWriter::LogWriter(const LogWriterOptions& o)
     buffers_.push_back(std::move(b));
   }
   placed_.reserve(kMaxRecordBlocks);
+  io_batch_.reserve(nbuf);
   next_seq_ = o.tail.next_record_seq;
   prev_crc_ = o.tail.prev_crc;
   durable_seq_ = o.durable_seq;
@@ -416,7 +417,8 @@ void LogWriter::PrezeroAfter(uint64_t begin, uint64_t end, uint64_t* prezeroed_e
 }
 
 Status LogWriter::WriteQueuedLocked() {
-  std::vector<Buffer*> batch(queue_.begin(), queue_.end());
+  std::vector<Buffer*>& batch = io_batch_;  // reserved for every buffer: no allocation per call
+  batch.assign(queue_.begin(), queue_.end());
   const bool sync_awaited = sync_wanted_seq_ > durable_seq_;
   mu_.Unlock();
   Status s;

@@ -271,6 +271,7 @@ class LogWriter {
   std::chrono::steady_clock::time_point last_sync_;
   uint64_t written_since_sync_ = 0;  // bytes of records written since the last fdatasync
   uint64_t prezeroed_end_ = 0;       // PrezeroAfter's progress
+  std::vector<Buffer*> io_batch_;    // WriteQueuedLocked's copy of queue_ (capacity: every buffer)
   bool stopping_ BV_GUARDED_BY(mu_) = false;
   bool flusher_exited_ BV_GUARDED_BY(mu_) = false;
   bool failed_ BV_GUARDED_BY(mu_) = false;
