@@ -25,6 +25,8 @@
 #   QD16, 4k write+fsync QD1, dd), then boostvol on it: sustained 4k randwrite over the whole image until the cache
 #   is full (IOPS per second -> sustained.png), RSS per dirty block with the cache full, kill -9 with the cache full
 #   and mount time (recovery), clean stop and mount time, drain of the backlog (MB/s), dd of a file 1.5x the cache.
+# Part 3, boostvol's memory: RSS of two full daemons (caches of 512 MiB and 2 GiB, filled with distinct blocks) ->
+#   bytes of daemon memory per cached block.
 # Runs: default 3 runs of part 1 (medians, with min-max), 20 s per fio job: about 60-80 min on a 2-core VM (s3backer's
 #   untar alone can take minutes). --quick: 1 run, 5 s per job, smaller slow-disk phase: about 10-15 min.
 # Everything is torn down on exit, even on failure: ext4 umounted, loop devices detached, daemons stopped by the PIDs
@@ -479,6 +481,35 @@ bench_slowdisk() {
   slowdisk_down
 }
 
+# ---- part 3: daemon memory per cached block ----
+# Two volumes with caches of 512 MiB and 2 GiB, migration held off (tunables), each filled to 90% of its log with
+# distinct 4 KiB blocks (fio's random map writes every block of the region once). Memory per cached block is the RSS
+# difference of the two full daemons over the difference in cached blocks: what each block of cache costs, the
+# block index included, while the fixed part (the binary, SQLite, the log writer's buffers) cancels out.
+mem_fill() {  # TAG CACHE: records bvmem TAG_dirty, TAG_rss_mount_kb, TAG_rss_full_kb
+  local tag=$1 c=$2 f=$WORK/mem-$1/fast s=$WORK/mem-$1/slow m=$WORK/mem-$1/mnt tot dirty rss0 rss1
+  mkdir -p "$f" "$s" "$m"
+  timeout 300 "$BIN" create "$f" "$s" --size "$IMAGE_SIZE" --cache-size "$c" >>"$WORK/boostvol.cli.log" 2>&1 || return 1
+  timeout 60 "$BIN" set "$f" idle_migrate_ms=86400000 migrate_start_fraction=1 >>"$WORK/boostvol.cli.log" 2>&1 || return 1
+  start_boostvol "$f" "$s" "$m" || return 1
+  rss0=$(rss_kb "${DPIDS[0]}")
+  tot=$(json_get log_total_blocks <<<"$(bv_status "$m")")
+  attach "$IMG" on || { stop_boostvol; return 1; }
+  timeout 600 fio --name=memfill --filename="$DEV" --direct=1 --ioengine=libaio --rw=randwrite --bs=4k --iodepth=16 \
+    --size=$((tot * 9 / 10 * 4))k --output-format=terse >/dev/null 2>>"$WORK/mem.err" || log "  memory fill ($tag) fio failed"
+  detach "$DEV"
+  dirty=$(json_get dirty_blocks <<<"$(bv_status "$m")"); rss1=$(rss_kb "${DPIDS[0]}")
+  stop_boostvol
+  rec 1 bvmem - "${tag}_cache" "$c"; rec 1 bvmem - "${tag}_dirty" "$dirty"
+  rec 1 bvmem - "${tag}_rss_mount_kb" "$rss0"; rec 1 bvmem - "${tag}_rss_full_kb" "$rss1"
+  log "  memory: cache $c, $dirty distinct blocks cached, daemon RSS $rss0 KiB at mount -> $rss1 KiB full"
+  rm -rf --one-file-system "$WORK/mem-$tag"
+}
+bench_memory() {
+  log "daemon memory per cached block (two cache sizes, filled with distinct blocks, migration held off)"
+  mem_fill small 512M && mem_fill big 2G
+}
+
 describe() {
   local src fs dev
   src=$(df --output=source "$DIR" | tail -n1); fs=$(df --output=fstype "$DIR" | tail -n1)
@@ -503,6 +534,7 @@ if ((DO_LOCAL)); then
   done
 fi
 ((DO_SLOW)) && { bench_slowdisk || log "slow-disk phase incomplete"; }
+((DO_LOCAL)) && { bench_memory || log "memory phase incomplete"; }
 echo "load_end	$(cut -d' ' -f1-3 /proc/loadavg)" >>"$WORK/machine.tsv"
 echo "elapsed	$(($(date +%s) - T0)) s" >>"$WORK/machine.tsv"
 cp "$RES" "$OUTDIR/results.tsv"
