@@ -3,7 +3,8 @@
 # FUSE (driver=rbd: what a user has without boostvol), and boostvol with a directory home (FAST and SLOW local
 # directories, same sizes and tunables: the issue's "fsync at QD1 as fast as with a directory home"), all behind a
 # direct-io loop device, on a throwaway single-node cluster (tests/lib/ceph_cluster.sh). Needs root, fio, qemu-storage-daemon + qemu-block-extra
-# (block-rbd), the Ceph packages (scripts/install-ceph.sh). Prints a Markdown table, and the RBD volume's drain
+# (block-rbd), the Ceph packages (scripts/install-ceph.sh). Prints a Markdown table (4k random writes while the
+# cache has room and until it fills), and the RBD volume's drain
 # rate and its daemon's peak RSS during the drain (VmHWM, reset with clear_refs just before).
 #   sudo bench/rbd-compare.sh [RUNTIME_SECONDS]     (default 20 s per job)
 #   BV_CREATE_ARGS=--no-home-journal sudo bench/rbd-compare.sh   (the cost of the home journal)
@@ -34,6 +35,16 @@ fiojob() { # NAME DEV extra...
     --size=1G --group_reporting --output-format=json "$@" | python3 -c 'import json,sys; j=json.load(sys.stdin)["jobs"][0]["write"]; print(int(j["iops"]))'
 }
 
+# A fixed amount of 4k random writes, 90% of the 1 GiB cache, so a cache never fills during it: "while the cache has
+# room" (the migrator starts at half the log and runs during the second half). Capped at 3x the runtime for a system
+# without a cache, whose rate does not change as it goes.
+fiojob_room() { # NAME DEV
+  fio --name="$1" --filename="$2" --direct=1 --ioengine=libaio --bs=4k --rw=randwrite --iodepth=16 --size=1G \
+    --io_size=900M --runtime=$((RT * 3)) --group_reporting --output-format=json |
+    python3 -c 'import json,sys; j=json.load(sys.stdin)["jobs"][0]["write"]; print(int(j["iops"]))'
+}
+drained() { "$BIN" drain "$1" >/dev/null 2>&1; }  # untimed: the next job starts with an empty cache
+
 # rbd bench: the cluster's own 4k random-write rate
 timeout 60 rbd create --size 2G --image-feature layering,exclusive-lock rbd/bench0
 RBDB=$(timeout 120 rbd bench --io-type write --io-size 4K --io-threads 16 --io-total 200M --io-pattern rand rbd/bench0 | awk '/^elapsed/ {print int($6)}')
@@ -46,6 +57,7 @@ qemu-storage-daemon --blockdev "driver=rbd,node-name=img0,pool=rbd,image=qsd,con
 QSD=$!
 for _ in $(seq 1 100); do [[ $(stat -c %s "$RUN/qsd/img") -gt 0 ]] && break; sleep 0.1; done
 L=$(losetup -f --show --direct-io=on "$RUN/qsd/img"); LOOPS+=("$L")
+Q16R=$(fiojob_room qsd-rw16-room "$L")
 Q16=$(fiojob qsd-rw16 "$L" --rw=randwrite --iodepth=16)
 Q1=$(fiojob qsd-fsync1 "$L" --rw=randwrite --iodepth=1 --fsync=1)
 losetup -d "$L"; LOOPS=()
@@ -60,6 +72,7 @@ L=$(losetup -f --show --direct-io=on "$RUN/bv/mnt/image"); LOOPS+=("$L")
 # fsync first, while the cache is empty (the migrator idle), then the random writes (which fill the cache and start
 # the migrator); a second fsync run shows the cost of migrating at the same time.
 B1=$(fiojob bv-fsync1 "$L" --rw=randwrite --iodepth=1 --fsync=1)
+drained "$RUN/bv/mnt"; B16R=$(fiojob_room bv-rw16-room "$L"); drained "$RUN/bv/mnt"
 B16=$(fiojob bv-rw16 "$L" --rw=randwrite --iodepth=16)
 B1M=$(fiojob bv-fsync1-migrating "$L" --rw=randwrite --iodepth=1 --fsync=1)
 # The daemon serving this mount (its argv names FAST), for its peak RSS during the drain.
@@ -82,6 +95,7 @@ mkdir -p "$RUN/dir/fast" "$RUN/dir/slow" "$RUN/dir/mnt"
 "$BIN" mount "$RUN/dir/fast" "$RUN/dir/mnt" >/dev/null
 L=$(losetup -f --show --direct-io=on "$RUN/dir/mnt/image"); LOOPS+=("$L")
 D1=$(fiojob dir-fsync1 "$L" --rw=randwrite --iodepth=1 --fsync=1)
+drained "$RUN/dir/mnt"; D16R=$(fiojob_room dir-rw16-room "$L"); drained "$RUN/dir/mnt"
 D16=$(fiojob dir-rw16 "$L" --rw=randwrite --iodepth=16)
 D1M=$(fiojob dir-fsync1-migrating "$L" --rw=randwrite --iodepth=1 --fsync=1)
 losetup -d "$L"; LOOPS=()
@@ -89,10 +103,10 @@ losetup -d "$L"; LOOPS=()
 
 x() { python3 -c "print(f'{$1 / $2:.2f}x')"; }  # ratio
 
-echo "| ${RT}s per job, 2 GiB image, direct-io loop | 4k randwrite QD16 (IOPS) | vs qsd+rbd | vs dir home | 4k write+fsync QD1 (IOPS) | vs qsd+rbd | vs dir home | fsync QD1 while migrating |"
-echo "|---|---|---|---|---|---|---|---|"
-echo "| qemu-storage-daemon driver=rbd, FUSE export | $Q16 | 1.00x | $(x "$Q16" "$D16") | $Q1 | 1.00x | $(x "$Q1" "$D1") | - |"
-echo "| boostvol, home rbd:rbd/bv, 1 GiB cache | $B16 | $(x "$B16" "$Q16") | $(x "$B16" "$D16") | $B1 | $(x "$B1" "$Q1") | $(x "$B1" "$D1") | $B1M |"
-echo "| boostvol, directory home (local FAST and SLOW), 1 GiB cache | $D16 | $(x "$D16" "$Q16") | 1.00x | $D1 | $(x "$D1" "$Q1") | 1.00x | $D1M |"
+echo "| 2 GiB image, direct-io loop | 4k randwrite QD16, 900 MiB while the cache has room (IOPS) | vs qsd+rbd | vs dir home | 4k randwrite QD16, ${RT} s, the cache fills (IOPS) | vs qsd+rbd | vs dir home | 4k write+fsync QD1, ${RT} s (IOPS) | vs qsd+rbd | vs dir home | fsync QD1 while migrating |"
+echo "|---|---|---|---|---|---|---|---|---|---|---|"
+echo "| qemu-storage-daemon driver=rbd, FUSE export | $Q16R | 1.00x | $(x "$Q16R" "$D16R") | $Q16 | 1.00x | $(x "$Q16" "$D16") | $Q1 | 1.00x | $(x "$Q1" "$D1") | - |"
+echo "| boostvol, home rbd:rbd/bv, 1 GiB cache | $B16R | $(x "$B16R" "$Q16R") | $(x "$B16R" "$D16R") | $B16 | $(x "$B16" "$Q16") | $(x "$B16" "$D16") | $B1 | $(x "$B1" "$Q1") | $(x "$B1" "$D1") | $B1M |"
+echo "| boostvol, directory home (local FAST and SLOW), 1 GiB cache | $D16R | $(x "$D16R" "$Q16R") | 1.00x | $D16 | $(x "$D16" "$Q16") | 1.00x | $D1 | $(x "$D1" "$Q1") | 1.00x | $D1M |"
 echo
 echo "rbd bench 4k random writes, 16 threads: $RBDB IOPS; boostvol (RBD home) drain: $DIRTY dirty blocks at $DRAIN blocks/s (4 KiB each, $(x "$DRAIN" "$RBDB") rbd bench); daemon RSS ${RSS0} KiB before the drain, peak ${HWM} KiB during it (VmHWM)"

@@ -64,7 +64,7 @@ struct OpenOptions {
   const char* sqlite_vfs = nullptr;  // SQLite VFS for meta.db (tests); nullptr = SQLite's default
   ProgressFn progress;          // recovery progress; may be empty
   // Migrator tunables (defaults documented in docs/tuning.md).
-  double migrate_start_fraction = 0.5;  // start migrating when this much of the log is dirty
+  double migrate_start_fraction = 0.75;  // start migrating when this much of the log is dirty
   uint32_t idle_migrate_ms = 2000;      // migrate everything after this long without writes
   uint32_t max_batch_bytes = 64 << 20;  // largest migration batch
   bool start_migrator = true;           // tests may drive migration by hand

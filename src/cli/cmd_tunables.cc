@@ -148,7 +148,7 @@ int RunGet(const GetArgs& a, const GlobalOptions& g) {
 }
 
 constexpr const char* kTunablesHelp =
-    "Tunables (docs/cli.md): migrate_start_fraction (0..1, default 0.5: start migrating when this share of the "
+    "Tunables (docs/cli.md): migrate_start_fraction (0..1, default 0.75: start migrating when this share of the "
     "log is dirty), idle_migrate_ms (default 2000: migrate everything after this long without writes), "
     "max_batch_bytes (4096..1073741824, default 67108864: the largest migration batch), "
     "migrate_gap_blocks (0..4096, default 64: dirty blocks this close go home as one write, the gap read "

@@ -1,7 +1,7 @@
 // The volume's live tunables: names, defaults, validation. One place, used by
 // the engine (VolumeImpl::SetTunable) and by the CLI (offline `boostvol set`).
 //
-//   migrate_start_fraction  0..1      0.5       start migrating when this share of the log is live
+//   migrate_start_fraction  0..1      0.75      start migrating when this share of the log is live
 //   idle_migrate_ms         0..864e5  2000      migrate everything after this long without writes
 //   max_batch_bytes         4K..1G    64 MiB    the largest migration batch (x16 up to 1 GiB during
 //                                              a drain; smaller under log pressure, see migrator.h)
@@ -43,7 +43,7 @@ enum class WriteMode : uint8_t { kWriteback = 0, kWritethrough = 1, kWritearound
 enum class BypassOrder : uint8_t { kPrefix = 0, kRelaxed = 1 };
 
 struct TunableValues {
-  double migrate_start_fraction = 0.5;
+  double migrate_start_fraction = 0.75;
   uint32_t idle_migrate_ms = 2000;
   uint64_t max_batch_bytes = 64ull << 20;
   uint32_t migrate_gap_blocks = 64;

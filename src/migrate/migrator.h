@@ -105,7 +105,7 @@ struct MigratorOptions {
   log::LogWriter* writer = nullptr;
   home::Home* home = nullptr;
   meta::MetaStore* meta = nullptr;
-  double start_fraction = 0.5;
+  double start_fraction = 0.75;
   uint32_t idle_ms = 2000;
   uint64_t max_batch_bytes = 64 << 20;
   // Step 3 above: `migrated` holds (lba, pos, crc) of the copies now home;
