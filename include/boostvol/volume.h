@@ -96,6 +96,7 @@ struct VolumeStatus {
   uint64_t read_blocks_home = 0;   // blocks served from home
   uint64_t migrated_blocks = 0, migrated_bytes = 0, migration_batches = 0;
   uint64_t write_waits = 0;        // writes that waited for log space
+  uint64_t syncs_ahead = 0;        // log syncs started ahead of an expected fsync (Volume::FlushAhead)
   uint64_t index_memory_bytes = 0;
   // Zero ranges (docs/policies.md): bytes discarded (TRIM, FUSE punch-hole),
   // bytes zeroed (write-zeroes, FUSE zero-range), bytes of written blocks
@@ -144,6 +145,11 @@ class Volume {
   virtual Status Zero(uint64_t offset, uint64_t len, bool discard) = 0;
   // The fsync barrier.
   virtual Status Flush() = 0;
+  // A hint that a Flush() is expected soon: if the log is idle, starts making
+  // the writes so far durable now, on the calling thread (the Flush() then
+  // finds them durable). Never waits for other I/O, never fails; not a
+  // barrier: only Flush() says the data is durable.
+  virtual void FlushAhead() = 0;
   // Migrates every block written before the call home, durably; reports progress.
   virtual Status Drain(const ProgressFn& progress) = 0;
   virtual VolumeStatus GetStatus() = 0;

@@ -37,6 +37,7 @@ void ForEachField(VolumeStatus& st, F&& f) {
   f("migrated_bytes", st.migrated_bytes);
   f("migration_batches", st.migration_batches);
   f("write_waits", st.write_waits);
+  f("syncs_ahead", st.syncs_ahead);
   f("index_memory_bytes", st.index_memory_bytes);
   f("trimmed_bytes", st.trimmed_bytes);
   f("zeroed_bytes", st.zeroed_bytes);

@@ -596,6 +596,10 @@ Status VolumeImpl::Flush() {
   }
 }
 
+void VolumeImpl::FlushAhead() {
+  if (!degraded_) writer_->SyncAhead();  // degraded: Flush() syncs the home, nothing to start early
+}
+
 Status VolumeImpl::WriteThroughLocked(uint64_t offset, size_t len, const uint8_t* src) {
   for (int backoff_ms = 100;; backoff_ms = std::min(backoff_ms * 2, 5000)) {
     Status s = home_->WriteThrough(offset, src, len);
@@ -870,6 +874,7 @@ VolumeStatus VolumeImpl::GetStatus() {
     st.next_record = ws.next_seq;
     st.durable_record = ws.durable_seq;
     st.write_waits = ws.append_waits;
+    st.syncs_ahead = ws.syncs_ahead;
     st.writers_waiting = ws.waiting_for_space;
     if (ws.failing && st.health == "healthy") {
       st.health = "fast-dir-error";

@@ -65,6 +65,7 @@ class VolumeImpl : public Volume {
   Status Write(uint64_t offset, size_t len, const void* buf) override;
   Status Zero(uint64_t offset, uint64_t len, bool discard) override;
   Status Flush() override;
+  void FlushAhead() override;
   Status Drain(const ProgressFn& progress) override;
   VolumeStatus GetStatus() override;
   Status SetTunable(const std::string& key, const std::string& value) override;

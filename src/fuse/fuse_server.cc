@@ -187,6 +187,25 @@ class Server {
   uint64_t size() const { return size_; }
   std::atomic<int64_t> open_handles{0};
 
+  // Syncing ahead of an expected fsync (docs/tuning.md, "The fsync path"):
+  // a client that writes one block and then fsyncs, again and again (a
+  // database's commits, fio --fsync=1 at QD1), gets its write acknowledged
+  // at once and the log synced right after, on this thread, while its fsync
+  // is still on the way; the fsync then finds the write durable. The guess
+  // comes from the last 8 fsyncs: at least 7 of them came after exactly one
+  // write. A wrong guess costs an early fdatasync, never correctness: only
+  // the fsync's own Flush() acknowledges durability.
+  // Relaxed atomics: a guess, read and updated by any FUSE worker.
+  bool NoteWriteExpectFsync() {
+    const uint32_t n = writes_since_fsync_.fetch_add(1, std::memory_order_relaxed) + 1;
+    return n == 1 && __builtin_popcount(fsync_history_.load(std::memory_order_relaxed) & 0xFFu) >= 7;
+  }
+  void NoteFsync() {
+    const bool after_one = writes_since_fsync_.exchange(0, std::memory_order_relaxed) == 1;
+    const uint32_t h = fsync_history_.load(std::memory_order_relaxed);
+    fsync_history_.store(((h << 1) | (after_one ? 1u : 0u)) & 0xFFu, std::memory_order_relaxed);
+  }
+
   // Fills *st for ino (1 or 2); false for any other inode.
   bool Stat(fuse_ino_t ino, struct stat* st) {
     std::memset(st, 0, sizeof(*st));
@@ -255,6 +274,8 @@ class Server {
   Mutex mu_;
   InodeAttrs root_ BV_GUARDED_BY(mu_);
   InodeAttrs image_ BV_GUARDED_BY(mu_);
+  std::atomic<uint32_t> writes_since_fsync_{0};
+  std::atomic<uint32_t> fsync_history_{0};  // bit i: the i-th last fsync came after exactly one write
 };
 
 Server* S(fuse_req_t req) { return static_cast<Server*>(fuse_req_userdata(req)); }
@@ -434,12 +455,17 @@ void do_write_buf(fuse_req_t req, fuse_ino_t ino, fuse_bufvec* in_buf, off_t off
   }
   s->TouchImageMtime();
   if (trace_id != 0) Trace().Acked(trace_id);
+  const bool fsync_expected = s->NoteWriteExpectFsync();
   fuse_reply_write(req, len);
+  // No hand-off before it (AboutToBlock): the request most likely waiting
+  // by now is that very fsync, which this thread then answers at once.
+  if (fsync_expected) s->volume()->FlushAhead();
 }
 
 void do_fsync(fuse_req_t req, const char* op) {
   AboutToBlock();  // the barrier waits for an fdatasync: other requests go on meanwhile
   const uint64_t acked_at_begin = Trace().on() ? Trace().acked() : 0;
+  S(req)->NoteFsync();
   Status st = S(req)->volume()->Flush();
   if (!st.ok()) return Fail(req, ErrnoOf(st), Loud::kError, op, st.ToString());
   if (Trace().on()) Trace().Fsynced(acked_at_begin);

@@ -299,33 +299,11 @@ Status LogWriter::Sync() {
   while (durable_seq_ < target) {
     if (failed_) return Status::IoError(5, "the log on FAST has failed");
     if (flusher_exited_) return Status::IoError(5, "the log stopped before the sync completed");
-    if (!io_busy_ && !caller_io_failed_ && failures_ == 0 && !stopping_) {
+    if (CallerMayDoIoLocked()) {
       // Nobody is writing or syncing: this thread writes and syncs itself
       // (every record queued, its own among them), which spares the flusher's
       // wake-up and the wake-up back; the flusher keeps everything else.
-      io_busy_ = true;
-      const bool writing = !queue_.empty();
-      Status s = writing ? WriteQueuedLocked() : Status::OK();
-      if (s.ok()) s = SyncWrittenLocked();
-      io_busy_ = false;
-      if (!s.ok()) {
-        // The flusher retries, with its back-off, and counts failures
-        // towards fail_after_ms; callers wait for it from now on.
-        caller_io_failed_ = true;
-        last_error_ = s.ToString();
-        spdlog::warn("log {} for an fsync failed, the flusher retries: {}", writing ? "write" : "fdatasync",
-                     s.ToString());
-        flusher_cv_.Signal();
-        flusher_told = true;
-      } else {
-        // As when the flusher syncs: a segment this made durable is marked
-        // so before Sync() returns (the flusher announces it).
-        MarkDurableSegmentsLocked();
-        if (flusher_wants_io_ || !to_announce_.empty() || !queue_.empty()) {
-          flusher_wants_io_ = false;
-          flusher_cv_.Signal();
-        }
-      }
+      if (!CallerWriteAndSyncLocked("an fsync")) flusher_told = true;
       continue;
     }
     if (!flusher_told) {
@@ -335,6 +313,46 @@ Status LogWriter::Sync() {
     durable_cv_.WaitFor(std::chrono::milliseconds(100));
   }
   return Status::OK();
+}
+
+void LogWriter::SyncAhead() {
+  MutexLock l(&mu_);
+  if (failed_ || flusher_exited_ || !CallerMayDoIoLocked()) return;  // not sealed: the record may still grow
+  if (open_ != nullptr) SealRecordLocked(/*wake_flusher=*/false);
+  const uint64_t target = next_seq_ - 1;
+  if (target <= durable_seq_) return;
+  sync_wanted_seq_ = std::max(sync_wanted_seq_, target);  // as for a Sync(): the records get pre-zeroing (W6)
+  syncs_ahead_++;
+  (void)CallerWriteAndSyncLocked("a sync ahead of an expected fsync");
+}
+
+bool LogWriter::CallerMayDoIoLocked() const {
+  return !io_busy_ && !caller_io_failed_ && failures_ == 0 && !stopping_;
+}
+
+bool LogWriter::CallerWriteAndSyncLocked(const char* why) {
+  io_busy_ = true;
+  Status s = queue_.empty() ? Status::OK() : WriteQueuedLocked();
+  const bool writing = !s.ok();  // which step failed, for the warning
+  if (s.ok()) s = SyncWrittenLocked();
+  io_busy_ = false;
+  if (!s.ok()) {
+    // The flusher retries, with its back-off, and counts failures towards
+    // fail_after_ms; callers wait for it from now on.
+    caller_io_failed_ = true;
+    last_error_ = s.ToString();
+    spdlog::warn("log {} for {} failed, the flusher retries: {}", writing ? "write" : "fdatasync", why, s.ToString());
+    flusher_cv_.Signal();
+    return false;
+  }
+  // As when the flusher syncs: a segment this made durable is marked so
+  // before the caller goes on (the flusher announces it).
+  MarkDurableSegmentsLocked();
+  if (flusher_wants_io_ || !to_announce_.empty() || !queue_.empty()) {
+    flusher_wants_io_ = false;
+    flusher_cv_.Signal();
+  }
+  return true;
 }
 
 uint64_t LogWriter::SealSegment() {
@@ -492,8 +510,10 @@ void LogWriter::MarkDurableSegmentsLocked() {
 
 void LogWriter::FlusherLoop() {
   NameThisThread("bv-log-flush");
-  last_sync_ = Clock::now();
   MutexLock l(&mu_);
+  // Under mu_: a Sync() caller may already be syncing (TSan found the
+  // unlocked write racing a sync ahead right after open).
+  last_sync_ = Clock::now();
   for (;;) {
     // Seal an open record that has waited long enough.
     if (open_ != nullptr && open_->hdr.nblocks + open_->hdr.nzero > 0 &&
@@ -634,6 +654,7 @@ LogWriter::Stats LogWriter::GetStats() {
   for (const LiveSegment& seg : live_) s.live_blocks += seg.used_blocks;
   s.append_waits = append_waits_;
   s.syncs = syncs_;
+  s.syncs_ahead = syncs_ahead_;
   s.write_retries = write_retries_;
   s.waiting_for_space = waiting_for_space_;
   s.failing = failures_ > 0;

@@ -8,7 +8,8 @@
 // thread, which writes records in seq order with one pwrite each and calls
 // fdatasync when someone waits in Sync(), when a segment completes, or every
 // kSyncIntervalMs. One fdatasync covers every record written before it.
-// A Sync() that finds nobody writing or syncing (io_busy_) does both itself
+// A Sync() (or SyncAhead(), for an fsync expected soon) that finds nobody
+// writing or syncing (io_busy_) does both itself
 // (docs/tuning.md, "The fsync path"); only one thread does log I/O at a time.
 //
 // Invariants:
@@ -129,6 +130,12 @@ class LogWriter {
   // durable. Retries failed writes/syncs (rewriting, never just re-syncing);
   // returns an error only if Stop() interrupts it.
   Status Sync() BV_EXCLUDES(mu_);
+  // Starts what a Sync() would do, for an fsync that is expected soon, and
+  // only if nobody is writing or syncing the log: writes and syncs every
+  // record queued, on the calling thread. Otherwise returns at once. Never
+  // waits for others and reports nothing: a failure is the flusher's to
+  // retry, as for Sync(). Only ever makes records durable sooner.
+  void SyncAhead() BV_EXCLUDES(mu_);
 
   // Ends the open segment: the next record starts a new one, so everything
   // appended so far can be migrated. No-op on an empty segment. Returns B:
@@ -171,6 +178,7 @@ class LogWriter {
     uint32_t live_segments, free_segments;
     uint64_t live_blocks;  // blocks of log in live segments
     uint64_t append_waits, syncs, write_retries;
+    uint64_t syncs_ahead;  // SyncAhead() calls that wrote and synced (successfully or not)
     bool waiting_for_space;
     bool failing;  // log writes or syncs are failing and being retried
     std::string last_error;  // the last failure of a log write or sync ("" if none yet)
@@ -190,6 +198,13 @@ class LogWriter {
   // Writes every queued record in seq order; the written ones move to
   // written_. Returns the first failure (the rest stay queued).
   Status WriteQueuedLocked() BV_REQUIRES(mu_);
+  // True when a Sync() or SyncAhead() caller may do the log I/O itself:
+  // nobody else is, and no failure is being retried by the flusher.
+  bool CallerMayDoIoLocked() const BV_REQUIRES(mu_);
+  // A caller's write of the queued records and fdatasync (io_busy_ held
+  // meanwhile). On failure hands the retries to the flusher and returns
+  // false; `why` names the caller in the warning.
+  bool CallerWriteAndSyncLocked(const char* why) BV_REQUIRES(mu_);
   // fdatasync; on success every written record is durable and its buffer
   // free; on failure every written record is queued again (invariant 3).
   Status SyncWrittenLocked() BV_REQUIRES(mu_);
@@ -267,8 +282,8 @@ class LogWriter {
   // flusher until it has synced successfully again.
   bool caller_io_failed_ BV_GUARDED_BY(mu_) = false;
   std::vector<LiveSegment> to_announce_ BV_GUARDED_BY(mu_);  // durable, on_segment_durable not yet called
+  std::chrono::steady_clock::time_point last_sync_ BV_GUARDED_BY(mu_);  // the last fdatasync's end
   // Owned by whoever holds io_busy_:
-  std::chrono::steady_clock::time_point last_sync_;
   uint64_t written_since_sync_ = 0;  // bytes of records written since the last fdatasync
   uint64_t prezeroed_end_ = 0;       // PrezeroAfter's progress
   std::vector<Buffer*> io_batch_;    // WriteQueuedLocked's copy of queue_ (capacity: every buffer)
@@ -281,6 +296,7 @@ class LogWriter {
   bool waiting_for_space_ BV_GUARDED_BY(mu_) = false;
   uint64_t append_waits_ BV_GUARDED_BY(mu_) = 0;
   uint64_t syncs_ BV_GUARDED_BY(mu_) = 0;
+  uint64_t syncs_ahead_ BV_GUARDED_BY(mu_) = 0;
   uint64_t write_retries_ BV_GUARDED_BY(mu_) = 0;
   bool prezero_error_logged_ = false;  // owned by the holder of io_busy_
   std::thread flusher_;

@@ -50,6 +50,25 @@ def err(f, *a):
 print(err(os.getxattr, "security.capability"), err(os.setxattr, "user.x", b"1"), err(os.getxattr, "user.x"))
 ' "$MNT/image")" "ENOTSUP ENOTSUP ENOTSUP"
 
+check "a one-write-one-fsync client (64 x: 4 KiB O_DIRECT write, fsync) makes the daemon sync ahead of its fsyncs, and every block reads back"
+python3 - "$MNT/image" <<'PYEOF' || fail "the write+fsync client failed or read back other data"
+import mmap, os, sys
+fd = os.open(sys.argv[1], os.O_RDWR | os.O_DIRECT)
+buf = mmap.mmap(-1, 4096)
+for i in range(64):
+    buf[:] = bytes([i + 1]) * 4096
+    os.pwrite(fd, buf, (1 << 20) + i * 4096)
+    os.fsync(fd)
+for i in range(64):
+    os.preadv(fd, [buf], (1 << 20) + i * 4096)
+    assert buf[:] == bytes([i + 1]) * 4096, f"block {i} reads back wrong"
+os.close(fd)
+PYEOF
+expect_rc 0 bv status "$MNT" --json
+ahead=$(python3 -c 'import json,sys; print(json.loads(sys.stdin.read())["syncs_ahead"])' <<<"$E2E_OUT")
+[[ ${ahead:-0} -gt 0 ]] || fail "status says syncs_ahead=${ahead:-?} after 64 write+fsync pairs: the sync ahead never ran"
+ok "syncs_ahead=$ahead"
+
 # ---------------------------------------------------------------------------------------------------------
 section "ext4 on a loop device over the image"
 loop_attach LOOP "$MNT/image"

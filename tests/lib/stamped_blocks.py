@@ -5,7 +5,8 @@
       --run R: sequential instead (like dd): each write is R consecutive blocks in one pwrite, starting where
       the last one ended (wrapping at B); every block its own sequence number, ascending with the address.
       Writes stamped blocks with O_DIRECT at random block addresses in [0, B), sequence numbers N, N+1, ...
-      Before each write, appends "W seq addr" to HISTORY; after every 1-8 writes (sometimes 32-256) calls fsync on the image and,
+      Before each write, appends "W seq addr" to HISTORY; after every 1-8 writes (sometimes 32-256; in one run of
+      three, seed-chosen, after every write) calls fsync on the image and,
       when it succeeds, appends "F seq" (the last write completed before that fsync began) to HISTORY and
       fsyncs HISTORY. Stops at the first error (the daemon was killed) or after M writes; exit 0 either way,
       printing what happened.
@@ -98,8 +99,13 @@ def cmd_write(args):
     n = 0
     fsyncs = 0
     why = "max writes reached"
+    # One run in three is a committer: one write, one fsync, over and over (the daemon then syncs ahead of the
+    # expected fsync, docs/tuning.md "The fsync path"); the others mostly short gaps between fsyncs, sometimes
+    # a long unsynced burst (fills and wraps the log).
+    committer = rng.random() < 1 / 3
     def interval():
-        # mostly short gaps between fsyncs, sometimes a long unsynced burst (fills and wraps the log)
+        if committer:
+            return 1
         return rng.randint(1, 8) if rng.random() < 0.8 else rng.randint(32, 256)
     next_sync = interval()
     try:

@@ -499,6 +499,39 @@ TEST_P(FastDirTransient, WritesAndFlushesSucceedNothingLostAfterPowerCut) {
   EXPECT_EQ(Diff(f.HomeBytes(), f.model), 0u);
 }
 
+// The same faults hit the sync ahead of an expected fsync (Volume::FlushAhead,
+// on the caller's thread): it reports nothing and hands the retries to the
+// flusher; the fsync that follows still succeeds only once the data is
+// durable, and a power cut right after it loses nothing.
+TEST_P(FastDirTransient, SyncAheadFaultsAreRetriedAndNeverReported) {
+  const FastFault p = GetParam();
+  Fixture f;
+  f.Create();
+  ASSERT_TRUE(f.Open(false).ok());
+  FaultRule r;
+  r.path_prefix = f.fast_log();
+  r.op = p.op;
+  r.err = p.err;
+  r.count = p.count;
+  int id = f.env.InjectFault(r);
+  for (uint64_t lba = 0; lba < 96; lba += 8) {
+    ASSERT_TRUE(f.WriteBlocks(lba, 8, 20 + lba).ok());
+    f.vol->FlushAhead();
+    if (lba % 24 == 16) {
+      Status s = f.vol->Flush();
+      ASSERT_TRUE(s.ok()) << "flush after a failed sync ahead: " << s.ToString();
+    }
+  }
+  ASSERT_TRUE(f.vol->Flush().ok());
+  EXPECT_EQ(f.env.Counters(id).fired, static_cast<uint64_t>(p.count)) << "the fault did not fire as planned";
+  ASSERT_TRUE(f.env.PowerCut(PowerCutMode::kDropUnsynced, 4, f.dirs.fast()).ok());
+  f.env.ClearFaults();
+  f.vol.reset();
+  Status s = f.Open(false);
+  ASSERT_TRUE(s.ok()) << "reopen after the power cut: " << s.ToString();
+  ASSERT_EQ(Diff(f.ReadAll(), f.model), 0u) << "flushed data lost after failed syncs ahead and a power cut";
+}
+
 INSTANTIATE_TEST_SUITE_P(Faults, FastDirTransient,
                          ::testing::Values(FastFault{FaultOp::kWrite, EIO, 3}, FastFault{FaultOp::kWrite, ENOSPC, 3},
                                            FastFault{FaultOp::kSync, EIO, 3}, FastFault{FaultOp::kSync, ENOSPC, 2},
