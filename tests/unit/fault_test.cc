@@ -462,6 +462,16 @@ struct FastFault {
 
 class FastDirTransient : public ::testing::TestWithParam<FastFault> {};
 
+// Arms p on FAST/log; returns the rule's id (for its counters).
+int InjectLogFault(Fixture* f, const FastFault& p) {
+  FaultRule r;
+  r.path_prefix = f->fast_log();
+  r.op = p.op;
+  r.err = p.err;
+  r.count = p.count;
+  return f->env.InjectFault(r);
+}
+
 TEST_P(FastDirTransient, WritesAndFlushesSucceedNothingLostAfterPowerCut) {
   const FastFault p = GetParam();
   Fixture f;
@@ -469,12 +479,7 @@ TEST_P(FastDirTransient, WritesAndFlushesSucceedNothingLostAfterPowerCut) {
   ASSERT_TRUE(f.Open(false).ok());
   ASSERT_TRUE(f.WriteBlocks(0, 16, 1).ok());
   ASSERT_TRUE(f.vol->Flush().ok());
-  FaultRule r;
-  r.path_prefix = f.fast_log();
-  r.op = p.op;
-  r.err = p.err;
-  r.count = p.count;
-  int id = f.env.InjectFault(r);
+  const int id = InjectLogFault(&f, p);
   for (uint64_t lba = 16; lba < 112; lba += 8) {
     Status s = f.WriteBlocks(lba, 8, 10 + lba);
     ASSERT_TRUE(s.ok()) << "write with a transient log fault: " << s.ToString();
@@ -508,12 +513,7 @@ TEST_P(FastDirTransient, SyncAheadFaultsAreRetriedAndNeverReported) {
   Fixture f;
   f.Create();
   ASSERT_TRUE(f.Open(false).ok());
-  FaultRule r;
-  r.path_prefix = f.fast_log();
-  r.op = p.op;
-  r.err = p.err;
-  r.count = p.count;
-  int id = f.env.InjectFault(r);
+  const int id = InjectLogFault(&f, p);
   for (uint64_t lba = 0; lba < 96; lba += 8) {
     ASSERT_TRUE(f.WriteBlocks(lba, 8, 20 + lba).ok());
     f.vol->FlushAhead();
