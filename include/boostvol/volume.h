@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "boostvol/status.h"
+#include "boostvol/tunable_defaults.h"
 
 namespace boostvol {
 
@@ -64,9 +65,9 @@ struct OpenOptions {
   const char* sqlite_vfs = nullptr;  // SQLite VFS for meta.db (tests); nullptr = SQLite's default
   ProgressFn progress;          // recovery progress; may be empty
   // Migrator tunables (defaults documented in docs/tuning.md).
-  double migrate_start_fraction = 0.75;  // start migrating when this much of the log is dirty
-  uint32_t idle_migrate_ms = 2000;      // migrate everything after this long without writes
-  uint32_t max_batch_bytes = 64 << 20;  // largest migration batch
+  double migrate_start_fraction = kDefaultMigrateStartFraction;
+  uint32_t idle_migrate_ms = kDefaultIdleMigrateMs;
+  uint32_t max_batch_bytes = kDefaultMaxBatchBytes;
   bool start_migrator = true;           // tests may drive migration by hand
   // After this long of continuous failures writing FAST/log, the volume
   // degrades to write-through to the home (DESIGN.md 4).

@@ -36,6 +36,7 @@
 #include <vector>
 
 #include "boostvol/status.h"
+#include "boostvol/tunable_defaults.h"
 
 namespace boostvol {
 
@@ -43,9 +44,9 @@ enum class WriteMode : uint8_t { kWriteback = 0, kWritethrough = 1, kWritearound
 enum class BypassOrder : uint8_t { kPrefix = 0, kRelaxed = 1 };
 
 struct TunableValues {
-  double migrate_start_fraction = 0.75;
-  uint32_t idle_migrate_ms = 2000;
-  uint64_t max_batch_bytes = 64ull << 20;
+  double migrate_start_fraction = kDefaultMigrateStartFraction;
+  uint32_t idle_migrate_ms = kDefaultIdleMigrateMs;
+  uint64_t max_batch_bytes = kDefaultMaxBatchBytes;
   uint32_t migrate_gap_blocks = 64;
   bool zero_detect = true;
   WriteMode write_mode = WriteMode::kWriteback;

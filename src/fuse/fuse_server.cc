@@ -196,7 +196,10 @@ class Server {
   // write. A wrong guess costs an early fdatasync, never correctness: only
   // the fsync's own Flush() acknowledges durability.
   // Relaxed atomics: a guess, read and updated by any FUSE worker.
+  // The count only needs to tell 0, 1 and more: past 2 a write only reads
+  // it, so writes without fsyncs do not bounce its cache line between CPUs.
   bool NoteWriteExpectFsync() {
+    if (writes_since_fsync_.load(std::memory_order_relaxed) >= 2) return false;
     const uint32_t n = writes_since_fsync_.fetch_add(1, std::memory_order_relaxed) + 1;
     return n == 1 && __builtin_popcount(fsync_history_.load(std::memory_order_relaxed) & 0xFFu) >= 7;
   }

@@ -333,7 +333,7 @@ bool LogWriter::CallerMayDoIoLocked() const {
 bool LogWriter::CallerWriteAndSyncLocked(const char* why) {
   io_busy_ = true;
   Status s = queue_.empty() ? Status::OK() : WriteQueuedLocked();
-  const bool writing = !s.ok();  // which step failed, for the warning
+  const bool write_failed = !s.ok();  // which step failed, for the warning
   if (s.ok()) s = SyncWrittenLocked();
   io_busy_ = false;
   if (!s.ok()) {
@@ -341,7 +341,7 @@ bool LogWriter::CallerWriteAndSyncLocked(const char* why) {
     // fail_after_ms; callers wait for it from now on.
     caller_io_failed_ = true;
     last_error_ = s.ToString();
-    spdlog::warn("log {} for {} failed, the flusher retries: {}", writing ? "write" : "fdatasync", why, s.ToString());
+    spdlog::warn("log {} for {} failed, the flusher retries: {}", write_failed ? "write" : "fdatasync", why, s.ToString());
     flusher_cv_.Signal();
     return false;
   }

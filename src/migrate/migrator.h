@@ -86,7 +86,7 @@ extern std::atomic<void (*)()> g_migrator_after_gap_reads_for_test;
 // The inputs of a batch's size (MigrateOnce takes whole segments up to
 // BatchByteLimit bytes of data, at least one).
 struct BatchLimitInputs {
-  uint64_t max_batch_bytes = 64 << 20;
+  uint64_t max_batch_bytes = kDefaultMaxBatchBytes;
   uint64_t segment_bytes = 0;
   bool waiting_for_space = false;  // a writer waits for log space
   bool draining = false;           // an explicit drain runs
@@ -105,9 +105,9 @@ struct MigratorOptions {
   log::LogWriter* writer = nullptr;
   home::Home* home = nullptr;
   meta::MetaStore* meta = nullptr;
-  double start_fraction = 0.75;
-  uint32_t idle_ms = 2000;
-  uint64_t max_batch_bytes = 64 << 20;
+  double start_fraction = kDefaultMigrateStartFraction;
+  uint32_t idle_ms = kDefaultIdleMigrateMs;
+  uint64_t max_batch_bytes = kDefaultMaxBatchBytes;
   // Step 3 above: `migrated` holds (lba, pos, crc) of the copies now home;
   // `released_before` is the segment seq the slots below which will be freed.
   std::function<void(const std::vector<meta::IndexEntry>& migrated, uint64_t first_segment, uint64_t end_segment)>
