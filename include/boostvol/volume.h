@@ -159,6 +159,11 @@ class Volume {
   // max_batch_bytes. InvalidArgument for an unknown key or a bad value.
   virtual Status SetTunable(const std::string& key, const std::string& value) = 0;
   virtual std::vector<std::pair<std::string, std::string>> GetTunables() = 0;
+  // The first step of a stop, which never waits: the migrator takes no new
+  // batch, and a Drain in progress returns Aborted once its current batch
+  // attempt returns (a drain must not hold a stop up while the home is away).
+  // Thread-safe. Close() still does the whole stop.
+  virtual void BeginClose() = 0;
   // Clean stop: flush, stop the migrator, write the checkpoint, release the lock.
   virtual Status Close() = 0;
 };

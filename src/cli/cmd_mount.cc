@@ -12,7 +12,8 @@
 //      with --loop, attach MOUNTPOINT/image to a loop device first (the
 //      parent does it; with -f a helper thread, while FUSE serves losetup);
 //      serve until unmounted, signalled or told to stop;
-//   8. stop the control socket, Volume::Close() (checkpoint), exit 0.
+//   8. stop the control socket (a drain in progress ends), Volume::Close() (checkpoint), exit 0; all of step 8
+//      within BOOSTVOL_STOP_WAIT seconds, else exit without a checkpoint (src/cli/stop_watchdog.h).
 #include <sys/prctl.h>
 #include <signal.h>
 #include <sys/stat.h>
@@ -32,6 +33,7 @@
 #include "cli/logging.h"
 #include "cli/loop.h"
 #include "cli/mounts.h"
+#include "cli/stop_watchdog.h"
 #include "control/control_client.h"
 #include "control/control_server.h"
 #include "control/rate_meter.h"
@@ -238,11 +240,16 @@ int Serve(const MountArgs& a, const std::string& fast, const std::string& mnt, S
   };
   Status served = RunFuseServer(volume.get(), fo);
   NotifySystemd("STOPPING=1");
+  // The stop from here on is bounded (src/cli/stop_watchdog.h): a home that never answers must not keep the
+  // lock on FAST, and `boostvol unmount`, waiting for ever. A drain in progress ends first (BeginClose).
+  StopWatchdog watchdog(StopWaitSeconds(), fast, kExitIo);
+  volume->BeginClose();
   if (looper.joinable()) looper.join();
   ctl->Stop();
   ctl.reset();
   handler.StopSampling();
   Status closed = volume->Close();
+  watchdog.Disarm();
   if (!served.ok()) {
     spdlog::error("{}", served.ToString());
     rep->Failed(ExitCodeFor(served), served.ToString());

@@ -1009,6 +1009,10 @@ std::string VolumeImpl::EncodePendingZeros() {
   return out;
 }
 
+void VolumeImpl::BeginClose() {
+  if (migrator_) migrator_->RequestStop();
+}
+
 Status VolumeImpl::Close() {
   if (closed_.exchange(true)) return Status::OK();
   Status result;
@@ -1016,6 +1020,12 @@ Status VolumeImpl::Close() {
     lock_.reset();
     return result;
   }
+  // The log made durable before waiting on the migrator, which may wait on
+  // the home: a stop cut short there (cmd_mount's stop watchdog, a kill)
+  // then finds every write in the log. SyncAhead, not Sync: it never waits
+  // (a failing FAST must not hold the stop; the flusher, or Stop below,
+  // retries and reports).
+  writer_->SyncAhead();
   if (migrator_) migrator_->Stop();
   meta::Checkpoint cp;
   if (writer_) {

@@ -70,6 +70,7 @@ class VolumeImpl : public Volume {
   VolumeStatus GetStatus() override;
   Status SetTunable(const std::string& key, const std::string& value) override;
   std::vector<std::pair<std::string, std::string>> GetTunables() override;
+  void BeginClose() override;
   Status Close() override;
 
   // Migrates one batch now (tests drive migration by hand with this).

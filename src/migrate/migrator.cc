@@ -81,14 +81,16 @@ void Migrator::Start() {
   thread_ = std::thread([this] { Loop(); });
 }
 
-void Migrator::Stop() {
+void Migrator::RequestStop() {
   stopping_ = true;
-  {
-    MutexLock l(&mu_);
-    stop_ = true;
-    stats_.state = "stopped";
-    cv_.SignalAll();
-  }
+  MutexLock l(&mu_);
+  stop_ = true;
+  stats_.state = "stopped";
+  cv_.SignalAll();
+}
+
+void Migrator::Stop() {
+  RequestStop();
   if (thread_.joinable()) thread_.join();
 }
 

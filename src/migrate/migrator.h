@@ -129,6 +129,10 @@ class Migrator {
   // Stops the thread. A batch in progress is abandoned if it has not begun
   // writing home yet (it is read again after the next mount), else finished.
   void Stop();
+  // Stop() without the wait: the thread takes no new batch, and a Drain in
+  // progress returns Aborted once its current batch attempt returns.
+  // Thread-safe; Stop() still joins the thread.
+  void RequestStop();
   void Kick();   // re-evaluate now (a segment became durable, a writer waits)
 
   // Migrates one batch if any segment is migratable; *did = whether it did.

@@ -6,6 +6,9 @@
 #   3. kill -9 crash loop with stamped blocks (tests/lib/stamped_blocks.py): fsync'ed writes kept, a prefix
 #   4. outage: the OSD stopped (SIGSTOP) for 25 s while files on ext4 are overwritten with fsyncs: no error, then
 #      SIGCONT, drain converges, fsck clean, export identical, the files' checksums intact
+#   5. bounded stop: `boostvol unmount` while the OSD is stopped and a drain waits on it; the daemon (mounted with
+#      BOOSTVOL_STOP_WAIT=5) exits without a checkpoint after 5 s, unmount says so (exit 3), the drain ends with an
+#      error; after SIGCONT the next mount recovers the writes from the log and the export is identical
 # shellcheck source=SCRIPTDIR/../lib/e2e_lib.sh
 source "$(dirname "$0")/../lib/e2e_lib.sh"
 
@@ -153,3 +156,38 @@ ok "clean, $NFILES files intact, identical"
 bv_unmount "$MNT" "$FAST"
 check "boostvol check after everything"
 expect_rc 0 bv check "$FAST"
+
+check "unmount in an outage, a drain waiting on the home: the stop is bounded (BOOSTVOL_STOP_WAIT=5), nothing is lost"
+BOOSTVOL_STOP_WAIT=5 bv_mount "$FAST" "$MNT"
+# The migrator holds off: the 2 MiB are still in the log when the drain asks for them during the outage.
+expect_rc 0 bv set "$MNT" idle_migrate_ms=86400000 migrate_start_fraction=1
+head -c $((2 << 20)) /dev/urandom >"$SIDE/stop.bin"
+dd if="$SIDE/stop.bin" of="$MNT/image" bs=1M seek=8 oflag=direct conv=fsync,notrunc status=none ||
+  fail "writing 2 MiB before the outage failed"
+kill -STOP "$OSD"
+(sleep 60; kill -CONT "$OSD") &
+CONTER=$!
+"$BOOSTVOL_BIN" drain "$MNT" >"$SIDE/stop.drain" 2>&1 &
+DRAINER=$!
+sleep 2
+t0=$SECONDS
+capture bv unmount "$MNT"
+took=$((SECONDS - t0))
+log "unmount exited $E2E_RC after $took s: $(tail -1 <<<"$E2E_OUT")"
+[[ $E2E_RC == 3 && $E2E_OUT == *"WITHOUT a clean checkpoint"* ]] ||
+  fail "unmount in an outage: expected exit 3 and an unclean stop, got $E2E_RC: $E2E_OUT"
+((took < 40)) || fail "the stop took $took s, past BOOSTVOL_STOP_WAIT=5 plus the unmount's own steps"
+grep -q "exiting WITHOUT a checkpoint" "$FAST/boostvol.log" || fail "the daemon's log does not say why it stopped"
+drc=0
+wait "$DRAINER" || drc=$?
+((drc != 0)) || fail "the drain reported success though the home never answered"
+ok "stopped in $took s, unclean, said so; the waiting drain ended with exit $drc: $(tail -1 "$SIDE/stop.drain")"
+kill "$CONTER" 2>/dev/null || true
+kill -CONT "$OSD"
+check "after the outage: the next mount recovers the 2 MiB from the log, drains them, the export is identical"
+bv_mount "$FAST" "$MNT"
+cmp <(dd if="$MNT/image" bs=1M skip=8 count=2 status=none) "$SIDE/stop.bin" || fail "the 2 MiB written before the stop differ"
+expect_rc 0 timeout 300 "$BOOSTVOL_BIN" drain "$MNT"
+export_matches "$MNT/image" || fail "rbd export differs after the bounded stop"
+bv_unmount "$MNT" "$FAST"
+ok "recovered, drained, identical"

@@ -17,6 +17,8 @@
 #    page) and a generous `memstore device bytes` (pages are allocated on use; a full OSD makes clients hang, not
 #    fail);
 #  - a memstore OSD loses every object when it dies: use SIGSTOP/SIGCONT for an outage, never a restart;
+#  - a PG whose read lease ran out during a SIGSTOP of the OSD can stay "laggy" for good (every op on it waits):
+#    the lease is made longer than any outage a test makes (see `read lease ratio` below);
 #  - every ceph CLI call runs under `timeout`: without a monitor they wait forever.
 set -euo pipefail
 
@@ -92,6 +94,11 @@ osd pool default pg autoscale mode = off
 osd crush chooseleaf type = 0
 # a killed client's watch (and so its exclusive lock) lapses after this many seconds (default 30)
 osd client watch timeout = 5
+# A PG serves no op once its read lease (this ratio x osd heartbeat grace, 0.8 x 20 s by default) has run out, and
+# the lease of a PG with no replica to ack it is renewed only by its own timer. Ceph 16.2 leaves such a PG "laggy"
+# for good when an op reaches it right after a SIGSTOP longer than the lease: its ops wait "for readable" forever
+# (ceph daemon osd.0 dump_blocked_ops). Outage tests stop the OSD for 25-30 s: a 240 s lease outlasts that.
+osd pool default read lease ratio = 12
 
 [mon]
 mon data = $dir/mon.a

@@ -240,6 +240,36 @@ TEST(FaultTest, SlowDirGoneEntirelyDrainWaitsThroughTheOutage) {
   EXPECT_EQ(Diff(f.HomeBytes(), f.model), 0u);
 }
 
+// A stop while a drain waits through an outage: BeginClose ends the drain (Aborted) instead of leaving the stop
+// waiting for the home; the clean stop then keeps every write (the log), and the next open drains them home.
+TEST(FaultTest, StopDuringAnOutageEndsTheDrainAndLosesNothing) {
+  Fixture f;
+  f.Create();
+  ASSERT_TRUE(f.Open(true).ok());
+  FaultRule r;
+  r.path_prefix = f.dirs.slow();
+  r.op = FaultOp::kAny;
+  r.err = EIO;
+  f.env.InjectFault(r);
+  for (uint64_t lba = 300; lba < 364; lba += 8) ASSERT_TRUE(f.WriteBlocks(lba, 8, lba).ok());
+  ASSERT_TRUE(f.vol->Flush().ok());
+  auto drain = std::async(std::launch::async, [&] { return f.vol->Drain(nullptr); });
+  ASSERT_TRUE(f.WaitStatus([](const VolumeStatus& st) { return st.health == "home-unreachable"; }));
+  EXPECT_EQ(drain.wait_for(std::chrono::milliseconds(500)), std::future_status::timeout);
+  f.vol->BeginClose();
+  // One batch attempt and one backoff at most (the backoff is capped at 5 s).
+  ASSERT_EQ(drain.wait_for(std::chrono::seconds(30)), std::future_status::ready) << "the stop waited for the home";
+  Status s = drain.get();
+  EXPECT_EQ(s.code(), Status::Code::kAborted) << s.ToString();
+  ASSERT_TRUE(f.vol->Close().ok());
+  f.vol.reset();
+  f.env.ClearFaults();
+  ASSERT_TRUE(f.Open(true).ok());
+  ASSERT_TRUE(f.vol->Drain(nullptr).ok());
+  ASSERT_TRUE(f.vol->Close().ok());
+  EXPECT_EQ(Diff(f.HomeBytes(), f.model), 0u);
+}
+
 // ---------------------------------------------------------------------------------------------------------
 // Reads of blocks that live only at home while the slow dir fails: that read alone fails with EIO, after a bounded
 // number of attempts; reads of cached blocks succeed; once the fault clears the same read succeeds.
