@@ -36,7 +36,7 @@ fiojob() { # NAME DEV extra...
 }
 
 # A fixed amount of 4k random writes, 90% of the 1 GiB cache, so a cache never fills during it: "while the cache has
-# room" (the migrator starts at half the log and runs during the second half). Capped at 3x the runtime for a system
+# room" (the migrator starts at 0.75 of the log and runs during the rest). Capped at 3x the runtime for a system
 # without a cache, whose rate does not change as it goes.
 fiojob_room() { # NAME DEV
   fio --name="$1" --filename="$2" --direct=1 --ioengine=libaio --bs=4k --rw=randwrite --iodepth=16 --size=1G \

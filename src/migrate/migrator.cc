@@ -259,6 +259,25 @@ Status Migrator::MigrateOnce(bool* did) {
   return s;
 }
 
+void Migrator::DropBatchPages(const std::vector<log::LiveSegment>& segs) {
+  const uint64_t seg_bytes = uint64_t{o_.segment_blocks} * log::kBlockSize;
+  const uint64_t log_bytes = seg_bytes * o_.segment_count;
+  for (size_t i = 0; i < segs.size();) {  // runs of consecutive slots: one call each
+    const uint64_t slot = segs[i].segment_seq % o_.segment_count;
+    size_t n = 1;
+    while (i + n < segs.size() && segs[i + n].segment_seq % o_.segment_count == slot + n) n++;
+    o_.log->DropCache(slot * seg_bytes, n * seg_bytes);
+    i += n;
+  }
+  // The kernel read ahead of the batch's last segment, into the segments after
+  // it (or the free space the writer fills next): those pages go too.
+  if (segs.empty()) return;
+  const uint64_t after = (segs.back().segment_seq % o_.segment_count + 1) * seg_bytes % log_bytes;
+  const uint64_t slack = std::min(kReadaheadSlackBytes, log_bytes);
+  o_.log->DropCache(after, std::min(slack, log_bytes - after));
+  if (after + slack > log_bytes) o_.log->DropCache(0, after + slack - log_bytes);
+}
+
 Status Migrator::MigrateBatch(const std::vector<log::LiveSegment>& segs, bool* log_failed) {
   if (log_failed) *log_failed = false;
   // 1. Read and verify every record of the batch, keeping only where each
@@ -459,6 +478,10 @@ Status Migrator::MigrateBatch(const std::vector<log::LiveSegment>& segs, bool* l
     }
     buf.reset();
   }
+
+  // The batch's log pages, cached by the reads above, leave the page cache:
+  // the log's O_DIRECT writes are slower while any are cached (File::DropCache).
+  DropBatchPages(segs);
 
   // 3. Blocks whose newest copy was in the batch now read from home.
   std::vector<meta::IndexEntry> migrated;

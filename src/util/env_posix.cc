@@ -234,6 +234,10 @@ class PosixFile final : public File {
     return Status::OK();
   }
 
+  void DropCache(uint64_t offset, uint64_t len) override {
+    (void)::posix_fadvise(fd_.get(), static_cast<off_t>(offset), static_cast<off_t>(len), POSIX_FADV_DONTNEED);
+  }
+
   Status Stat(FileInfo* info) override {
     struct stat st;
     if (::fstat(fd_.get(), &st) != 0) return ErrnoStatus(errno, "stat of", path_);

@@ -158,6 +158,11 @@ class FaultInjectionEnv::FaultFile final : public File {
     return base_->NeverWrittenRun(offset, end);
   }
 
+  void DropCache(uint64_t offset, uint64_t len) override {
+    MutexLock l(&env_->mu_);
+    if (!h_->dead) base_->DropCache(offset, len);  // clean pages only: no byte, synced or not, changes
+  }
+
   Status Stat(FileInfo* info) override {
     MutexLock l(&env_->mu_);
     if (h_->dead) return PowerCutError(h_->path);
