@@ -216,19 +216,25 @@ INSTANTIATE_TEST_SUITE_P(Errno, SlowDirWriteFault, ::testing::Values(EIO, ENOSPC
                            return i.param == EIO ? "EIO" : i.param == ENOSPC ? "ENOSPC" : "EROFS";
                          });
 
+// Makes every operation on the slow dir fail with EIO (a network mount gone), writes and flushes 8 writes of 8
+// blocks from `first_lba`, and starts a Drain on another thread.
+std::future<Status> DrainWithSlowGone(Fixture* f, uint64_t first_lba) {
+  FaultRule r;
+  r.path_prefix = f->dirs.slow();
+  r.op = FaultOp::kAny;
+  r.err = EIO;
+  f->env.InjectFault(r);
+  for (uint64_t lba = first_lba; lba < first_lba + 64; lba += 8) EXPECT_TRUE(f->WriteBlocks(lba, 8, lba).ok());
+  EXPECT_TRUE(f->vol->Flush().ok());
+  return std::async(std::launch::async, [f] { return f->vol->Drain(nullptr); });
+}
+
 // Every operation on the slow dir fails (a network mount gone): the same, and Drain waits through it.
 TEST(FaultTest, SlowDirGoneEntirelyDrainWaitsThroughTheOutage) {
   Fixture f;
   f.Create();
   ASSERT_TRUE(f.Open(true).ok());
-  FaultRule r;
-  r.path_prefix = f.dirs.slow();
-  r.op = FaultOp::kAny;
-  r.err = EIO;
-  f.env.InjectFault(r);
-  for (uint64_t lba = 200; lba < 264; lba += 8) ASSERT_TRUE(f.WriteBlocks(lba, 8, lba).ok());
-  ASSERT_TRUE(f.vol->Flush().ok());
-  auto drain = std::async(std::launch::async, [&] { return f.vol->Drain(nullptr); });
+  auto drain = DrainWithSlowGone(&f, 200);
   // The drain must neither fail nor finish while home is gone.
   EXPECT_EQ(drain.wait_for(std::chrono::seconds(2)), std::future_status::timeout) << "drain returned during the outage";
   ASSERT_TRUE(f.WaitStatus([](const VolumeStatus& st) { return st.health == "home-unreachable"; }));
@@ -246,14 +252,7 @@ TEST(FaultTest, StopDuringAnOutageEndsTheDrainAndLosesNothing) {
   Fixture f;
   f.Create();
   ASSERT_TRUE(f.Open(true).ok());
-  FaultRule r;
-  r.path_prefix = f.dirs.slow();
-  r.op = FaultOp::kAny;
-  r.err = EIO;
-  f.env.InjectFault(r);
-  for (uint64_t lba = 300; lba < 364; lba += 8) ASSERT_TRUE(f.WriteBlocks(lba, 8, lba).ok());
-  ASSERT_TRUE(f.vol->Flush().ok());
-  auto drain = std::async(std::launch::async, [&] { return f.vol->Drain(nullptr); });
+  auto drain = DrainWithSlowGone(&f, 300);
   ASSERT_TRUE(f.WaitStatus([](const VolumeStatus& st) { return st.health == "home-unreachable"; }));
   EXPECT_EQ(drain.wait_for(std::chrono::milliseconds(500)), std::future_status::timeout);
   f.vol->BeginClose();

@@ -44,7 +44,7 @@ struct Fixture {
   test::FaultInjectionVfs vfs;  // meta.db's I/O: power cuts inside SQLite commits
   std::unique_ptr<Volume> vol;
 
-  void Create(uint32_t segment_size = 16384, uint64_t cache = 256 << 10) {
+  CreateOptions Options(uint32_t segment_size = 16384, uint64_t cache = 256 << 10) {
     CreateOptions co;
     co.fast_dir = dirs.fast();
     co.slow_dir = dirs.slow();
@@ -53,7 +53,10 @@ struct Fixture {
     co.segment_size = segment_size;
     co.env = &env;
     co.sqlite_vfs = vfs.name();
-    Status s = CreateVolume(co);
+    return co;
+  }
+  void Create(uint32_t segment_size = 16384, uint64_t cache = 256 << 10) {
+    Status s = CreateVolume(Options(segment_size, cache));
     ASSERT_TRUE(s.ok()) << s.ToString();
   }
   Status Open(bool migrator = false) {
@@ -183,13 +186,9 @@ TEST(VolumeTest, DrainMakesHomeByteIdentical) {
 // The real environment (the fault-injection one writes the log through the page cache): only reads cache pages.
 TEST(VolumeTest, MigratedLogPagesLeaveThePageCache) {
   Fixture f;
-  CreateOptions co;
-  co.fast_dir = f.dirs.fast();
-  co.slow_dir = f.dirs.slow();
-  co.image_size = kImage;
-  co.cache_size = 256 << 10;
-  co.segment_size = 16384;
+  CreateOptions co = f.Options();
   co.env = Env::Posix();
+  co.sqlite_vfs = nullptr;
   ASSERT_TRUE(CreateVolume(co).ok());
   OpenOptions oo;
   oo.fast_dir = f.dirs.fast();
@@ -543,14 +542,7 @@ TEST(VolumeTest, PrefixOrderBypassesOnlyWhileTheLogIsAllHome) {
 // A write mode chosen at create is in force at the first mount.
 TEST(VolumeTest, WriteModeAtCreate) {
   Fixture f;
-  CreateOptions co;
-  co.fast_dir = f.dirs.fast();
-  co.slow_dir = f.dirs.slow();
-  co.image_size = kImage;
-  co.cache_size = 256 << 10;
-  co.segment_size = 16384;
-  co.env = &f.env;
-  co.sqlite_vfs = f.vfs.name();
+  CreateOptions co = f.Options();
   co.tunables = {{"write_mode", "nonsense"}};
   EXPECT_FALSE(CreateVolume(co).ok());
   co.tunables = {{"write_mode", "writearound"}};
