@@ -179,8 +179,8 @@ int RunUnmount(const UnmountArgs& a, const GlobalOptions& g) {
   }
   if (!clean) {
     return Fail(kExitIo, "the daemon has stopped WITHOUT a clean checkpoint (see " + fast +
-                             "/boostvol.log: FAST full or failing, or a home that did not answer?); nothing acknowledged is lost: the next mount "
-                             "recovers from the log. " + fast + " is free");
+                             "/boostvol.log: FAST full or failing, or a home that did not answer?); nothing "
+                             "acknowledged is lost: the next mount recovers from the log. " + fast + " is free");
   }
   std::printf("the daemon has stopped cleanly; %s is free\n", fast.c_str());
   return kExitOk;

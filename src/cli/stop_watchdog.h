@@ -8,8 +8,8 @@
 // Armed at construction; Disarm() (or the destructor) once the volume is closed. If `seconds` pass first, it logs
 // what it waited for and ends the process with _exit(exit_code). That leaves the volume as a kill -9 does:
 // Volume::Close syncs the log before it waits on the migrator (unless the log is failing), so the writes are in the
-// log and the next mount recovers them (DESIGN.md 3); `boostvol unmount` reports the stop as not clean. A thread stuck in an
-// uninterruptible kernel wait (D state) still delays the process's exit: no user-space code can end that wait.
+// log and the next mount recovers them (DESIGN.md 3); `boostvol unmount` reports the stop as not clean. A thread
+// stuck in an uninterruptible kernel wait (D state) still delays the process's exit: no user-space code can end it.
 //
 // Thread-safe. seconds == 0: never fires (the stop waits as long as it takes).
 #ifndef BOOSTVOL_CLI_STOP_WATCHDOG_H_

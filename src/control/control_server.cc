@@ -136,7 +136,10 @@ void ControlServer::Stop() {
       ::shutdown(c->fd, SHUT_RDWR);
     }
   }
-  if (busy > 0) spdlog::info("control: waiting for {} control request(s) to finish (a drain ends after its current batch attempt)", busy);
+  if (busy > 0) {
+    spdlog::info("control: waiting for {} control request(s) to finish (a drain ends after its current batch attempt)",
+                 busy);
+  }
   for (auto& c : conns) {
     if (c->thread.joinable()) c->thread.join();
     ::close(c->fd);

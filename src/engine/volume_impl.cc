@@ -1022,9 +1022,10 @@ Status VolumeImpl::Close() {
   }
   // The log made durable before waiting on the migrator, which may wait on
   // the home: a stop cut short there (cmd_mount's stop watchdog, a kill)
-  // then finds every write in the log. SyncAhead, not Sync: it never waits
-  // (a failing FAST must not hold the stop; the flusher, or Stop below,
-  // retries and reports).
+  // then finds the writes in the log. SyncAhead, not Sync: it never waits.
+  // Nothing writes any more (FUSE has ended), so it syncs unless the flusher
+  // is syncing already; a failing FAST must not hold the stop (the flusher,
+  // or Stop below, retries and reports).
   writer_->SyncAhead();
   if (migrator_) migrator_->Stop();
   meta::Checkpoint cp;
