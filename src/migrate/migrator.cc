@@ -260,22 +260,17 @@ Status Migrator::MigrateOnce(bool* did) {
 }
 
 void Migrator::DropBatchPages(const std::vector<log::LiveSegment>& segs) {
+  if (segs.empty()) return;
+  // One range of the ring: from the first segment's slot through the last
+  // one's, and on past it as far as the kernel may have read ahead (into the
+  // next segments, or the free space the writer fills next).
   const uint64_t seg_bytes = uint64_t{o_.segment_blocks} * log::kBlockSize;
   const uint64_t log_bytes = seg_bytes * o_.segment_count;
-  for (size_t i = 0; i < segs.size();) {  // runs of consecutive slots: one call each
-    const uint64_t slot = segs[i].segment_seq % o_.segment_count;
-    size_t n = 1;
-    while (i + n < segs.size() && segs[i + n].segment_seq % o_.segment_count == slot + n) n++;
-    o_.log->DropCache(slot * seg_bytes, n * seg_bytes);
-    i += n;
-  }
-  // The kernel read ahead of the batch's last segment, into the segments after
-  // it (or the free space the writer fills next): those pages go too.
-  if (segs.empty()) return;
-  const uint64_t after = (segs.back().segment_seq % o_.segment_count + 1) * seg_bytes % log_bytes;
-  const uint64_t slack = std::min(kReadaheadSlackBytes, log_bytes);
-  o_.log->DropCache(after, std::min(slack, log_bytes - after));
-  if (after + slack > log_bytes) o_.log->DropCache(0, after + slack - log_bytes);
+  const uint64_t begin = segs.front().segment_seq % o_.segment_count * seg_bytes;
+  const uint64_t len = std::min(
+      log_bytes, (segs.back().segment_seq - segs.front().segment_seq + 1) * seg_bytes + kReadaheadSlackBytes);
+  o_.log->DropCache(begin, std::min(len, log_bytes - begin));
+  if (begin + len > log_bytes) o_.log->DropCache(0, begin + len - log_bytes);
 }
 
 Status Migrator::MigrateBatch(const std::vector<log::LiveSegment>& segs, bool* log_failed) {
