@@ -388,13 +388,16 @@ void LogWriter::ReleaseSegmentsBefore(uint64_t segment_seq) {
   space_cv_.SignalAll();
 }
 
-Status LogWriter::WriteBuffer(Buffer* b) {
+size_t LogWriter::RecordBytes(const Buffer& b) { return size_t{kBlockSize} * (1 + b.hdr.nblocks); }
+
+Status LogWriter::WriteBuffers(Buffer* const* bufs, size_t n) {
   // Past the page cache: a record is read back rarely (reads of blocks not
   // yet in the page cache, the migrator), and copying every logged byte into
   // the page cache cost more CPU than the rest of the write path together
   // (docs/tuning.md, "Hot path"). Sync() still makes it durable.
-  return file_->WriteAtDirect(uint64_t{b->start_pos} * kBlockSize, b->mem,
-                              size_t{kBlockSize} * (1 + b->hdr.nblocks));
+  File::Piece pieces[kMaxRecordsPerWrite];
+  for (size_t i = 0; i < n; i++) pieces[i] = File::Piece{bufs[i]->mem, RecordBytes(*bufs[i])};
+  return file_->WriteAtDirectV(uint64_t{bufs[0]->start_pos} * kBlockSize, pieces, n);
 }
 
 bool LogWriter::NoteFailureLocked(const Status& s, const char* what) {
@@ -441,14 +444,21 @@ Status LogWriter::WriteQueuedLocked() {
   mu_.Unlock();
   Status s;
   size_t done = 0;
-  for (; done < batch.size(); done++) {
+  while (done < batch.size()) {
+    // The records that follow one another in the file go in one write.
+    size_t end = done + 1;
+    while (end < batch.size() && end - done < kMaxRecordsPerWrite &&
+           batch[end]->start_pos == batch[end - 1]->start_pos + 1 + batch[end - 1]->hdr.nblocks)
+      end++;
     const uint64_t begin = uint64_t{batch[done]->start_pos} * kBlockSize;
-    const uint64_t bytes = uint64_t{kBlockSize} * (1 + batch[done]->hdr.nblocks);
+    uint64_t bytes = 0;
+    for (size_t i = done; i < end; i++) bytes += RecordBytes(*batch[i]);
     if (sync_awaited && written_since_sync_ + bytes <= kPrezeroMaxBytesPerSync && begin + bytes > prezeroed_end_)
       PrezeroAfter(begin, begin + bytes, &prezeroed_end_);
-    s = WriteBuffer(batch[done]);
+    s = WriteBuffers(batch.data() + done, end - done);
     if (!s.ok()) break;
     written_since_sync_ += bytes;
+    done = end;
   }
   mu_.Lock();
   for (size_t i = 0; i < done; i++) {

@@ -58,6 +58,21 @@ class File {
   // Durability is WriteAt's: Sync() is still what makes it durable. The
   // default is WriteAt.
   virtual Status WriteAtDirect(uint64_t offset, const void* buf, size_t n) { return WriteAt(offset, buf, n); }
+  // WriteAtDirect of `count` pieces laid end to end from `offset`, as one
+  // write where the file system allows it (pwritev): the log writes the
+  // records that queued up behind one another in one request. Each piece
+  // meets WriteAtDirect's alignment. The default writes them one at a time.
+  struct Piece {
+    const void* data;
+    size_t n;
+  };
+  virtual Status WriteAtDirectV(uint64_t offset, const Piece* pieces, size_t count) {
+    for (size_t i = 0; i < count; offset += pieces[i].n, i++) {
+      Status s = WriteAtDirect(offset, pieces[i].data, pieces[i].n);
+      if (!s.ok()) return s;
+    }
+    return Status::OK();
+  }
   // fdatasync.
   virtual Status Sync() = 0;
   virtual Status Truncate(uint64_t size) = 0;
