@@ -92,7 +92,7 @@ w(f"- load average at start {machine.get('load_start', '?')}, at end {machine.ge
 w(f"- software: {machine.get('versions', '?')}")
 w(f"- boostvol: {machine.get('boostvol', '?')}")
 w(f"- parameters: {machine.get('params', '?')}")
-w(f"- fio: libaio, direct=1, on a loop device over each system's 4 GiB image, 1 GiB region, time based; "
+w(f"- fio: libaio, direct=1, on a loop device over each system's 4 GiB image, 1 GiB region, time based (but the first 1M sequential write, which writes the region once); "
   f"FAST and SLOW are plain directories on the same disk in part 1. "
   + ("Cells: median of the runs (min–max)." if runs > 1 else "One run per figure (--quick): no spread."))
 w("")
