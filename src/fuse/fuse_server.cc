@@ -16,7 +16,6 @@
 #include <poll.h>
 #include <linux/falloc.h>
 #include <signal.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
@@ -770,30 +769,6 @@ class Args {
 // a tick, signals (SIGTERM) every worker in read(2) until it has left it, lets
 // requests in progress finish, and joins every worker. Unmounting ends
 // read(2) with ENODEV.
-// The buffer a worker reads requests into (fuse_session_receive_buf keeps a
-// buffer it is given): one transparent huge page, placed so that a WRITE's
-// data (after the 40-byte request header and the 40-byte write header) starts
-// on a page boundary. The kernel then pins one huge page per request for its
-// copy instead of 257 small ones, and the data is aligned for direct I/O.
-class ReceiveBuffer {
- public:
-  ReceiveBuffer() {
-    base_ = std::aligned_alloc(kHuge, kHuge);
-    if (base_ == nullptr) std::abort();
-    (void)::madvise(base_, kHuge, MADV_HUGEPAGE);  // a hint; EINVAL without THP is fine
-  }
-  ~ReceiveBuffer() { std::free(base_); }
-  ReceiveBuffer(const ReceiveBuffer&) = delete;
-  ReceiveBuffer& operator=(const ReceiveBuffer&) = delete;
-  void* mem() const { return static_cast<char*>(base_) + kPage - kWriteHeaders; }
-
- private:
-  static constexpr size_t kHuge = size_t{2} << 20, kPage = 4096;
-  static constexpr size_t kWriteHeaders = 80;  // fuse_in_header + fuse_write_in
-  static_assert(kPage - kWriteHeaders + kMaxWrite + kPage <= kHuge, "a request must fit (libfuse's bufsize)");
-  void* base_ = nullptr;
-};
-
 class FuseLoop {
  public:
   FuseLoop(fuse_session* se, unsigned max_threads, unsigned poll_us)
@@ -936,8 +911,6 @@ class FuseLoop {
   void WorkerLoop(Worker* self, uint64_t gen) {
     NameThisThread("bv-fuse");
     fuse_buf buf{};
-    ReceiveBuffer rbuf;
-    buf.mem = rbuf.mem();  // libfuse reads into it (and never frees it)
     HookCtx hook{this, &gen};
     PollState poll;
     SetBlockingHook(&FuseLoop::AboutToBlockHook, &hook);
@@ -983,6 +956,7 @@ class FuseLoop {
       gen = reader_gen_.load(std::memory_order_acquire);
     }
     SetBlockingHook(nullptr, nullptr);
+    std::free(buf.mem);
     MutexLock l(&mu_);
     self->done = true;
     finished_++;

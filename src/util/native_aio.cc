@@ -16,7 +16,7 @@ NativeAio::~NativeAio() {
 
 bool NativeAio::WriteAll(int fd, const Write* writes, size_t count, ssize_t* result) {
   std::lock_guard<std::mutex> l(mu_);
-  if (count > kMaxInFlight) std::abort();  // a caller's bug: its buffers would outlive nothing here
+  if (count > kMaxInFlight) std::abort();  // a caller's bug (PosixFile::WriteAtDirectV checks)
   if (ctx_ == 0 && !unavailable_ && ::syscall(SYS_io_setup, kMaxInFlight, &ctx_) != 0) {
     unavailable_ = true;
     ctx_ = 0;
