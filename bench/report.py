@@ -325,7 +325,7 @@ if marginal_rss:
       f"{fmt(d1 - d0)} blocks; RSS {fmt(r0)} -> {fmt(r1)} KiB) | {per:.0f} |")
 w("")
 w("The figure from RSS right after mount includes a fixed part that does not grow with the dirty blocks: the log "
-  "writer's record buffers (about 18 MiB) and the block index allocated at mount (about 15 B per log block), "
+  "writer's record buffers (64 of 1 MiB, touched as a stream uses them) and the block index allocated at mount (about 15 B per log block), "
   "touched as the writes come in; the marginal figure (RSS between two fill levels) leaves them out.\n")
 if cliff:
     w("![sustained random writes](sustained.png)\n")

@@ -5,8 +5,9 @@
 // into the open record buffer (the "RAM buffer" of DESIGN.md) and hands each
 // block's log position to the caller at once. A full
 // record (or one sealed by Sync/SealSegment/age) is queued to the flusher
-// thread, which writes records in seq order with one pwrite each and calls
-// fdatasync when someone waits in Sync(), when a segment completes, or every
+// thread, which writes the queued records in seq order (those that follow
+// one another in the file together, all in flight at once: WriteBuffers) and
+// calls fdatasync when someone waits in Sync(), when a segment completes, or every
 // kSyncIntervalMs. One fdatasync covers every record written before it.
 // A Sync() (or SyncAhead(), for an fsync expected soon) that finds nobody
 // writing or syncing (io_busy_) does both itself
@@ -14,7 +15,10 @@
 //
 // Invariants:
 //  1. Records are written to the file in seq order, each at the position it
-//     was given when opened; records never cross a segment end.
+//     was given when opened; records never cross a segment end. Records
+//     written together may reach the disk in any order: none is durable
+//     before the fdatasync after them, and recovery stops at the first
+//     record that does not check (log_scanner.h R4).
 //  2. durable_seq() only grows; every record <= durable_seq() was written
 //     and fdatasync'ed without error after it was written.
 //  3. A buffer is recycled only once its record is durable, so after a failed
@@ -228,8 +232,8 @@ class LogWriter {
   // its pwrite returned.
   void PublishHeldLocked(size_t i, const Buffer* b) BV_REQUIRES(mu_);
   // Writes n records that follow one another in the file with one
-  // WriteAtDirectV (fewer, larger writes: a sequential stream's records went
-  // out at ~1.4 GB/s one 1 MiB pwrite at a time, docs/tuning.md).
+  // WriteAtDirectV, all in flight at once (one 1 MiB pwrite at a time held a
+  // sequential stream to ~1.6 GB/s: docs/tuning.md, "Log writes in flight").
   Status WriteBuffers(Buffer* const* bufs, size_t n);
   static constexpr size_t kMaxRecordsPerWrite = 16;
   static size_t RecordBytes(const Buffer& b);  // header block + data blocks

@@ -58,10 +58,11 @@ class File {
   // Durability is WriteAt's: Sync() is still what makes it durable. The
   // default is WriteAt.
   virtual Status WriteAtDirect(uint64_t offset, const void* buf, size_t n) { return WriteAt(offset, buf, n); }
-  // WriteAtDirect of `count` pieces laid end to end from `offset`, as one
-  // write where the file system allows it (pwritev): the log writes the
-  // records that queued up behind one another in one request. Each piece
-  // meets WriteAtDirect's alignment. The default writes them one at a time.
+  // WriteAtDirect of `count` pieces laid end to end from `offset`, all in
+  // flight at once where the system allows it (native AIO, else one
+  // pwritev): the log's records that queued up behind one another. The
+  // pieces may reach the disk in any order. Each meets WriteAtDirect's
+  // alignment. The default writes them one at a time.
   struct Piece {
     const void* data;
     size_t n;
