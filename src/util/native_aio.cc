@@ -11,11 +11,12 @@
 namespace boostvol {
 
 NativeAio::~NativeAio() {
+  MutexLock l(&mu_);
   if (ctx_ != 0) (void)::syscall(SYS_io_destroy, ctx_);
 }
 
 bool NativeAio::WriteAll(int fd, const Write* writes, size_t count, ssize_t* result) {
-  std::lock_guard<std::mutex> l(mu_);
+  MutexLock l(&mu_);
   if (count > kMaxInFlight) std::abort();  // a caller's bug (PosixFile::WriteAtDirectV checks)
   if (ctx_ == 0 && !unavailable_ && ::syscall(SYS_io_setup, kMaxInFlight, &ctx_) != 0) {
     unavailable_ = true;
@@ -25,6 +26,7 @@ bool NativeAio::WriteAll(int fd, const Write* writes, size_t count, ssize_t* res
                  std::strerror(errno));
   }
   if (unavailable_) return false;
+  const aio_context_t ctx = ctx_;
 
   iocb cbs[kMaxInFlight];
   iocb* ptrs[kMaxInFlight];
@@ -45,7 +47,7 @@ bool NativeAio::WriteAll(int fd, const Write* writes, size_t count, ssize_t* res
   // submitted write until it completes, so nothing returns before that.
   auto reap = [&] {
     for (;;) {
-      long got = ::syscall(SYS_io_getevents, ctx_, 1, kMaxInFlight, events, nullptr);
+      long got = ::syscall(SYS_io_getevents, ctx, 1, kMaxInFlight, events, nullptr);
       if (got >= 0) {
         for (long k = 0; k < got; k++) result[events[k].data] = static_cast<ssize_t>(events[k].res);
         completed += static_cast<size_t>(got);
@@ -57,7 +59,7 @@ bool NativeAio::WriteAll(int fd, const Write* writes, size_t count, ssize_t* res
     }
   };
   while (submitted < count) {
-    long r = ::syscall(SYS_io_submit, ctx_, static_cast<long>(count - submitted), ptrs + submitted);
+    long r = ::syscall(SYS_io_submit, ctx, static_cast<long>(count - submitted), ptrs + submitted);
     if (r > 0) {
       submitted += static_cast<size_t>(r);
     } else if (r < 0 && errno == EINTR) {

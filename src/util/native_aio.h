@@ -16,7 +16,8 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <mutex>
+
+#include "util/thread_annotations.h"
 
 namespace boostvol {
 
@@ -39,12 +40,12 @@ class NativeAio {
   // the bytes written or -errno (-ECANCELED: never submitted). The caller
   // finishes what is short. Returns false, having written nothing, when this
   // kernel or process has no native AIO (io_setup failed): said once.
-  bool WriteAll(int fd, const Write* writes, size_t count, ssize_t* result);
+  bool WriteAll(int fd, const Write* writes, size_t count, ssize_t* result) BV_EXCLUDES(mu_);
 
  private:
-  std::mutex mu_;
-  aio_context_t ctx_ = 0;  // under mu_; 0 until the first WriteAll
-  bool unavailable_ = false;
+  Mutex mu_;
+  aio_context_t ctx_ BV_GUARDED_BY(mu_) = 0;  // 0 until the first WriteAll
+  bool unavailable_ BV_GUARDED_BY(mu_) = false;
 };
 
 }  // namespace boostvol
