@@ -174,10 +174,17 @@ is_mounted() { [[ -n $(mount_fstype "$1") ]]; }
 # not CMD...: succeeds when CMD fails (for wait_until).
 not() { ! "$@"; }
 # pid_alive PID: the process exists and is not a zombie (in a container nobody may reap a killed daemon).
+# A killed daemon's main thread can be a zombie while another of its threads is still exiting and holds the
+# process's files (the volume's lock): the last thread waits there for the log's direct writes in flight
+# (exit_aio). So the process is alive while any of its threads is not a zombie.
 pid_alive() {
-  local st
-  st=$(awk '/^State:/ { print $2 }' "/proc/$1/status" 2>/dev/null) || return 1
-  [[ -n $st && $st != Z && $st != X ]]
+  local st t
+  [[ -d /proc/$1 ]] || return 1
+  for t in /proc/"$1"/task/*/status; do
+    st=$(awk '/^State:/ { print $2 }' "$t" 2>/dev/null) || continue
+    [[ -n $st && $st != Z && $st != X ]] && return 0
+  done
+  return 1
 }
 
 # Mount points under the scratch dir, deepest first.
