@@ -175,8 +175,9 @@ is_mounted() { [[ -n $(mount_fstype "$1") ]]; }
 not() { ! "$@"; }
 # pid_alive PID: the process exists and is not a zombie (in a container nobody may reap a killed daemon).
 # A killed daemon's main thread can be a zombie while another of its threads is still exiting and holds the
-# process's files (the volume's lock): the last thread waits there for the log's direct writes in flight
-# (exit_aio). So the process is alive while any of its threads is not a zombie.
+# process's files (the volume's lock): the last thread tears down the log's native AIO context there (exit_aio
+# waits for its writes in flight and for the kernel to free it). So the process is alive while any of its
+# threads is not a zombie.
 pid_alive() {
   local st t
   [[ -d /proc/$1 ]] || return 1
