@@ -59,10 +59,10 @@ class File {
   // default is WriteAt.
   virtual Status WriteAtDirect(uint64_t offset, const void* buf, size_t n) { return WriteAt(offset, buf, n); }
   // WriteAtDirect of `count` pieces laid end to end from `offset`, all in
-  // flight at once where the system allows it (native AIO, else one
-  // pwritev): the log's records that queued up behind one another. The
-  // pieces may reach the disk in any order. Each meets WriteAtDirect's
-  // alignment. The default writes them one at a time.
+  // flight at once where the system allows it (native AIO): the log's
+  // records that queued up behind one another. The pieces may reach the disk
+  // in any order. Each meets WriteAtDirect's alignment. The default writes
+  // them one at a time.
   struct Piece {
     const void* data;
     size_t n;

@@ -171,12 +171,12 @@ class PosixFile final : public File {
     if (offset % kAlign != 0 || n % kAlign != 0 || reinterpret_cast<uintptr_t>(buf) % kAlign != 0)
       return WriteAt(offset, buf, n);
     if (!RangeFits(offset, n)) return Status::IoError(EOVERFLOW, "writing " + RangeText(offset, n) + " " + path_);
-    std::call_once(direct_once_, [this] { OpenDirect(); });
-    if (direct_fd_.get() < 0 || direct_off_.load(std::memory_order_relaxed)) return WriteAt(offset, buf, n);
+    const int fd = DirectFd();
+    if (fd < 0) return WriteAt(offset, buf, n);
     const auto* p = static_cast<const char*>(buf);
     size_t done = 0;
     while (done < n) {
-      ssize_t r = ::pwrite(direct_fd_.get(), p + done, n - done, static_cast<off_t>(offset + done));
+      ssize_t r = ::pwrite(fd, p + done, n - done, static_cast<off_t>(offset + done));
       if (r < 0) {
         if (errno == EINTR) continue;
         if (errno == EINVAL) {  // O_DIRECT refused after all: buffered from now on
@@ -195,9 +195,10 @@ class PosixFile final : public File {
   }
 
   // Several records at once (docs/tuning.md, "Log writes in flight"): every
-  // piece is its own write, all in flight together (NativeAio); without
-  // native AIO, one pwritev. What comes back short is finished by
-  // WriteAtDirect, which also reports the errors.
+  // piece is its own write, all in flight together (NativeAio). Anything
+  // else (no native AIO, a piece it cannot write directly) goes one piece at
+  // a time; what comes back short is finished by WriteAtDirect, which also
+  // reports the errors.
   Status WriteAtDirectV(uint64_t offset, const Piece* pieces, size_t count) override {
     constexpr uintptr_t kAlign = 4096;
     NativeAio::Write writes[NativeAio::kMaxInFlight];
@@ -208,24 +209,9 @@ class PosixFile final : public File {
       writes[i] = NativeAio::Write{pieces[i].data, pieces[i].n, offset + total};
       total += pieces[i].n;
     }
-    if (aligned && RangeFits(offset, total)) std::call_once(direct_once_, [this] { OpenDirect(); });
-    if (!aligned || !RangeFits(offset, total) || direct_fd_.get() < 0 || direct_off_.load(std::memory_order_relaxed))
-      return File::WriteAtDirectV(offset, pieces, count);
+    const int fd = aligned && RangeFits(offset, total) ? DirectFd() : -1;
     ssize_t done[NativeAio::kMaxInFlight];
-    if (!aio_.WriteAll(direct_fd_.get(), writes, count, done)) {
-      iovec iov[NativeAio::kMaxInFlight];
-      for (size_t i = 0; i < count; i++) iov[i] = iovec{const_cast<void*>(pieces[i].data), pieces[i].n};
-      ssize_t r;
-      do {
-        r = ::pwritev(direct_fd_.get(), iov, static_cast<int>(count), static_cast<off_t>(offset));
-      } while (r < 0 && errno == EINTR);
-      // Spread what pwritev wrote over the pieces, in order.
-      uint64_t left = r > 0 ? static_cast<uint64_t>(r) : 0;
-      for (size_t i = 0; i < count; i++) {
-        done[i] = static_cast<ssize_t>(std::min<uint64_t>(left, pieces[i].n));
-        left -= static_cast<uint64_t>(done[i]);
-      }
-    }
+    if (fd < 0 || !aio_.WriteAll(fd, writes, count, done)) return File::WriteAtDirectV(offset, pieces, count);
     for (size_t i = 0; i < count; i++) {
       const size_t got = done[i] > 0 ? static_cast<size_t>(done[i]) : 0;
       if (got >= pieces[i].n) continue;
@@ -298,6 +284,14 @@ class PosixFile final : public File {
       if (errno != EINTR) return ErrnoStatus(errno, std::string(what) + " " + RangeText(offset, len), path_);
     }
     return Status::OK();
+  }
+
+  // The O_DIRECT descriptor (opened at the first direct write), or -1 when
+  // writes go through the page cache instead (no O_DIRECT here, or it
+  // refused a write with EINVAL).
+  int DirectFd() {
+    std::call_once(direct_once_, [this] { OpenDirect(); });
+    return direct_off_.load(std::memory_order_relaxed) ? -1 : direct_fd_.get();
   }
 
   void OpenDirect() {
