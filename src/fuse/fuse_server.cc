@@ -787,7 +787,7 @@ class FuseLoop {
       if (!StartReaderLocked()) return -EAGAIN;
     }
     auto tick = kTick;
-    uint64_t last_seq = 0;
+    uint64_t last_state = 0;
     int quiet_ticks = 0;
     while (!fuse_session_exited(se_)) {
       {
@@ -796,18 +796,18 @@ class FuseLoop {
         cv_.WaitFor(tick);  // a worker that saw the session end wakes it early
         if (ended_) break;
       }
-      const uint64_t seq = request_seq_.load(std::memory_order_acquire);
-      const bool busy = (seq & 1) != 0;  // odd: the reader is inside a request
-      if (busy && seq == last_seq) {
+      const uint64_t state = reader_state_.load(std::memory_order_acquire);
+      const bool busy = (state & 1) != 0 && (state >> 32) == (reader_gen_.load(std::memory_order_acquire) & 0xFFFFFFFFu);
+      if (busy && state == last_state) {  // the reader is inside the same request as a tick ago
         MutexLock l(&mu_);
         HandOffLocked();
       }
       // Idle for a while: look less often (a slow request is then handed off
       // after up to kSlowTick).
-      quiet_ticks = (busy || seq != last_seq) ? 0 : quiet_ticks + 1;
+      quiet_ticks = (busy || state != last_state) ? 0 : quiet_ticks + 1;
       tick = quiet_ticks > 200 ? kSlowTick : kTick;
       slow_ticks_.store(tick == kSlowTick, std::memory_order_relaxed);
-      last_seq = seq;
+      last_state = state;
       if (poll_us_ > 0) GovernPolling();
     }
     // Every worker leaves: idle ones at once, those in read(2) when a signal
@@ -941,9 +941,14 @@ class FuseLoop {
           fuse_session_exit(se_);
           break;
         }
-        request_seq_.fetch_add(1, std::memory_order_acq_rel);  // odd: inside a request
+        const uint64_t started = (gen << 32) |
+                                 (static_cast<uint64_t>(requests_started_.fetch_add(1, std::memory_order_relaxed) & 0x7FFFFFFFu) << 1) | 1;
+        reader_state_.store(started, std::memory_order_release);
         fuse_session_process_buf(se_, &buf);
-        request_seq_.fetch_add(1, std::memory_order_acq_rel);  // even: between requests
+        // Between requests, unless another reader has started one since (this
+        // thread was handed off): that one's state stays.
+        uint64_t expected = started;
+        reader_state_.compare_exchange_strong(expected, started & ~uint64_t{1}, std::memory_order_acq_rel);
       }
       MutexLock l(&mu_);
       if (ended_ || fuse_session_exited(se_)) break;
@@ -1053,8 +1058,17 @@ class FuseLoop {
   fuse_session* const se_;
   const size_t max_threads_;
   const unsigned poll_us_;
-  // Odd while the reader is inside a request; each request adds 2.
-  std::atomic<uint64_t> request_seq_{0};
+  // What the reader is doing, for the monitor: the low 32 bits of the
+  // reader's generation << 32 | the number of the request it started last
+  // (mod 2^31) << 1 | 1 while it is inside that request. Only the thread that
+  // started a request clears its bit, and only if no request started since:
+  // a handed-off thread that finishes late never hides the new reader's
+  // request, and two threads blocked at once are not mistaken for none (a
+  // single counter, odd inside a request, read two blocked requests as
+  // "between requests": the monitor then never handed off again, and nobody
+  // read /dev/fuse until one of them finished).
+  std::atomic<uint64_t> reader_state_{0};
+  std::atomic<uint32_t> requests_started_{0};
   // The reading role's generation: a worker whose generation differs is not
   // the reader (any more). Changed under mu_ only.
   std::atomic<uint64_t> reader_gen_{0};
