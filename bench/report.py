@@ -1,6 +1,7 @@
 #!/usr/bin/python3
 """bench/report.py RESULTS.tsv MACHINE.tsv WORKDIR OUTDIR: the tables (OUTDIR/results.md) and plots (OUTDIR/*.png)
 of bench/run.sh. RESULTS.tsv lines: run, system, loop mode (on/off/-), key, value (a number, ok, or FAIL)."""
+import re
 import json
 import os
 import statistics
@@ -83,11 +84,14 @@ def verify_failed(sysname, mode):
 out = []
 w = out.append
 w("# boostvol beside the alternatives (bench/run.sh)\n")
-w(f"Measured {machine.get('date', '?')} by `bench/run.sh{' --quick' if 'quick=1' in machine.get('params', '') else ''}`; "
+_runs = re.search(r"runs=(\d+)", machine.get('params', ''))
+_quick = 'quick=1' in machine.get('params', '')
+_cmd = 'bench/run.sh' + (' --quick' if _quick else '') + (f" --runs {_runs.group(1)}" if _runs and _quick and _runs.group(1) != '1' else '')
+w(f"Measured {machine.get('date', '?')} by `{_cmd}`; "
   f"every figure below comes from that one run of the script.\n")
 w(f"- machine: {machine.get('cpu', '?')}; kernel {machine.get('kernel', '?')}; disk: {machine.get('disk', '?')}")
 w(f"- load average at start {machine.get('load_start', '?')}, at end {machine.get('load_end', '?')} "
-  f"(the machine is shared: other builds and tests ran at the same time, which skews every figure); "
+  f"(the benchmark's own fio, loop and FUSE work is part of it; other work on the machine at the same time would skew the figures); "
   f"elapsed {machine.get('elapsed', '?')}")
 w(f"- software: {machine.get('versions', '?')}")
 w(f"- boostvol: {machine.get('boostvol', '?')}")
