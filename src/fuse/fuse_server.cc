@@ -797,7 +797,8 @@ class FuseLoop {
         if (ended_) break;
       }
       const uint64_t state = reader_state_.load(std::memory_order_acquire);
-      const bool busy = (state & 1) != 0 && (state >> 32) == (reader_gen_.load(std::memory_order_acquire) & 0xFFFFFFFFu);
+      const uint64_t reader = reader_gen_.load(std::memory_order_acquire) & 0xFFFFFFFFu;
+      const bool busy = (state & 1) != 0 && (state >> 32) == reader;
       if (busy && state == last_state) {  // the reader is inside the same request as a tick ago
         MutexLock l(&mu_);
         HandOffLocked();
@@ -941,8 +942,8 @@ class FuseLoop {
           fuse_session_exit(se_);
           break;
         }
-        const uint64_t started = (gen << 32) |
-                                 (static_cast<uint64_t>(requests_started_.fetch_add(1, std::memory_order_relaxed) & 0x7FFFFFFFu) << 1) | 1;
+        const uint32_t n = requests_started_.fetch_add(1, std::memory_order_relaxed);
+        const uint64_t started = (gen << 32) | (static_cast<uint64_t>(n & 0x7FFFFFFFu) << 1) | 1;
         reader_state_.store(started, std::memory_order_release);
         fuse_session_process_buf(se_, &buf);
         // Between requests, unless another reader has started one since (this
