@@ -914,6 +914,7 @@ class FuseLoop {
     fuse_buf buf{};
     HookCtx hook{this, &gen};
     PollState poll;
+    uint64_t requests = 0;  // started by this worker (reader_state_)
     SetBlockingHook(&FuseLoop::AboutToBlockHook, &hook);
     for (;;) {
       // Serve requests while this thread holds the reading role.
@@ -942,8 +943,9 @@ class FuseLoop {
           fuse_session_exit(se_);
           break;
         }
-        const uint32_t n = requests_started_.fetch_add(1, std::memory_order_relaxed);
-        const uint64_t started = (gen << 32) | (static_cast<uint64_t>(n & 0x7FFFFFFFu) << 1) | 1;
+        // A generation belongs to one thread, so this thread's own count
+        // tells its requests apart.
+        const uint64_t started = (gen << 32) | ((++requests & 0x7FFFFFFFu) << 1) | 1;
         reader_state_.store(started, std::memory_order_release);
         fuse_session_process_buf(se_, &buf);
         // Between requests, unless another reader has started one since (this
@@ -1060,8 +1062,8 @@ class FuseLoop {
   const size_t max_threads_;
   const unsigned poll_us_;
   // What the reader is doing, for the monitor: the low 32 bits of the
-  // reader's generation << 32 | the number of the request it started last
-  // (mod 2^31) << 1 | 1 while it is inside that request. Only the thread that
+  // reader's generation << 32 | how many requests this worker has started
+  // (mod 2^31) << 1 | 1 while it is inside the last one. Only the thread that
   // started a request clears its bit, and only if no request started since:
   // a handed-off thread that finishes late never hides the new reader's
   // request, and two threads blocked at once are not mistaken for none (a
@@ -1069,7 +1071,6 @@ class FuseLoop {
   // "between requests": the monitor then never handed off again, and nobody
   // read /dev/fuse until one of them finished).
   std::atomic<uint64_t> reader_state_{0};
-  std::atomic<uint32_t> requests_started_{0};
   // The reading role's generation: a worker whose generation differs is not
   // the reader (any more). Changed under mu_ only.
   std::atomic<uint64_t> reader_gen_{0};

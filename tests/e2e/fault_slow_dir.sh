@@ -77,20 +77,8 @@ trap '_rc=$?; set +e; fault_release; (exit $_rc); _e2e_exit_trap' EXIT
 # slow_up DIR SIZE: DIR/disk.img -> nbdkit (error filter, trigger DIR/trigger) -> nbdfuse DIR/nbd/disk -> loop -> ext4
 # (no journal, errors=continue or $SLOW_ERRORS) mounted at DIR/slow. Sets NBD_PID, SLOW_LOOP.
 slow_up() {
-  local d=$1 size=$2
-  mkdir -p "$d/nbd" "$d/slow"
-  truncate -s "$size" "$d/disk.img"
-  mkfs.ext4 -q -F -m 0 -O ^has_journal -E nodiscard "$d/disk.img" || fail "mkfs.ext4 for SLOW"
-  nbdkit -U "$d/sock" -P "$d/nbdkit.pid" --filter=error file "$d/disk.img" \
-    error=EIO error-rate=100% error-file="$d/trigger" || fail "nbdkit did not start"
-  wait_until 10 "nbdkit's pid file" test -s "$d/nbdkit.pid"
-  NBD_PID=$(cat "$d/nbdkit.pid")
-  # nbdfuse stays in the foreground; its command line names the scratch dir, so e2e_lib's cleanup ends it.
-  nbdfuse -P "$d/nbdfuse.pid" "$d/nbd/disk" --unix "$d/sock" </dev/null >"$d/nbdfuse.log" 2>&1 &
-  wait_until 10 "nbdfuse's file" test -s "$d/nbd/disk"
-  loop_attach SLOW_LOOP "$d/nbd/disk" --direct-io=on
-  fs_mount "$SLOW_LOOP" "$d/slow" -t ext4 -o "errors=${SLOW_ERRORS:-continue}"
-  ok "SLOW: ext4 on $SLOW_LOOP over nbdfuse over nbdkit (pid $NBD_PID, error filter, trigger $d/trigger)"
+  nbd_ext4_up "$1" "$2" --filter=error file "$1/disk.img" error=EIO error-rate=100% error-file="$1/trigger"
+  ok "SLOW: ext4 on $SLOW_LOOP over nbdfuse over nbdkit (pid $NBD_PID, error filter, trigger $1/trigger)"
 }
 
 bv_status_json() { bv status "$1" --json 2>/dev/null; }
@@ -397,12 +385,7 @@ scenario() {
   detach "$HL" "$SLOW/image"
   echo "PASS $name: $(cat "$d/iterations") iterations, fault $kind ${secs}s" >>"$SUMMARY"
   # Tear SLOW down for the next scenario.
-  fs_umount "$d/slow"
-  detach "$SLOW_LOOP" "$d/nbd/disk"
-  fusermount3 -u "$d/nbd" || fail "fusermount3 -u $d/nbd"
-  kill "$NBD_PID" 2>/dev/null || true
-  wait_until 30 "nbdkit to exit" not pid_alive "$NBD_PID"
-  NBD_PID=""
+  nbd_ext4_down "$d"
   CUR=""
   rm -f "$d/disk.img"
 }

@@ -25,17 +25,7 @@ D=$E2E_DIR/slowdisk
 FAST=$E2E_DIR/fast
 SLOW=$D/slow
 MNT=$E2E_DIR/mnt
-mkdir -p "$D/nbd" "$SLOW"
-truncate -s 256M "$D/disk.img"
-mkfs.ext4 -q -F -m 0 -O ^has_journal -E nodiscard "$D/disk.img" || fail "mkfs.ext4 for SLOW"
-nbdkit -U "$D/sock" -P "$D/nbdkit.pid" file "$D/disk.img" || fail "nbdkit did not start"
-wait_until 10 "nbdkit's pid file" test -s "$D/nbdkit.pid"
-NBD_PID=$(cat "$D/nbdkit.pid")
-# nbdfuse stays in the foreground; its command line names the scratch dir, so e2e_lib's cleanup ends it.
-nbdfuse -P "$D/nbdfuse.pid" "$D/nbd/disk" --unix "$D/sock" </dev/null >"$D/nbdfuse.log" 2>&1 &
-wait_until 10 "nbdfuse's file" test -s "$D/nbd/disk"
-loop_attach SLOW_LOOP "$D/nbd/disk" --direct-io=on
-fs_mount "$SLOW_LOOP" "$SLOW" -t ext4 -o errors=continue
+nbd_ext4_up "$D" 256M file "$D/disk.img"
 
 bv_create "$FAST" "$SLOW" 64M --cache-size 32M
 bv_mount "$FAST" "$MNT"
@@ -83,11 +73,5 @@ cmp -s "$E2E_DIR/r2" <(dd if="$E2E_DIR/data" bs=64k skip=80 count=1 status=none)
 ok "both reads right"
 
 bv_unmount "$MNT" "$FAST"
-fs_umount "$SLOW"
-timeout 60 losetup -d "$SLOW_LOOP" || true
-wait_until 30 "$D/nbd/disk to have no loop device" bash -c "[[ -z \$(losetup -j '$D/nbd/disk' 2>/dev/null) ]]"
-fusermount3 -u "$D/nbd" || fail "fusermount3 -u $D/nbd"
-kill "$NBD_PID" 2>/dev/null || true
-wait_until 30 "nbdkit to exit" not pid_alive "$NBD_PID"
-NBD_PID=""
+nbd_ext4_down "$D"
 assert_no_leftovers

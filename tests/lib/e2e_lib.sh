@@ -449,6 +449,40 @@ fs_umount() {
   timeout 300 umount "$1" || fail "umount $1 failed"
 }
 
+# A SLOW that tools which are not ours can break, for the fault tests:
+#   DIR/disk.img -> nbdkit NBDKIT_ARGS (a plugin on DIR/disk.img, filters) -> nbdfuse DIR/nbd/disk -> loop -> ext4
+# (no journal, errors=continue or $SLOW_ERRORS) mounted at DIR/slow. SIGSTOP of $NBD_PID makes it hang like a dead
+# network mount. nbd_ext4_up DIR SIZE NBDKIT_ARGS...: sets NBD_PID and SLOW_LOOP.
+nbd_ext4_up() {
+  local d=$1 size=$2
+  shift 2
+  mkdir -p "$d/nbd" "$d/slow"
+  truncate -s "$size" "$d/disk.img"
+  mkfs.ext4 -q -F -m 0 -O ^has_journal -E nodiscard "$d/disk.img" || fail "mkfs.ext4 for SLOW"
+  nbdkit -U "$d/sock" -P "$d/nbdkit.pid" "$@" || fail "nbdkit did not start"
+  wait_until 10 "nbdkit's pid file" test -s "$d/nbdkit.pid"
+  NBD_PID=$(cat "$d/nbdkit.pid")
+  # nbdfuse stays in the foreground; its command line names the scratch dir, so the cleanup ends it.
+  nbdfuse -P "$d/nbdfuse.pid" "$d/nbd/disk" --unix "$d/sock" </dev/null >"$d/nbdfuse.log" 2>&1 &
+  wait_until 10 "nbdfuse's file" test -s "$d/nbd/disk"
+  loop_attach SLOW_LOOP "$d/nbd/disk" --direct-io=on
+  fs_mount "$SLOW_LOOP" "$d/slow" -t ext4 -o "errors=${SLOW_ERRORS:-continue}"
+}
+
+# nbd_ext4_down DIR: undoes nbd_ext4_up (ext4 already unmounted or not), clears NBD_PID.
+nbd_ext4_down() {
+  local d=$1
+  if mountpoint -q "$d/slow"; then fs_umount "$d/slow"; fi
+  # losetup -d, then wait until no loop device is backed by the file. (Not "until the device is free": parallel
+  # tests reuse a freed loop number at once.) The loop may already be gone once its filesystem is unmounted.
+  timeout 60 losetup -d "$SLOW_LOOP" 2>/dev/null || true
+  wait_until 30 "$d/nbd/disk to have no loop device" bash -c "[[ -z \$(losetup -j '$d/nbd/disk' 2>/dev/null) ]]"
+  fusermount3 -u "$d/nbd" || fail "fusermount3 -u $d/nbd"
+  kill "$NBD_PID" 2>/dev/null || true
+  wait_until 30 "nbdkit to exit" not pid_alive "$NBD_PID"
+  NBD_PID=""
+}
+
 # assert_no_leftovers: no mount, loop device or process left on the scratch dir.
 assert_no_leftovers() {
   check "no mount, loop device or boostvol process is left on $E2E_DIR"
