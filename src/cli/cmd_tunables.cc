@@ -160,7 +160,8 @@ constexpr const char* kTunablesHelp =
     "crash-consistent; relaxed gives that up, said as a warning), read_promote (off|always|nhit, default off: "
     "blocks read from home are copied into the read cache on FAST), read_promote_hits (1..255, default 2: nhit "
     "promotes at this read), read_cache_size (default 0 = a quarter of the log; K/M/G accepted; "
-    "docs/policies.md \"Read caching\").";
+    "docs/policies.md \"Read caching\"), home_read_timeout_s (0..3600, default 60: a read of a block that lives "
+    "only at home waits this long for an unreachable SLOW before it fails with EIO).";
 
 }  // namespace
 

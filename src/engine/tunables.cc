@@ -1,7 +1,5 @@
 #include "engine/tunables.h"
 
-#include "util/size_parse.h"
-
 #include <cerrno>
 #include <cstdlib>
 
@@ -13,7 +11,7 @@ const std::vector<std::string>& TunableNames() {
   static const std::vector<std::string> names = {"migrate_start_fraction", "idle_migrate_ms", "max_batch_bytes",
                                                  "migrate_gap_blocks", "zero_detect", "write_mode",
                                                  "sequential_cutoff", "bypass_order", "read_promote",
-                                                 "read_promote_hits", "read_cache_size"};
+                                                 "read_promote_hits", "read_cache_size", "home_read_timeout_s"};
   return names;
 }
 
@@ -84,6 +82,9 @@ Status ParseTunable(const std::string& key, const std::string& value, TunableVal
   } else if (key == "max_batch_bytes") {
     if (v < 4096 || v > (1ull << 30)) return Status::InvalidArgument("max_batch_bytes must be 4096 .. 1073741824");
     out->max_batch_bytes = v;
+  } else if (key == "home_read_timeout_s") {
+    if (v > 3600) return Status::InvalidArgument("home_read_timeout_s must be 0 .. 3600 (seconds)");
+    out->home_read_timeout_s = static_cast<uint32_t>(v);
   } else if (key == "read_promote_hits") {
     if (v < 1 || v > 255) return Status::InvalidArgument("read_promote_hits must be 1 .. 255");
     out->read_promote_hits = static_cast<uint32_t>(v);
@@ -105,7 +106,8 @@ std::vector<std::pair<std::string, std::string>> TunablesToStrings(const Tunable
           {"bypass_order", v.bypass_order == BypassOrder::kRelaxed ? "relaxed" : "prefix"},
           {"read_promote", v.read_promote},
           {"read_promote_hits", std::to_string(v.read_promote_hits)},
-          {"read_cache_size", std::to_string(v.read_cache_size)}};
+          {"read_cache_size", std::to_string(v.read_cache_size)},
+          {"home_read_timeout_s", std::to_string(v.home_read_timeout_s)}};
 }
 
 const char* WriteModeName(WriteMode m) {

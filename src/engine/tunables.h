@@ -28,6 +28,9 @@
 //                                              within the last 65536 home reads
 //   read_cache_size         0|4K..    0         the read cache file FAST/readcache, bytes (K/M/G
 //                                              accepted); 0 = a quarter of the log's size
+//   home_read_timeout_s     0..3600   60        a read of a block that lives only at home retries
+//                                              this long while the home cannot be read, then
+//                                              fails with EIO (0: three quick tries, ~0.3 s)
 #pragma once
 
 #include <cstdint>
@@ -55,6 +58,7 @@ struct TunableValues {
   std::string read_promote = "off";
   uint32_t read_promote_hits = 2;
   uint64_t read_cache_size = 0;
+  uint32_t home_read_timeout_s = kDefaultHomeReadTimeoutS;
 };
 
 const char* WriteModeName(WriteMode m);

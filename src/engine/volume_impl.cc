@@ -119,26 +119,52 @@ Status VolumeImpl::ReadBlocks(uint64_t lba0, uint32_t n, uint8_t* out) {
 
 Status VolumeImpl::ReadHome(uint64_t offset, uint8_t* dst, size_t n) {
   // DESIGN.md 4: a read of a block that lives only at home fails after
-  // bounded retries, and only that read; nothing else changes state.
-  static constexpr int kTries = 3;
+  // bounded retries, and only that read; nothing else changes state. The
+  // bound is home_read_timeout_s: a filesystem above that sees a metadata
+  // read fail shuts down (XFS does, mid-transaction), so an outage shorter
+  // than the bound only delays the read. Three quick tries at least.
+  static constexpr int kQuickTries = 3;
+  const auto start = std::chrono::steady_clock::now();
+  const auto deadline = start + std::chrono::seconds(home_read_timeout_s_.load(std::memory_order_relaxed));
   Status s;
-  for (int attempt = 0; attempt < kTries; attempt++) {
-    if (attempt > 0) std::this_thread::sleep_for(std::chrono::milliseconds(50 << attempt));
+  int attempt = 0;
+  bool waited = false;
+  for (int backoff_ms = 100;; backoff_ms = std::min(backoff_ms * 2, 1000)) {
     s = home_->Read(offset, dst, n);
     if (s.ok()) {
       if (uint64_t failed = home_read_errors_.Cleared())
         spdlog::info("reads of the home copy work again ({} read(s) failed meanwhile)", failed);
+      if (uint64_t n_waited = home_read_waits_.Cleared())
+        spdlog::info("the home copy is readable again; {} read(s) had waited for it", n_waited);
       return s;
     }
+    attempt++;
+    const auto now = std::chrono::steady_clock::now();
+    if (attempt >= kQuickTries && (now >= deadline || stopping_ || closed_)) break;
+    if (attempt == kQuickTries && !waited) {
+      waited = true;
+      uint64_t more = 0;
+      if (home_read_waits_.Occurred(&more) == RepeatedError::kFirst)
+        spdlog::warn("a read of {} bytes at offset {} from the home copy fails ({}); it is retried for up to {} s "
+                     "(home_read_timeout_s) before it returns EIO, so the filesystem above waits instead of failing. "
+                     "Check the slow directory (later such waits are not logged until it is back)",
+                     n, offset, s.ToString(), home_read_timeout_s_.load(std::memory_order_relaxed));
+    }
+    auto pause = std::chrono::milliseconds(attempt < kQuickTries ? 50 << attempt : backoff_ms);
+    if (attempt >= kQuickTries && now + pause > deadline)
+      pause = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now) + std::chrono::milliseconds(1);
+    std::this_thread::sleep_for(pause);
   }
   home_read_failures_++;
   uint64_t more = 0;
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   switch (home_read_errors_.Occurred(&more)) {
     case RepeatedError::kFirst:
-      spdlog::error("reading {} bytes at offset {} from the home copy failed {} times: {}. This read returns EIO; "
-                    "blocks held in the cache stay readable, writes are accepted. Check the slow directory. "
-                    "(Further failed home reads are counted, one line a minute)",
-                    n, offset, kTries, s.ToString());
+      spdlog::error("reading {} bytes at offset {} from the home copy failed {} times in {:.1f} s: {}. This read "
+                    "returns EIO; blocks held in the cache stay readable, writes are accepted. Check the slow "
+                    "directory; `boostvol set MNT home_read_timeout_s=N` makes reads wait longer for it. (Further "
+                    "failed home reads are counted, one line a minute)",
+                    n, offset, attempt, secs, s.ToString());
       break;
     case RepeatedError::kSummary:
       spdlog::error("{} more read(s) of the home copy failed with EIO in the last minute; last: {}", more,
@@ -753,6 +779,7 @@ Status VolumeImpl::ApplyTunable(const std::string& key, const std::string& value
   else if (key == "max_batch_bytes") migrator_->SetMaxBatchBytes(v.max_batch_bytes);
   else if (key == "migrate_gap_blocks") migrator_->SetGapBlocks(v.migrate_gap_blocks);
   else if (key == "zero_detect") zero_detect_ = v.zero_detect;
+  else if (key == "home_read_timeout_s") home_read_timeout_s_ = v.home_read_timeout_s;
   else if (key == "write_mode") write_mode_ = static_cast<uint8_t>(v.write_mode);
   else if (key == "sequential_cutoff") sequential_cutoff_ = v.sequential_cutoff;
   else if (key == "bypass_order") {
@@ -838,6 +865,7 @@ std::vector<std::pair<std::string, std::string>> VolumeImpl::GetTunables() {
   v.max_batch_bytes = migrator_->max_batch_bytes();
   v.migrate_gap_blocks = migrator_->gap_blocks();
   v.zero_detect = zero_detect_;
+  v.home_read_timeout_s = home_read_timeout_s_;
   v.write_mode = static_cast<WriteMode>(write_mode_.load());
   v.sequential_cutoff = sequential_cutoff_;
   v.bypass_order = bypass_relaxed_ ? BypassOrder::kRelaxed : BypassOrder::kPrefix;
@@ -1010,6 +1038,7 @@ std::string VolumeImpl::EncodePendingZeros() {
 }
 
 void VolumeImpl::BeginClose() {
+  stopping_ = true;
   if (migrator_) migrator_->RequestStop();
 }
 

@@ -114,7 +114,9 @@ class VolumeImpl : public Volume {
   // blocks home and syncs them, all before write_mu_ is released (so no later
   // record exists yet). On error nothing is acknowledged: log the write.
   Status WriteDirectLocked(uint64_t offset, size_t len, const uint8_t* src) BV_REQUIRES(write_mu_);
-  // Reads from home with bounded retries.
+  // Reads from home; while the home cannot be read, retries with backoff for
+  // up to home_read_timeout_s (at least three tries; fewer once stopping),
+  // then fails with EIO. Only this read fails; nothing else changes state.
   Status ReadHome(uint64_t offset, uint8_t* dst, size_t n);
   // Reads one block and reports the version it read (for merging).
   Status ReadBlockVersion(uint64_t lba, uint8_t* out, Version* v);
@@ -213,9 +215,12 @@ class VolumeImpl : public Volume {
   uint64_t read_cache_size_ BV_GUARDED_BY(rc_config_mu_) = 0;  // 0 = a quarter of the log
   uint64_t rc_hits_base_ = 0, rc_misses_base_ = 0, rc_promotions_base_ = 0, rc_evictions_base_ = 0;  // RestoreCounters
   std::atomic<bool> closed_{false};
+  std::atomic<bool> stopping_{false};   // BeginClose: reads stop waiting for the home
+  std::atomic<uint32_t> home_read_timeout_s_{kDefaultHomeReadTimeoutS};
   std::atomic<bool> degraded_{false};   // write-through: the log has failed
   std::atomic<uint64_t> lost_blocks_{0};  // blocks whose only copy was in an unreadable log
   RepeatedError home_read_errors_;        // one log line per outage, not per read
+  RepeatedError home_read_waits_;         // reads waiting for an unreadable home (one line per outage)
   RepeatedError merge_waits_;             // partial writes waiting for an unreadable home
   RepeatedError meta_errors_;             // meta.db refusing sealed-segment commits (FAST full, failing)
 };

@@ -15,9 +15,10 @@
 #  - the filesystem above did not shut down or go read-only (dmesg, /proc/mounts), no write returned an error
 #    (fio exit 0 and err=0 for every job, every copy ok);
 #  - `boostvol status` showed the unhealthy state during the fault (captured) and healthy after;
-#  - after the fault: every file's checksum matches and `fio --verify_only` passes for every fio file (reads of
-#    data that lives only at home may fail DURING an outage: DESIGN.md 4 allows that read to fail; their count
-#    is reported, not asserted);
+#  - no FUSE read failed: a read of data that lives only at home waits for the home for home_read_timeout_s
+#    (default 60 s) before it fails (DESIGN.md 4, docs/faults.md), longer than any outage here. (When it gave up
+#    after 0.3 s, XFS shut down on a failed AGFL read: docs/faults.md B11);
+#  - after the fault: every file's checksum matches and `fio --verify_only` passes for every fio file;
 #  - after a drain: the fs unmounts, xfs_repair -n / e2fsck -fn are clean, and the same files are on SLOW/image
 #    on its own (loop-mounted without boostvol): home == image.
 # A failed scenario is torn down and the next one runs; the test fails at the end (summary lists each FAIL).
@@ -189,6 +190,20 @@ diagnose() {
   echo "$name: boostvol failed ${nw:-0} FUSE write(s) and ${nr:-0} FUSE read(s)" >>"$SUMMARY"
 }
 
+# slow_self_check NAME DIR: after a mismatch, whether SLOW's own ext4 came through the outage intact (e2fsck -fn
+# of its device, SLOW unmounted for it). A damaged SLOW (nojournal ext4 can lose metadata writes that failed)
+# means the run proves nothing about boostvol: the summary says which.
+slow_self_check() {
+  local name=$1 d=$2
+  dmesg | grep -E "$(basename "$SLOW_LOOP")" | grep -iE "error|lost" | tail -n 5 >"$d/slow.dmesg" || true
+  [[ -s $d/slow.dmesg ]] && sed "s/^/$name SLOW kernel: /" "$d/slow.dmesg" >>"$SUMMARY"
+  if timeout 300 e2fsck -fn "$SLOW_LOOP" >"$d/slow.fsck" 2>&1; then
+    echo "$name: SLOW's own ext4 is clean (e2fsck -fn, mounted): the mismatch is boostvol's" >>"$SUMMARY"
+  else
+    echo "FAIL $name: INCONCLUSIVE: SLOW's own ext4 has errors after the outage (e2fsck -fn: $(grep -cvE '^(Pass|e2fsck|Warning)' "$d/slow.fsck") lines, $d/slow.fsck)" >>"$SUMMARY"
+  fi
+}
+
 # scenario NAME SECONDS: NAME is FS-KIND (xfs-eio, ext4-enospc, ...).
 scenario() {
   local name=$1 secs=$2 fs_type=${1%%-*} kind=${1#*-}
@@ -262,9 +277,15 @@ scenario() {
     fault_off "$kind" "$d"
     log "fault '$kind' cleared"
   fi
+  check "$name: no read failed (home-only reads wait up to home_read_timeout_s, 60 s, for the home)"
   local nre
   nre=$(grep -cE "FUSE read[^ ]* -> E" "$FAST/boostvol.log" 2>/dev/null || true)
-  echo "$name: reads failed by boostvol during the fault (home-only blocks; allowed by DESIGN.md 4): ${nre:-0}" >>"$SUMMARY"
+  if [[ ${nre:-0} -ne 0 ]]; then
+    grep -E "FUSE read[^ ]* -> E" "$FAST/boostvol.log" | head -n 3 | cut -c1-300 | sed 's/^/    | /' >&2
+    soft_fail "$name: boostvol failed ${nre} FUSE read(s) during a ${secs} s fault"
+  else
+    ok "none; $(grep -c "is retried for up to" "$FAST/boostvol.log" 2>/dev/null || true) outage(s) where a read waited for the home"
+  fi
   local last
   last=$(tail -n1 "$d/status.during")
   {
@@ -285,11 +306,18 @@ scenario() {
   # Bounded: after the fault, blocked writers must get going again. If they do not, say whether SLOW's own
   # filesystem was damaged by the outage (ext4 without a journal can lose metadata writes that failed: then
   # boostvol keeps retrying and writers keep waiting, as designed, and the run proves nothing either way).
-  local deadline=$((SECONDS + 400))
-  while kill -0 "$WL" 2>/dev/null && ((SECONDS < deadline)); do sleep 1; done
+  local deadline=$((SECONDS + 400)) waited_from=$SECONDS
+  slow_damaged() {
+    grep -q "Structure needs cleaning" "$FAST/boostvol.log" 2>/dev/null ||
+      dmesg | sed -n "/$dmesg_mark/,\$p" | grep -q "EXT4-fs error (device $(basename "$SLOW_LOOP"))"
+  }
+  while kill -0 "$WL" 2>/dev/null && ((SECONDS < deadline)); do
+    # SLOW damaged: the writers wait for good (as designed); 60 s of that is enough to say so.
+    ((SECONDS - waited_from >= 60)) && slow_damaged && break
+    sleep 1
+  done
   if kill -0 "$WL" 2>/dev/null; then
-    if grep -q "Structure needs cleaning" "$FAST/boostvol.log" 2>/dev/null ||
-      dmesg | sed -n "/$dmesg_mark/,\$p" | grep -q "EXT4-fs error (device $(basename "$SLOW_LOOP"))"; then
+    if slow_damaged; then
       echo "FAIL $name: INCONCLUSIVE: SLOW's own ext4 was damaged by the outage (EUCLEAN / EXT4-fs error on $SLOW_LOOP); writes wait for it, as designed" >>"$SUMMARY"
       fail "$name: SLOW's own filesystem was damaged by the outage (test environment, not boostvol): inconclusive"
     fi
@@ -366,6 +394,17 @@ scenario() {
   fi
   ok "clean"
   detach "$LOOP" "$MNT/image"
+  check "$name: after the drain SLOW/image holds the image byte for byte (page caches dropped: what SLOW's disk holds)"
+  sync -f "$d/slow" 2>/dev/null || true
+  echo 3 >/proc/sys/vm/drop_caches
+  if ! cmp "$MNT/image" "$SLOW/image" >"$d/cmp.out" 2>&1; then
+    { cmp -l "$MNT/image" "$SLOW/image" 2>/dev/null || true; } | awk '{ b = int(($1 - 1) / 4096); if (!(b in s)) { s[b] = 1; n++; if (n <= 20) print "block", b } } END { print n + 0, "4 KiB blocks differ" }' >"$d/cmp.blocks"
+    cat "$d/cmp.blocks" >&2
+    echo "FAIL $name: SLOW/image differs from the image after the drain: $(tail -n1 "$d/cmp.blocks"); first: $(head -n3 "$d/cmp.blocks" | tr '\n' ' ')" >>"$SUMMARY"
+    slow_self_check "$name" "$d"
+    fail "$name: SLOW/image differs from the image after the drain ($(tail -n1 "$d/cmp.blocks"))"
+  fi
+  ok "identical ($(stat -c %s "$SLOW/image") bytes)"
   bv_unmount "$MNT" "$FAST"
   check "$name: SLOW/image alone (no boostvol) is the same filesystem with the same files"
   local HL
@@ -392,24 +431,44 @@ scenario() {
 
 # Each scenario runs in a subshell, so that a failed one (its `fail` ends the subshell) is torn down and the
 # others still run; the test fails at the end if any did.
-for s in $SCENARIOS; do
-  n=${s%%:*}
-  if [[ -n ${FAULT_ONLY:-} && " $FAULT_ONLY " != *" $n "* ]]; then continue; fi
+# An INCONCLUSIVE run (SLOW's own ext4 damaged by the outage: ext4 without a journal loses metadata writes that
+# failed, and may later read a stale extent block back; seen about once in 30 runs) proves nothing either way: the
+# scenario runs once more on a fresh SLOW, and its FAIL lines become RETRIED lines. Inconclusive twice fails.
+run_scenario() { # run_scenario NAME SECONDS DIR: 0 passed, 1 failed, 2 inconclusive
+  local n=$1 secs=$2 mark src
+  mark=$(wc -l <"$SUMMARY")
   set +e
   (
     set -e
-    scenario "$n" "${s#*:}"
+    scenario "$n" "$secs"
   )
   src=$?
   set -e
-  if [[ $src -ne 0 ]]; then
-    echo "FAIL $n: scenario failed (exit $src), torn down; the next one runs" >>"$SUMMARY"
-    CUR=$E2E_DIR/$n
-    [[ -s $CUR/nbdkit.pid ]] && NBD_PID=$(cat "$CUR/nbdkit.pid")
-    fault_release
-    _e2e_cleanup
-    NBD_PID=""
-    CUR=""
+  [[ $src -eq 0 ]] && return 0
+  echo "FAIL $n: scenario failed (exit $src), torn down; the next one runs" >>"$SUMMARY"
+  CUR=$E2E_DIR/$n
+  [[ -s $CUR/nbdkit.pid ]] && NBD_PID=$(cat "$CUR/nbdkit.pid")
+  fault_release
+  _e2e_cleanup
+  NBD_PID=""
+  CUR=""
+  if tail -n +"$((mark + 1))" "$SUMMARY" | grep -q "^FAIL $n: INCONCLUSIVE"; then
+    sed -i "$((mark + 1)),\$ s/^FAIL /RETRIED (inconclusive) /" "$SUMMARY"
+    return 2
+  fi
+  return 1
+}
+for s in $SCENARIOS; do
+  n=${s%%:*}
+  if [[ -n ${FAULT_ONLY:-} && " $FAULT_ONLY " != *" $n "* ]]; then continue; fi
+  rc=0
+  run_scenario "$n" "${s#*:}" || rc=$?
+  if [[ $rc -eq 2 ]]; then
+    log "$n was inconclusive (SLOW's own filesystem damaged by the outage): once more, on a fresh SLOW"
+    mv "$E2E_DIR/$n" "$E2E_DIR/$n.inconclusive"
+    rc=0
+    run_scenario "$n" "${s#*:}" || rc=$?
+    [[ $rc -eq 2 ]] && echo "FAIL $n: inconclusive twice (SLOW's own ext4 damaged by the outage both times)" >>"$SUMMARY"
   fi
 done
 
