@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Two sets of mount options (-o) side by side, in one run: one volume mounted each way (same binary, same FAST
-# and SLOW filesystem), each behind a loop device (--direct-io=on) over MOUNTPOINT/image; every fio job runs on
+# and SLOW filesystem), each behind a loop device (--direct-io=on, or --loop-dio off) over MOUNTPOINT/image; every fio job runs on
 # A, then B, then A ... for --rounds rounds, so both see the same noise. Medians, spread and the ratio B/A.
 #
 #   sudo bench/mount-options-ab.sh [--a OPTS] [--b OPTS] [--rounds N] [--runtime S] [--dir DIR] [--jobs "..."]
+#                                  [--loop-dio on|off]
 #
 # Defaults: --a poll_us=0 (never poll) --b "" (the defaults: poll_us=50), 5 rounds of 4 s per job.
 # Jobs (fio libaio direct=1 over a 1 GiB region; background migration off, as in bench/write-modes.sh):
@@ -14,7 +15,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 BV=${BOOSTVOL_BIN:-$PWD/build/boostvol}
-A_OPTS=poll_us=0 B_OPTS="" ROUNDS=5 RUNTIME=4 DIR=/var/tmp/boostvol-ab-bench
+A_OPTS=poll_us=0 B_OPTS="" ROUNDS=5 RUNTIME=4 DIR=/var/tmp/boostvol-ab-bench LOOP_DIO=on
 JOBS="randwrite1 randwrite16 randread16 seqwrite fsync1"
 while (($#)); do
   case $1 in
@@ -24,7 +25,8 @@ while (($#)); do
     --runtime) RUNTIME=$2; shift ;;
     --dir) DIR=$2; shift ;;
     --jobs) JOBS=$2; shift ;;
-    -h | --help) sed -n '2,13p' "$0"; exit 0 ;;
+    --loop-dio) LOOP_DIO=$2; shift ;;
+    -h | --help) sed -n '2,14p' "$0"; exit 0 ;;
     *) echo "unknown argument: $1" >&2; exit 1 ;;
   esac
   shift
@@ -51,7 +53,7 @@ for v in a b; do
   "$BV" create "$WORK/$v/fast" "$WORK/$v/slow" --size 2G --cache-size 4G >/dev/null || exit 1
   "$BV" set "$WORK/$v/fast" idle_migrate_ms=86400000 migrate_start_fraction=1 >/dev/null || exit 1
   "$BV" mount "$WORK/$v/fast" "$WORK/$v/mnt" ${OPTS[$v]:+-o "${OPTS[$v]}"} >/dev/null || exit 1
-  DEV[$v]=$(losetup -f --show --direct-io=on "$WORK/$v/mnt/image") || exit 1
+  DEV[$v]=$(losetup -f --show --direct-io="$LOOP_DIO" "$WORK/$v/mnt/image") || exit 1
   # The region the read job reads is written first.
   fio --name=fill --filename="${DEV[$v]}" --direct=1 --ioengine=libaio --rw=write --bs=1M --iodepth=16 --size=1G \
     --output-format=terse >/dev/null || exit 1

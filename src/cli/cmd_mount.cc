@@ -122,8 +122,14 @@ Status TakeOwnOptions(MountArgs* a) {
   if (a->loop_direct_io != "on" && a->loop_direct_io != "off") {
     return Status::InvalidArgument("loop direct I/O must be 'on' or 'off', not '" + a->loop_direct_io + "'");
   }
-  ParsedMountOptions unused;  // refuse a bad uid=, gid=, poll_us= before the volume is opened
-  return ParseMountOptions(a->options, &unused);
+  ParsedMountOptions parsed;  // refuse a bad uid=, gid=, poll_us= before the volume is opened
+  BV_RETURN_IF_ERROR(ParseMountOptions(a->options, &parsed));
+  if (parsed.writeback_cache && a->loop && a->loop_direct_io == "on") {
+    return Status::InvalidArgument("-o writeback_cache is for a buffered loop device: add --loop-direct-io off "
+                                   "(a direct-I/O loop bypasses the page cache, so the writeback cache would only "
+                                   "make buffered readers of the image see stale data; docs/tuning.md)");
+  }
+  return Status::OK();
 }
 
 // --loop: attach MOUNTPOINT/image and say which device it got.
@@ -360,7 +366,8 @@ void AddMountCommand(CLI::App& app, const GlobalOptions& g, int* exit_code) {
   c->footer(std::string("Attach the image with --loop, or: losetup -f --show --direct-io=on MOUNTPOINT/image "
                         "(as a user: udisksctl loop-setup -f MOUNTPOINT/image)\n") +
             "The daemon logs to FAST/boostvol.log in the background. Mount options: allow_other, ro, uid=N, gid=N "
-            "and other FUSE mount options, plus boostvol's loop_attach, loop_direct_io=on|off and poll_us=N; fstab-only "
+            "and other FUSE mount options, plus boostvol's loop_attach, loop_direct_io=on|off, poll_us=N and writeback_cache (for a buffered loop: "
+            "docs/tuning.md); fstab-only "
             "options (defaults, nofail, _netdev, x-*, ...) are ignored.\n"
             "Also a mount helper: mount -t fuse.boostvol FAST MOUNTPOINT -o OPTS, and /etc/fstab (docs/cli.md).\n" +
             kExitCodesHelp);

@@ -175,7 +175,8 @@ struct InodeAttrs {
 
 class Server {
  public:
-  Server(Volume* volume, uid_t uid, gid_t gid) : volume_(volume), size_(volume->size()) {
+  Server(Volume* volume, uid_t uid, gid_t gid, bool writeback_cache)
+      : writeback_cache(writeback_cache), volume_(volume), size_(volume->size()) {
     timespec now;
     clock_gettime(CLOCK_REALTIME, &now);
     MutexLock l(&mu_);
@@ -185,6 +186,7 @@ class Server {
 
   Volume* volume() const { return volume_; }
   uint64_t size() const { return size_; }
+  const bool writeback_cache;  // asked for with -o writeback_cache
   std::atomic<int64_t> open_handles{0};
 
   // Syncing ahead of an expected fsync (docs/tuning.md, "The fsync path"):
@@ -563,11 +565,29 @@ void do_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t 
 // Entry points.
 
 void sfs_init(void* userdata, fuse_conn_info* conn) {
-  (void)userdata;
+  const Server* server = static_cast<const Server*>(userdata);
   conn->max_write = kMaxWrite;
   if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC) conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
   if (conn->capable & FUSE_CAP_ASYNC_DIO) conn->want |= FUSE_CAP_ASYNC_DIO;
-  conn->want &= ~static_cast<unsigned>(FUSE_CAP_WRITEBACK_CACHE);  // DESIGN.md 7: never
+  // The writeback cache (DESIGN.md 7: it reorders writes and delays them past
+  // the daemon's view): only when asked for (-o writeback_cache), for a
+  // buffered loop, whose writes then reach the daemon in large asynchronous
+  // batches instead of one synchronous FUSE write at a time. fsync still
+  // writes every dirty page back and then syncs the log. The price: the
+  // kernel keeps the image's mtime itself and no longer drops cached pages
+  // when it moves, so a buffered reader racing an O_DIRECT write can cache
+  // old data (tests/e2e/page_cache.sh); docs/tuning.md "Writeback cache".
+  conn->want &= ~static_cast<unsigned>(FUSE_CAP_WRITEBACK_CACHE);
+  if (server->writeback_cache) {
+    if (conn->capable & FUSE_CAP_WRITEBACK_CACHE) {
+      conn->want |= FUSE_CAP_WRITEBACK_CACHE;
+      spdlog::warn("FUSE writeback cache on (-o writeback_cache): for a buffered loop device (--loop-direct-io off). "
+                   "Buffered readers of the image may see data older than a concurrent O_DIRECT write; unsynced "
+                   "writes wait in the kernel's page cache, not in the log, and are lost if the daemon dies");
+    } else {
+      spdlog::warn("-o writeback_cache: this kernel's FUSE has no writeback cache; writes go through as without it");
+    }
+  }
   // auto_inval_data (libfuse's default) stays on, although every change to
   // the image comes through this mount: an asynchronous O_DIRECT write (a
   // loop device with --direct-io=on) drops the cached pages it covers only
@@ -1168,6 +1188,10 @@ Status ParseMountOptions(const std::vector<std::string>& options, ParsedMountOpt
       }
       continue;
     }
+    if (o == "writeback_cache") {
+      out->writeback_cache = true;
+      continue;
+    }
     if (o == "default_permissions") continue;
     out->fuse_options += "," + o;
   }
@@ -1196,7 +1220,7 @@ Status RunFuseServer(Volume* volume, const FuseServerOptions& opts) {
   args.Add(fuse_opts);
   fuse_args fargs = args.Get();
 
-  Server server(volume, uid, gid);
+  Server server(volume, uid, gid, parsed.writeback_cache);
   fuse_session* se = fuse_session_new(&fargs, &kOps, sizeof(kOps), &server);
   if (se == nullptr) {
     return Status::InvalidArgument("FUSE rejected the mount options '" + fuse_opts + "': " + TakeLastFuseMessage());

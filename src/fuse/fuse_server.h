@@ -93,6 +93,10 @@ Status RunFuseServer(Volume* volume, const FuseServerOptions& opts);
 struct ParsedMountOptions {
   std::optional<unsigned> uid, gid;  // owner of the image (default: the daemon's)
   unsigned poll_us = 50;             // poll_us=N, docs/tuning.md "Polling"
+  // writeback_cache: the kernel's FUSE writeback cache (docs/tuning.md
+  // "Writeback cache"): for a buffered loop only; opt-in, because a buffered
+  // reader racing an O_DIRECT write of the image may then cache old data.
+  bool writeback_cache = false;
   std::string fuse_options;          // ",opt1,opt2": the rest, for libfuse
 };
 Status ParseMountOptions(const std::vector<std::string>& options, ParsedMountOptions* out);

@@ -196,6 +196,10 @@ for v in abc -1 100001 ""; do
   is_mounted "$MNT" && fail "$MNT got mounted with poll_us=$v"
 done
 
+section "mount: -o writeback_cache with a direct-I/O loop (it would only make buffered readers stale)"
+refused 1 "loop-direct-io off" "mount --loop -o writeback_cache" bv mount "$FAST" "$MNT" --loop -o writeback_cache
+is_mounted "$MNT" && fail "$MNT got mounted with --loop -o writeback_cache"
+
 section "a second mount of a mounted FAST"
 bv_mount "$FAST" "$MNT"
 PID=$(daemon_pid "$FAST")

@@ -26,6 +26,11 @@
       On success rewrites STATE to what was read and prints a summary; exit 1 with the reasons otherwise.
       IMAGE may be a regular file or a block device (a loop device over the image).
 
+  write ... --buffered / verify ... --no-prefix
+      Through the page cache instead of O_DIRECT (a mount with -o writeback_cache: the kernel sends unsynced
+      writes to the daemon later, in its own order), and the verify without the prefix rule: everything else
+      (fsync'ed writes present, no mix, no foreign version) still holds.
+
   verify ... --effective EFF
       As verify; on success also appends this cycle's writes that survived (seq <= the prefix cut) to EFF, as
       "W seq addr" lines: EFF is then the log as the volume knows it, across all cycles.
@@ -89,7 +94,7 @@ def parse_block(data, addr, known_seq=None):
 
 def cmd_write(args):
     rng = random.Random(args.seed)
-    fd = os.open(args.image, os.O_RDWR | os.O_DIRECT)
+    fd = os.open(args.image, os.O_RDWR | (0 if args.buffered else os.O_DIRECT))
     hist = open(args.history, "a")
     run = args.run
     buf = mmap.mmap(-1, BS * max(run, 1))  # page aligned, as O_DIRECT needs
@@ -265,7 +270,7 @@ def cmd_verify(args):
     # Prefix: C = the newest sequence present from this cycle; each address must read the newest write <= C.
     new_seen = [s for a, s in got.items() if s in set(writes.get(a, []))]
     cut = max(new_seen) if new_seen else None
-    for addr in set(got) | set(state) | set(writes):
+    for addr in (set(got) | set(state) | set(writes)) if not args.no_prefix else ():
         cands = [s for s in writes.get(addr, []) if cut is not None and s <= cut]
         expect = cands[-1] if cands else state.get(addr)
         if got.get(addr) != expect:
@@ -350,12 +355,18 @@ def main():
     w.add_argument("--seed", type=int, default=None)
     w.add_argument("--max-writes", type=int, default=10**9)
     w.add_argument("--run", type=int, default=0, help="sequential writes of this many blocks (0: random single blocks)")
+    w.add_argument("--buffered", action="store_true",
+                   help="write through the page cache (no O_DIRECT): with FUSE's writeback cache, the kernel "
+                        "sends the writes later and reordered; only fsync orders anything")
     v = sub.add_parser("verify")
     v.add_argument("image")
     v.add_argument("history")
     v.add_argument("state")
     v.add_argument("--blocks", type=int, required=True)
     v.add_argument("--effective", help="append the writes that survived to this file (for verify-home)")
+    v.add_argument("--no-prefix", action="store_true",
+                   help="skip the prefix check (the writer was --buffered on a writeback-cache mount: unsynced "
+                        "writes reached the daemon in the kernel's order, not the writer's)")
     v.add_argument("--zero-check", default="64",
                    help="blocks after [0, B) that must read as zeros: a number, or 'all' for the rest of the image")
     h = sub.add_parser("verify-home")
