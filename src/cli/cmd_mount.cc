@@ -366,9 +366,9 @@ void AddMountCommand(CLI::App& app, const GlobalOptions& g, int* exit_code) {
   c->footer(std::string("Attach the image with --loop, or: losetup -f --show --direct-io=on MOUNTPOINT/image "
                         "(as a user: udisksctl loop-setup -f MOUNTPOINT/image)\n") +
             "The daemon logs to FAST/boostvol.log in the background. Mount options: allow_other, ro, uid=N, gid=N "
-            "and other FUSE mount options, plus boostvol's loop_attach, loop_direct_io=on|off, poll_us=N and writeback_cache (for a buffered loop: "
-            "docs/tuning.md); fstab-only "
-            "options (defaults, nofail, _netdev, x-*, ...) are ignored.\n"
+            "and other FUSE mount options, plus boostvol's loop_attach, loop_direct_io=on|off, poll_us=N and "
+            "writeback_cache (for a buffered loop: docs/tuning.md); fstab-only options (defaults, nofail, _netdev, "
+            "x-*, ...) are ignored.\n"
             "Also a mount helper: mount -t fuse.boostvol FAST MOUNTPOINT -o OPTS, and /etc/fstab (docs/cli.md).\n" +
             kExitCodesHelp);
   c->add_option("FAST", a->fast, "The volume's fast directory")->required();

@@ -123,34 +123,30 @@ Status VolumeImpl::ReadHome(uint64_t offset, uint8_t* dst, size_t n) {
   // bound is home_read_timeout_s: a filesystem above that sees a metadata
   // read fail shuts down (XFS does, mid-transaction), so an outage shorter
   // than the bound only delays the read. Three quick tries at least.
-  static constexpr int kQuickTries = 3;
+  static constexpr int kQuickTries = 3;  // 0.1 s and 0.2 s apart; then every 0.4 s, 0.8 s, 1 s, ...
   const auto start = std::chrono::steady_clock::now();
   const auto deadline = start + std::chrono::seconds(home_read_timeout_s_.load(std::memory_order_relaxed));
   Status s;
   int attempt = 0;
-  bool waited = false;
-  for (int backoff_ms = 100;; backoff_ms = std::min(backoff_ms * 2, 1000)) {
+  for (;;) {
     s = home_->Read(offset, dst, n);
     if (s.ok()) {
       if (uint64_t failed = home_read_errors_.Cleared())
         spdlog::info("reads of the home copy work again ({} read(s) failed meanwhile)", failed);
-      if (uint64_t n_waited = home_read_waits_.Cleared())
-        spdlog::info("the home copy is readable again; {} read(s) had waited for it", n_waited);
+      if (uint64_t waited = home_read_waits_.Cleared())
+        spdlog::info("the home copy is readable again; {} read(s) had waited for it", waited);
       return s;
     }
     attempt++;
     const auto now = std::chrono::steady_clock::now();
     if (attempt >= kQuickTries && (now >= deadline || stopping_ || closed_)) break;
-    if (attempt == kQuickTries && !waited) {
-      waited = true;
-      uint64_t more = 0;
-      if (home_read_waits_.Occurred(&more) == RepeatedError::kFirst)
-        spdlog::warn("a read of {} bytes at offset {} from the home copy fails ({}); it is retried for up to {} s "
-                     "(home_read_timeout_s) before it returns EIO, so the filesystem above waits instead of failing. "
-                     "Check the slow directory (later such waits are not logged until it is back)",
-                     n, offset, s.ToString(), home_read_timeout_s_.load(std::memory_order_relaxed));
-    }
-    auto pause = std::chrono::milliseconds(attempt < kQuickTries ? 50 << attempt : backoff_ms);
+    uint64_t more = 0;
+    if (attempt == kQuickTries && home_read_waits_.Occurred(&more) == RepeatedError::kFirst)
+      spdlog::warn("a read of {} bytes at offset {} from the home copy fails ({}); it is retried for up to {} s "
+                   "(home_read_timeout_s) before it returns EIO, so the filesystem above waits instead of failing. "
+                   "Check the slow directory (later such waits are not logged until it is back)",
+                   n, offset, s.ToString(), home_read_timeout_s_.load(std::memory_order_relaxed));
+    auto pause = std::chrono::milliseconds(std::min(50 << std::min(attempt, 5), 1000));
     if (attempt >= kQuickTries && now + pause > deadline)
       pause = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now) + std::chrono::milliseconds(1);
     std::this_thread::sleep_for(pause);

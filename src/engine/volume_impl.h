@@ -115,8 +115,8 @@ class VolumeImpl : public Volume {
   // record exists yet). On error nothing is acknowledged: log the write.
   Status WriteDirectLocked(uint64_t offset, size_t len, const uint8_t* src) BV_REQUIRES(write_mu_);
   // Reads from home; while the home cannot be read, retries with backoff for
-  // up to home_read_timeout_s (at least three tries; fewer once stopping),
-  // then fails with EIO. Only this read fails; nothing else changes state.
+  // up to home_read_timeout_s (three quick tries in any case; no more once
+  // a stop has begun), then fails with EIO. Only this read fails.
   Status ReadHome(uint64_t offset, uint8_t* dst, size_t n);
   // Reads one block and reports the version it read (for merging).
   Status ReadBlockVersion(uint64_t lba, uint8_t* out, Version* v);

@@ -319,20 +319,27 @@ TEST(FaultTest, HomeOnlyReadFailsAloneWithEioOthersSucceed) {
   ASSERT_EQ(Diff(f.ReadAll(), f.model), 0u);
 }
 
+// Blocks 0..7 written and drained (they live only at home), home_read_timeout_s set, then every read of SLOW/image
+// fails until the fault is cleared. Returns the fault's id.
+int HomeOnlyBlocksThenReadOutage(Fixture& f, const char* home_read_timeout_s) {
+  f.Create();
+  EXPECT_TRUE(f.Open(false).ok());
+  EXPECT_TRUE(f.WriteBlocks(0, 8, 1).ok());
+  EXPECT_TRUE(f.vol->Drain(nullptr).ok());
+  EXPECT_TRUE(f.vol->SetTunable("home_read_timeout_s", home_read_timeout_s).ok());
+  FaultRule r;
+  r.path_prefix = f.slow_image();
+  r.op = FaultOp::kRead;
+  return f.env.InjectFault(r);
+}
+
 // The bound is home_read_timeout_s: a home-only read outlives an outage shorter than it, and returns the right bytes.
 // (Through FUSE and a loop device a failed read of XFS metadata shuts XFS down mid-transaction: seen in
 // tests/e2e/fault_slow_dir.sh xfs-eio-cold when reads gave up after three tries, ~0.3 s.)
 TEST(FaultTest, HomeOnlyReadWaitsOutAnOutageShorterThanTheTimeout) {
   Fixture f;
-  f.Create();
-  ASSERT_TRUE(f.Open(false).ok());
-  ASSERT_TRUE(f.WriteBlocks(0, 8, 1).ok());
-  ASSERT_TRUE(f.vol->Drain(nullptr).ok());  // blocks 0..7 live only at home
-  ASSERT_TRUE(f.vol->SetTunable("home_read_timeout_s", "600").ok());
-  FaultRule r;
-  r.path_prefix = f.slow_image();
-  r.op = FaultOp::kRead;
-  int id = f.env.InjectFault(r);
+  const int id = HomeOnlyBlocksThenReadOutage(f, "600");
+  ASSERT_FALSE(::testing::Test::HasFailure());
   std::vector<uint8_t> b;
   auto read = std::async(std::launch::async, [&] { return f.ReadBlock(3, &b); });
   // The outage lasts until the read has been refused more times than the three quick tries.
@@ -354,15 +361,8 @@ TEST(FaultTest, HomeOnlyReadWaitsOutAnOutageShorterThanTheTimeout) {
 // wait of a read at once (BeginClose), so that a stop is not held up by an absent home.
 TEST(FaultTest, HomeOnlyReadFailsAfterTheTimeoutAndAStopEndsTheWait) {
   Fixture f;
-  f.Create();
-  ASSERT_TRUE(f.Open(false).ok());
-  ASSERT_TRUE(f.WriteBlocks(0, 8, 1).ok());
-  ASSERT_TRUE(f.vol->Drain(nullptr).ok());
-  ASSERT_TRUE(f.vol->SetTunable("home_read_timeout_s", "2").ok());
-  FaultRule r;
-  r.path_prefix = f.slow_image();
-  r.op = FaultOp::kRead;
-  int id = f.env.InjectFault(r);
+  const int id = HomeOnlyBlocksThenReadOutage(f, "2");
+  ASSERT_FALSE(::testing::Test::HasFailure());
   std::vector<uint8_t> b;
   Status s = f.ReadBlock(3, &b);
   EXPECT_EQ(s.code(), Status::Code::kIoError) << s.ToString();
