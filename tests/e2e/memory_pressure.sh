@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # memory_pressure: loop-over-FUSE under memory pressure (DESIGN.md 7: the daemon's own I/O must not get throttled
-# behind dirty pages that only it can clean; the daemon runs with PR_SET_IO_FLUSHER).
+# behind dirty pages that only it can clean; the daemon sets PR_SET_IO_FLUSHER where it has CAP_SYS_RESOURCE).
 #
 # Two memory cgroups squeeze both sides at once: the daemon in one limited to DAEMON_MB, and the writer in another
 # limited to WRITER_MB, far below what it writes. For each loop mode (--direct-io=on and off): ext4 on a loop device
@@ -124,11 +124,23 @@ fio_jobs() {
 
 # BOOSTVOL_LONG=1 (or MEMP_DIRTY_MB=N): small global dirty limits as well (restored at exit), so that every writer
 # is throttled at once, the daemon's own buffered writes to FAST and SLOW included: the daemon must not wait there
-# for ever behind dirty pages of the image that only it can clean (PR_SET_IO_FLUSHER makes the kernel throttle it
-# on its own devices' dirty pages only). Slow: the writeback-cache pass alone took 100 s with 8 MiB.
-# On kernel 6.18 neither variant told a daemon with PR_SET_IO_FLUSHER from one without (both passed, 100 s and
-# 115 s for that pass): the test shows that loop-over-FUSE survives this pressure, not that the flag is needed.
+# for ever behind dirty pages of the image that only it can clean. PR_SET_IO_FLUSHER is what prevents that (the
+# kernel then throttles the daemon on its own devices' dirty pages only), and setting it needs CAP_SYS_RESOURCE.
+# Without the capability the squeeze is not run: it deadlocks, as DESIGN.md 7 says. Reproduced in a sandbox whose
+# root lacks CAP_SYS_RESOURCE, 8 MiB limits, the direct-I/O pass: the migrator sat in balance_dirty_pages with
+# Dirty + Writeback pinned at 8 MiB (ext4's pages on the loop device, which only the daemon can clean), the log
+# full, every writer waiting, for 600 s; raising the limits again released it (docs/troubleshooting.md).
+have_sys_resource() { (((0x$(awk '/^CapEff:/ { print $2 }' /proc/self/status) >> 24) & 1)); }
+SQUEEZE=0
 if is_long || [[ -n ${MEMP_DIRTY_MB:-} ]]; then
+  if have_sys_resource; then
+    SQUEEZE=1
+  else
+    log "NOT RUN: the small global dirty limits (long tier): this root has no CAP_SYS_RESOURCE, so the daemon cannot" \
+      "set PR_SET_IO_FLUSHER, and without it the squeeze deadlocks by design (DESIGN.md 7)"
+  fi
+fi
+if ((SQUEEZE)); then
   DIRTY_SAVED="$(cat /proc/sys/vm/dirty_bytes) $(cat /proc/sys/vm/dirty_background_bytes) $(cat /proc/sys/vm/dirty_ratio) $(cat /proc/sys/vm/dirty_background_ratio)"
   restore_dirty() {
     local b bb r br
@@ -150,6 +162,11 @@ for pass in ${MEMP_PASSES:-on off off+wbc}; do
   bv_mount "$FAST" "$MNT" "${mopts[@]}"
   DPID=$(lock_pid "$FAST")
   [[ -n $DPID ]] || fail "no daemon pid in $FAST/lock"
+  if grep -q "cannot set PR_SET_IO_FLUSHER" "$FAST/boostvol.log"; then
+    log "the daemon runs WITHOUT PR_SET_IO_FLUSHER (no CAP_SYS_RESOURCE here)"
+  else
+    log "the daemon runs with PR_SET_IO_FLUSHER"
+  fi
   echo "$DPID" >"$DCG/cgroup.procs" || fail "cannot move the daemon ($DPID) into $DCG"
   d_hits0=$(cg_hits "$DCG") w_hits0=$(cg_hits "$WCG")
   loop_attach LOOP "$MNT/image" --direct-io="$mode"
