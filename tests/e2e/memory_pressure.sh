@@ -79,12 +79,14 @@ cg_cleanup() {
 # shellcheck disable=SC2154 # _rc is assigned inside the trap string
 trap '_rc=$?; set +e; _e2e_cleanup; cg_cleanup; (exit $_rc); _e2e_exit_trap' EXIT
 
-# blocked_stacks: kernel stacks of every task in D state (what a deadlock looks like).
+# blocked_stacks: every task in D state, with where it waits (wchan; the kernel stack too where it can be read),
+# and the page cache's dirty and writeback totals: what a deadlock looks like (docs/troubleshooting.md).
 blocked_stacks() {
   local t
+  grep -E '^(Dirty|Writeback):' /proc/meminfo
   for t in /proc/[0-9]*/task/[0-9]*; do
     [[ $(awk '{ print $3 }' "$t/stat" 2>/dev/null) == D ]] || continue
-    echo "--- $(tr '\0' ' ' <"$t/cmdline" 2>/dev/null | cut -c1-100) (task ${t##*/})"
+    echo "--- $(cat "$t/comm" 2>/dev/null) (task ${t##*/}) waits in $(cat "$t/wchan" 2>/dev/null)"
     head -n 12 "$t/stack" 2>/dev/null
   done
 }
