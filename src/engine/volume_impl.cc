@@ -60,6 +60,12 @@ Status VolumeImpl::ReadBlocks(uint64_t lba0, uint32_t n, uint8_t* out) {
     for (uint32_t i = 0; i < n; i++)
       if (!where[i].cached && !zero[i] && rc->Read(lba0 + i, out + size_t{i} * kBlockSize)) zero[i] = 2;
   Status result;
+  // Runs [first, end) of blocks that live only at home. They are read after
+  // the cached blocks' slots are released: a home read may wait for the home
+  // (home_read_timeout_s), and the migrator must not wait for it to free
+  // those slots.
+  thread_local std::vector<std::pair<uint32_t, uint32_t>> home_runs;
+  home_runs.clear();
   // Counted once per call, not per block (the counters are shared atomics).
   uint64_t from_cache = 0, from_home = 0;
   uint32_t i = 0;
@@ -71,13 +77,10 @@ Status VolumeImpl::ReadBlocks(uint64_t lba0, uint32_t n, uint8_t* out) {
       i++;
       continue;
     }
-    if (!where[i].cached) {
+    if (!where[i].cached) {  // read from home below, once the log slots are let go
       uint32_t j = i + 1;
       while (j < n && !where[j].cached && !zero[j]) j++;
-      Status s = ReadHome((lba0 + i) * kBlockSize, dst, size_t{j - i} * kBlockSize);
-      if (!s.ok() && result.ok()) result = s;
-      if (s.ok() && rc)
-        for (uint32_t k = i; k < j; k++) rc->OnHomeRead(lba0 + k, out + size_t{k} * kBlockSize, ticket[k]);
+      home_runs.emplace_back(i, j);
       from_home += j - i;
       i = j;
       continue;
@@ -114,6 +117,12 @@ Status VolumeImpl::ReadBlocks(uint64_t lba0, uint32_t n, uint8_t* out) {
   }
   for (i = 0; i < n; i++)
     if (where[i].cached) slot_readers_[SlotOf(where[i].value.pos)].fetch_sub(1, std::memory_order_release);
+  for (size_t r = 0; r < home_runs.size() && result.ok(); r++) {
+    const auto [first, end] = home_runs[r];
+    result = ReadHome((lba0 + first) * kBlockSize, out + size_t{first} * kBlockSize, size_t{end - first} * kBlockSize);
+    if (result.ok() && rc)
+      for (uint32_t k = first; k < end; k++) rc->OnHomeRead(lba0 + k, out + size_t{k} * kBlockSize, ticket[k]);
+  }
   return result;
 }
 

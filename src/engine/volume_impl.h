@@ -4,7 +4,8 @@
 // in the index is read from its write buffer or the log and its checksum is
 // verified; a block not in the index is read from home. While a reader uses a
 // log position it holds a count on that segment slot (slot_readers_), and the
-// migrator does not release a slot until its count is zero.
+// migrator does not release a slot until its count is zero. Home runs are read
+// after those counts are dropped: a home read may wait for the home.
 //
 // Write path: partial blocks are merged with the block's current contents
 // first (optimistically, validated under write_mu_ against the index and the
