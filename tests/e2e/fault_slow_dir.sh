@@ -194,7 +194,7 @@ diagnose() {
 # slow_self_check NAME DIR: after a mismatch, whether SLOW's own ext4 came through the outage intact (e2fsck -fn
 # of its device, SLOW unmounted for it). A damaged SLOW (nojournal ext4 can lose metadata writes that failed)
 # means the run proves nothing about boostvol: the summary says which.
-slow_self_check() {
+slow_self_check() { # (inside scenario(): uses its dmesg_mark and SLOW_LOOP)
   local name=$1 d=$2 where="mounted"
   # Only what the kernel said about SLOW's device during this scenario (a loop number is reused by later tests).
   dmesg | sed -n "/$dmesg_mark/,\$p" | grep -E "$(basename "$SLOW_LOOP")" | grep -iE "error|lost" >"$d/slow.dmesg" || true

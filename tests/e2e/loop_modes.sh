@@ -41,14 +41,9 @@ fio_verify() {
 
 off=0
 for pass in on off off+wbc; do
-  mode=${pass%%+*}
-  mopts=()
-  [[ $pass == *+wbc ]] && mopts=(-o writeback_cache)
-  section "loop --direct-io=$mode ${mopts[*]}"
-  bv_mount "$FAST" "$MNT" "${mopts[@]}"
-  if [[ $pass == *+wbc ]]; then
-    grep -q "FUSE writeback cache on" "$FAST/boostvol.log" || fail "-o writeback_cache did not turn the cache on"
-  fi
+  mode=$(pass_dio "$pass")
+  section "loop pass $pass"
+  bv_mount_pass "$FAST" "$MNT" "$pass"
   loop_attach LOOP "$MNT/image" --direct-io="$mode"
   log "$LOOP dio=$(cat "/sys/block/${LOOP#/dev/}/loop/dio")"
   check "$pass: fio crc32c write+verify, 4k and 64k random writes, two concurrent jobs, QD16"

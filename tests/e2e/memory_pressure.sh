@@ -111,7 +111,7 @@ CGROUPS+=("$WCG")
 log "memory cgroups (v$CG_VER): daemon $DCG (${DAEMON_MB} MiB), writer $WCG (${WRITER_MB} MiB)"
 bv_create "$FAST" "$SLOW" 2G --cache-size 96M
 
-# fio_job NAME MODE(write|verify): the two files, written (with verify) or verified only.
+# fio_jobs MODE(write|verify): the two files, written (with verify) or verified only.
 fio_jobs() {
   local mode=$1
   local -a extra=(--do_verify=1)
@@ -157,11 +157,9 @@ if ((SQUEEZE)); then
 fi
 
 for pass in ${MEMP_PASSES:-on off off+wbc}; do
-  mode=${pass%%+*}
-  mopts=()
-  [[ $pass == *+wbc ]] && mopts=(-o writeback_cache)
-  section "loop --direct-io=$mode ${mopts[*]}, daemon in ${DAEMON_MB} MiB, writer in ${WRITER_MB} MiB"
-  bv_mount "$FAST" "$MNT" "${mopts[@]}"
+  mode=$(pass_dio "$pass")
+  section "loop pass $pass, daemon in ${DAEMON_MB} MiB, writer in ${WRITER_MB} MiB"
+  bv_mount_pass "$FAST" "$MNT" "$pass"
   DPID=$(lock_pid "$FAST")
   [[ -n $DPID ]] || fail "no daemon pid in $FAST/lock"
   if grep -q "cannot set PR_SET_IO_FLUSHER" "$FAST/boostvol.log"; then
@@ -192,10 +190,10 @@ for pass in ${MEMP_PASSES:-on off off+wbc}; do
   loop_detach "$LOOP"
   bv_unmount "$MNT" "$FAST"
   echo 3 >/proc/sys/vm/drop_caches
-  bv_mount "$FAST" "$MNT" "${mopts[@]}"
+  bv_mount_pass "$FAST" "$MNT" "$pass"
   lock_pid "$FAST" >"$DCG/cgroup.procs" || fail "cannot move the daemon into $DCG"
   loop_attach LOOP "$MNT/image" --direct-io="$mode"
-  timeout 300 e2fsck -fn "$LOOP" >"$E2E_DIR/fsck.$mode" 2>&1 || { tail -n 20 "$E2E_DIR/fsck.$mode" >&2; fail "e2fsck -fn found problems"; }
+  timeout 300 e2fsck -fn "$LOOP" >"$E2E_DIR/fsck.$pass" 2>&1 || { tail -n 20 "$E2E_DIR/fsck.$pass" >&2; fail "e2fsck -fn found problems"; }
   fs_mount "$LOOP" "$FS" -t ext4
   fio_jobs verify
   ok "e2fsck clean; every block verified again"

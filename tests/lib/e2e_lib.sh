@@ -409,6 +409,24 @@ bv_mount() {
   ok "mounted $fast at $mnt (daemon pid $(lock_pid "$fast"))"
 }
 
+# Passes over the loop modes are named on, off and off+wbc: off on a mount with -o writeback_cache
+# (docs/tuning.md "Writeback cache"). pass_dio PASS: the loop's --direct-io for PASS.
+pass_dio() { echo "${1%%+*}"; }
+
+# bv_mount_pass FAST MNT PASS: bv_mount, with -o writeback_cache for a +wbc pass; then asserts from the daemon's
+# log that this very mount turned the kernel's writeback cache on.
+bv_mount_pass() {
+  local fast=$1 mnt=$2 pass=$3 before
+  if [[ $pass != *+wbc ]]; then
+    bv_mount "$fast" "$mnt"
+    return
+  fi
+  before=$(grep -c "FUSE writeback cache on" "$fast/boostvol.log" 2>/dev/null || true)  # (grep -c: 1 when none)
+  bv_mount "$fast" "$mnt" -o writeback_cache
+  (($(grep -c "FUSE writeback cache on" "$fast/boostvol.log" || true) > ${before:-0})) ||
+    fail "-o writeback_cache did not turn the kernel's writeback cache on"
+}
+
 # bv_unmount MNT FAST: unmount through the CLI, assert the mount and the daemon are gone.
 bv_unmount() {
   local mnt=$1 fast=$2 pid
