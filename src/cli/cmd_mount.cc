@@ -30,6 +30,7 @@
 #include "boostvol/volume.h"
 #include "cli/cli.h"
 #include "cli/daemon.h"
+#include "cli/daemon_exit.h"
 #include "cli/logging.h"
 #include "cli/loop.h"
 #include "cli/mounts.h"
@@ -331,9 +332,13 @@ int RunMount(MountArgs a, const GlobalOptions& g) {
     if (Status s = AttachAndReport(a, mnt, &dev); !s.ok()) {
       Fail(s);
       std::fprintf(stderr, "boostvol: unmounting %s again\n", mnt.c_str());
+      DaemonExitWatch watch(fast);
       if (control::RequestStop(fast).ok()) {
         std::string note;
-        for (int i = 0; i < 600 && VolumeLockHeld(fast, &note); ++i) ::usleep(100 * 1000);
+        if (!watch.Wait(std::chrono::steady_clock::now() + std::chrono::seconds(60), &note, [](const std::string&) {})) {
+          std::fprintf(stderr, "boostvol: the daemon (%s) has not stopped after 60 s; see %s/boostvol.log\n",
+                       note.c_str(), fast.c_str());
+        }
       }
       return ExitCodeFor(s);
     }

@@ -7,7 +7,7 @@
 // 3. Unmount the FUSE mount (root: umount2; others: fusermount3 -u), never
 //    lazily: if something still has the image open, the kernel refuses.
 // 4. Wait (bounded) until the daemon released FAST/lock, i.e. wrote its
-//    checkpoint and exited.
+//    checkpoint, and until its process has exited.
 #include <fcntl.h>
 #include <linux/loop.h>
 #include <sys/ioctl.h>
@@ -21,9 +21,11 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <memory>
 #include <thread>
 
 #include "cli/cli.h"
+#include "cli/daemon_exit.h"
 #include "cli/logging.h"
 #include "cli/mounts.h"
 #include "meta/meta_store.h"
@@ -144,25 +146,22 @@ int RunUnmount(const UnmountArgs& a, const GlobalOptions& g) {
     if (int rc = Detach(d, image); rc != kExitOk) return rc;
   }
 
+  // Taken while the daemon still holds FAST/lock (it does while mounted).
+  std::unique_ptr<DaemonExitWatch> watch;
+  if (!fast.empty()) watch = std::make_unique<DaemonExitWatch>(fast);
   if (int rc = UnmountFuse(mnt); rc != kExitOk) return rc;
   std::printf("unmounted %s\n", mnt.c_str());
 
   if (fast.empty()) return kExitOk;
-  const auto start = std::chrono::steady_clock::now();
-  bool told = false;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(a.timeout_s);
   std::string note;
-  while (VolumeLockHeld(fast, &note)) {
-    const auto waited = std::chrono::steady_clock::now() - start;
-    if (waited > std::chrono::seconds(a.timeout_s)) {
-      return Fail(kExitTimeout, "the daemon (" + note + ") still holds " + fast + "/lock after " +
-                                    std::to_string(a.timeout_s) + " s; see " + fast + "/boostvol.log");
-    }
-    if (!told && waited > std::chrono::seconds(2)) {
-      std::printf("waiting for the daemon (%s) to write its checkpoint and exit...\n", note.c_str());
-      std::fflush(stdout);
-      told = true;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  const bool gone = watch->Wait(deadline, &note, [](const std::string& holder) {
+    std::printf("waiting for the daemon (%s) to write its checkpoint and exit...\n", holder.c_str());
+    std::fflush(stdout);
+  });
+  if (!gone) {
+    return Fail(kExitTimeout, "the daemon (" + note + ") has not exited after " + std::to_string(a.timeout_s) +
+                                  " s (it may still hold " + fast + "/lock); see " + fast + "/boostvol.log");
   }
   // The daemon is gone; whether it stopped *cleanly* is what meta.db says (a
   // checkpoint refused by a full or failing FAST leaves the volume marked
