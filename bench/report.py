@@ -17,7 +17,8 @@ res_path, machine_path, work, outdir = sys.argv[1:5]
 SYSTEMS = ["raw", "qsd", "s3backer", "nbdkit", "boostvol"]
 PEERS = ["qsd", "s3backer", "nbdkit"]
 LABEL = {"raw": "plain file (no FUSE)", "qsd": "qemu-storage-daemon FUSE", "s3backer": "s3backer --test",
-         "nbdkit": "nbdkit cache + nbdfuse", "boostvol": "boostvol"}
+         "nbdkit": "nbdkit cache + nbdfuse", "boostvol": "boostvol",
+         "bvwbc": "boostvol `-o writeback_cache`"}
 JOBS = [("seqwrite", "1M sequential write QD16, 1 GiB (the region once: every cache holds it), MB/s"),
         ("seqlong", "1M sequential write QD16, for the whole run (boostvol: 3-4× its log; the migrator sets the pace), MB/s"), ("randwrite", "4k random write QD16, IOPS"),
         ("randread", "4k random read QD16 (written data), IOPS"), ("randrw", "4k 70/30 random read/write QD16, IOPS"),
@@ -30,6 +31,8 @@ for line in open(res_path):
         continue
     run, sysname, mode, key, value = parts
     vals[(sysname, mode, key)].append(value)
+# boostvol mounted with -o writeback_cache: measured with a buffered loop (--direct-io=off) only.
+HAS_WBC = any(k[0] == "bvwbc" and k[1] == "off" for k in vals)
 machine = dict(line.rstrip("\n").split("\t", 1) for line in open(machine_path) if "\t" in line)
 runs = int(machine.get("params", "runs=1").split()[0].split("=")[1])
 
@@ -105,16 +108,20 @@ w("")
 best_notes = []
 for mode in ("on", "off"):
     w(f"## fio, loop `--direct-io={mode}`, slow dir = local dir\n")
+    wbc = mode == "off" and HAS_WBC
+    cols = SYSTEMS + (["bvwbc"] if wbc else [])
+    extra_h = " boostvol `-o writeback_cache` / plain file | … / best peer |" if wbc else ""
+    extra_e = " | |" if wbc else ""
     dio = []
-    for s in SYSTEMS:
+    for s in cols:
         d = vals.get((s, mode, "dio"), [])
         dio.append("/".join(sorted(set(d))) if d else "-")
-    w("| job | " + " | ".join(LABEL[s] for s in SYSTEMS) + " | boostvol / plain file | boostvol / best peer |")
-    w("|---|" + "---|" * (len(SYSTEMS) + 2))
-    w("| loop dio actually on (1/0) | " + " | ".join(dio) + " | | |")
+    w("| job | " + " | ".join(LABEL[s] for s in cols) + " | boostvol / plain file | boostvol / best peer |" + extra_h)
+    w("|---|" + "---|" * (len(cols) + 2 + (2 if wbc else 0)))
+    w("| loop dio actually on (1/0) | " + " | ".join(dio) + " | | |" + extra_e)
     for job, name in JOBS:
         cells, med = [], {}
-        for s in SYSTEMS:
+        for s in cols:
             m, txt, failed = stat(s, mode, job)
             med[s] = m
             if verify_failed(s, mode) and txt not in ("-", "FAIL"):
@@ -126,20 +133,32 @@ for mode in ("on", "off"):
                     and not (job == "fsyncwrite" and p == "s3backer")]
         best = max(eligible, key=lambda p: med[p]) if eligible else None
         bv = None if verify_failed("boostvol", mode) else med["boostvol"]
-        w(f"| {name} | " + " | ".join(cells) + f" | {ratio(bv, med['raw'])} | "
-          + (f"{ratio(bv, med[best])} (vs {best})" if best else "-") + " |")
+        row = (f"| {name} | " + " | ".join(cells) + f" | {ratio(bv, med['raw'])} | "
+               + (f"{ratio(bv, med[best])} (vs {best})" if best else "-") + " |")
+        if wbc:
+            bw = None if verify_failed("bvwbc", mode) else med["bvwbc"]
+            row += f" {ratio(bw, med['raw'])} | " + (f"{ratio(bw, med[best])} (vs {best})" if best else "-") + " |"
+        w(row)
     cells = []
-    for s in SYSTEMS:
+    for s in cols:
         v = vals.get((s, mode, "verify"), [])
         cells.append("-" if not v else ("ok" if all(x == "ok" for x in v) else f"**FAILED** ({v.count('ok')}/{len(v)} ok)"))
-    w("| crc32c verify (4k/64k/1M random writes QD16, read back) | " + " | ".join(cells) + " | | |")
+    w("| crc32c verify (4k/64k/1M random writes QD16, read back) | " + " | ".join(cells) + " | | |" + extra_e)
     for key, name in (("cpu_seqwrite", "daemon CPU s per GB, 1M seq write"), ("cpu_randwrite", "daemon CPU s per GB, 4k randwrite")):
         cells, med = [], {}
-        for s in SYSTEMS:
+        for s in cols:
             m, txt, _ = stat(s, mode, key)
             med[s] = m
             cells.append(txt if s != "raw" else "(kernel only)")
-        w(f"| {name} | " + " | ".join(cells) + " | | |")
+        w(f"| {name} | " + " | ".join(cells) + " | | |" + extra_e)
+    if wbc:
+        w("")
+        w("`boostvol -o writeback_cache` is the same volume mounted with FUSE's writeback cache, the mount option "
+          "docs/tuning.md describes for a buffered loop device: the loop's writes land in the image's page cache and "
+          "reach the daemon in large asynchronous batches, and reads after writes keep their cached pages. fsync "
+          "still writes every dirty page back and syncs the log. Its price (why it is not the default): unsynced "
+          "writes wait in the kernel's page cache rather than in the log, and a buffered reader racing an O_DIRECT "
+          "writer of the image could see old data (`boostvol mount --loop` refuses it with a direct-I/O loop).")
     w("")
 
 # ---- table 2: filesystem, restart ----
@@ -374,23 +393,27 @@ def verdict(ok):
 
 tg = []
 bvok = not verify_failed("boostvol", "on")
-for mode in ("on", "off"):
-    bw, rw_, rr, sq, fs = (med("boostvol", mode, k) for k in ("randwrite", "randwrite", "randread", "seqwrite", "fsyncwrite"))
-    if not bvok and mode == "on" or verify_failed("boostvol", mode):
+for sysname, mode in [("boostvol", "on"), ("boostvol", "off")] + ([("bvwbc", "off")] if HAS_WBC else []):
+    bw, rw_, rr, sq, fs = (med(sysname, mode, k) for k in ("randwrite", "randwrite", "randread", "seqwrite", "fsyncwrite"))
+    if not bvok and mode == "on" or verify_failed(sysname, mode):
         bw = rr = sq = fs = None
+    if sysname == "bvwbc":
+        mode_label = mode + ", -o writeback_cache"
+    else:
+        mode_label = mode
     raw = {k: med("raw", mode, k) for k in ("randwrite", "randread", "seqwrite", "fsyncwrite")}
     bp, bpn = best_peer(mode, "randwrite")
     sp, spn = best_peer(mode, "seqwrite")
     fp, _ = best_peer(mode, "fsyncwrite", exclude=("s3backer",))
-    tg.append((f"4k randwrite ≥0.7× plain file (dio={mode})", f"{fmt(bw)} vs {fmt(raw['randwrite'])}: {ratio(bw, raw['randwrite'])}",
+    tg.append((f"4k randwrite ≥0.7× plain file (dio={mode_label})", f"{fmt(bw)} vs {fmt(raw['randwrite'])}: {ratio(bw, raw['randwrite'])}",
                verdict(None if bw is None or not raw["randwrite"] else bw >= 0.7 * raw["randwrite"])))
-    tg.append((f"4k randwrite ≥1.5× best FUSE peer (dio={mode})", f"{fmt(bw)} vs {fmt(bp)} ({bpn}): {ratio(bw, bp)}",
+    tg.append((f"4k randwrite ≥1.5× best FUSE peer (dio={mode_label})", f"{fmt(bw)} vs {fmt(bp)} ({bpn}): {ratio(bw, bp)}",
                verdict(None if bw is None or not bp else bw >= 1.5 * bp)))
-    tg.append((f"4k randread of cached data ≥0.75× plain file (dio={mode})", f"{fmt(rr)} vs {fmt(raw['randread'])}: {ratio(rr, raw['randread'])}",
+    tg.append((f"4k randread of cached data ≥0.75× plain file (dio={mode_label})", f"{fmt(rr)} vs {fmt(raw['randread'])}: {ratio(rr, raw['randread'])}",
                verdict(None if rr is None or not raw["randread"] else rr >= 0.75 * raw["randread"])))
-    tg.append((f"1M seq write ≥1.5 GB/s and ahead of every FUSE peer (dio={mode})", f"{fmt(sq)} MB/s vs best peer {fmt(sp)} ({spn})",
+    tg.append((f"1M seq write ≥1.5 GB/s and ahead of every FUSE peer (dio={mode_label})", f"{fmt(sq)} MB/s vs best peer {fmt(sp)} ({spn})",
                verdict(None if sq is None else sq >= 1500 and (sp is None or sq > sp))))
-    tg.append((f"4k write+fsync QD1 ≥0.8× plain file (dio={mode})", f"{fmt(fs)} vs {fmt(raw['fsyncwrite'])}: {ratio(fs, raw['fsyncwrite'])}",
+    tg.append((f"4k write+fsync QD1 ≥0.8× plain file (dio={mode_label})", f"{fmt(fs)} vs {fmt(raw['fsyncwrite'])}: {ratio(fs, raw['fsyncwrite'])}",
                verdict(None if fs is None or not raw["fsyncwrite"] else fs >= 0.8 * raw["fsyncwrite"])))
 if cliff:
     b = cliff[0]
@@ -426,20 +449,21 @@ w("")
 have = [s for s in SYSTEMS if any(k[0] == s for k in vals)]
 if have:
     fig, axes = plt.subplots(2, len(JOBS), figsize=(4 * len(JOBS), 7.5))
+    have_fio = have + (["bvwbc"] if HAS_WBC else [])  # bvwbc: dio=off only (0 in the dio=on row)
     for r, mode in enumerate(("on", "off")):
         for c, (job, name) in enumerate(JOBS):
             ax = axes[r][c]
             ys, cols, labels = [], [], []
-            for i, s in enumerate(have):
+            for i, s in enumerate(have_fio):
                 m, _, _ = stat(s, mode, job)
                 ys.append(m or 0)
                 cols.append("C3" if verify_failed(s, mode) else f"C{i}")
                 labels.append(s + (" (FAILED)" if verify_failed(s, mode) else ""))
-            ax.bar(range(len(have)), ys, color=cols)
-            ax.set_xticks(range(len(have)))
+            ax.bar(range(len(have_fio)), ys, color=cols)
+            ax.set_xticks(range(len(have_fio)))
             ax.set_xticklabels(labels, rotation=35, ha="right", fontsize=8)
             ax.set_title(f"{name}\nloop dio={mode}", fontsize=9)
-            for x, y in zip(range(len(have)), ys):
+            for x, y in zip(range(len(have_fio)), ys):
                 ax.text(x, y, fmt(y), ha="center", va="bottom", fontsize=7)
     fig.tight_layout()
     fig.savefig(os.path.join(outdir, "fio.png"), dpi=100)

@@ -14,6 +14,8 @@
 #   s3backer  s3backer --test, bucket dir in SLOW, --blockCacheFile in FAST, write-back (--blockCacheWriteDelay)
 #   nbdkit    nbdkit file plugin + cache filter (cache=writeback, TMPDIR=FAST) through nbdfuse
 #   boostvol  boostvol create FAST SLOW --size 4G --cache-size 2G, mount
+#   bvwbc     the same boostvol mounted with -o writeback_cache (docs/tuning.md "Writeback cache"), the option for a
+#             buffered loop device: measured in the --direct-io=off part only (fio jobs; no untar, restart or cold read)
 # Part 1, slow dir = a plain local directory (FAST and SLOW on the same disk), per system, per run:
 #   both loop modes (--direct-io=on and off): fio libaio direct=1 on a 1 GiB region: 1M seq write QD16, 4k randwrite
 #   QD16, 4k randread QD16 (of the data written before), 70/30 4k randrw QD16, 4k write + fsync each QD1, and a
@@ -37,7 +39,7 @@ SRC=$PWD
 PY=/usr/bin/python3   # Debian's python3, which has python3-matplotlib
 
 QUICK=0 RUNS=3 RUNTIME=20 DIR=/var/tmp/boostvol-benchrun KEEP=0 DO_SLOW=1 DO_LOCAL=1
-SYSTEMS="raw qsd s3backer nbdkit boostvol"
+SYSTEMS="raw qsd s3backer nbdkit boostvol bvwbc"
 while (($#)); do
   case $1 in
     --quick) QUICK=1 RUNS=1 RUNTIME=5 ;;
@@ -181,7 +183,7 @@ EOF
 # migrator emptying a full cache, not the job (the full-cache case is measured on its own with the slow disk).
 # Not before coldread (mode "-"): that job reads what the log still holds after a restart.
 settle() {
-  [[ $1 == boostvol && $2 != - && -n $IMG ]] || return 0
+  [[ ($1 == boostvol || $1 == bvwbc) && $2 != - && -n $IMG ]] || return 0
   timeout 900 "$BIN" drain "$(dirname "$IMG")" >>"$WORK/boostvol.cli.log" 2>&1 || log "  boostvol drain before the job failed"
 }
 # run_fio RUN SYSTEM MODE JOB DEV [DAEMON_PIDS...]: one fio job; records the figure (and CPU s/GB for writes)
@@ -273,12 +275,12 @@ stop_nbdkit() {  # flush (the cache filter writes its dirty blocks to the plugin
   wait_gone "${DPIDS[1]}" 60 || stop_pid "${DPIDS[1]}"
   stop_pid "${DPIDS[0]}"; forget PIDS "${DPIDS[0]}"; forget PIDS "${DPIDS[1]}"
 }
-BV_CACHE=$CACHE
+BV_CACHE=$CACHE BV_OPTS=""
 start_boostvol() {
   local f=$1 s=$2 m=$3
   [[ -e $f/meta.db ]] || timeout 300 "$BIN" create "$f" "$s" --size "$IMAGE_SIZE" --cache-size "$BV_CACHE" >>"$WORK/boostvol.cli.log" 2>&1 || return 1
   FUSEMOUNTS+=("$m")
-  timeout 900 "$BIN" mount "$f" "$m" >>"$WORK/boostvol.cli.log" 2>&1 || return 1
+  timeout 900 "$BIN" mount "$f" "$m" ${BV_OPTS:+-o "$BV_OPTS"} >>"$WORK/boostvol.cli.log" 2>&1 || return 1
   local p; p=$(awk '/pid/ {print $2}' "$f/lock" 2>/dev/null)
   [[ -n $p ]] && alive "$p" || { log "boostvol: no daemon pid in $f/lock"; return 1; }
   PIDS+=("$p"); DPIDS=("$p"); IMG=$m/image
@@ -289,6 +291,8 @@ stop_boostvol() {
   forget FUSEMOUNTS "$m"
   wait_gone "${DPIDS[0]}" 120 || stop_pid "${DPIDS[0]}"; forget PIDS "${DPIDS[0]}"
 }
+start_bvwbc() { BV_OPTS=writeback_cache; start_boostvol "$@"; local rc=$?; BV_OPTS=""; return $rc; }
+stop_bvwbc() { stop_boostvol; }
 bv_status() { timeout 60 "$BIN" status "$1" --json 2>/dev/null; }
 json_get() { $PY -c 'import json,sys; print(json.loads(sys.stdin.read() or "{}").get(sys.argv[1], ""))' "$1"; }
 
@@ -328,16 +332,17 @@ untar_job() {  # RUN SYS DEV: mkfs.ext4, mount, untar x N, syncfs, verify
 
 # ---- part 1: per system, slow dir = local dir ----
 bench_system() {  # RUN SYS
-  local run=$1 sys=$2 base=$WORK/$2 mode job t0 t1 rss0 rss1 st dirty
+  local run=$1 sys=$2 base=$WORK/$2 mode job t0 t1 rss0 rss1 st dirty modes="on off"
   rm -rf --one-file-system "$base"; mkdir -p "$base/fast" "$base/slow" "$base/mnt"
-  [[ $sys == boostvol ]] && BV_CACHE=$CACHE
+  [[ $sys == boostvol || $sys == bvwbc ]] && BV_CACHE=$CACHE
+  [[ $sys == bvwbc ]] && modes=off
   log "run $run: $sys: start"
   t0=$(date +%s.%N)
   "start_$sys" "$base/fast" "$base/slow" "$base/mnt" || { log "$sys failed to start"; rec "$run" "$sys" - start FAIL; return 1; }
   t1=$(date +%s.%N)
   rec "$run" "$sys" - mount_fresh "$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')"
   [[ $sys == boostvol ]] && rss0=$(rss_kb "${DPIDS[0]}")
-  for mode in on off; do
+  for mode in $modes; do
     attach "$IMG" "$mode" || { log "$sys: losetup failed"; rec "$run" "$sys" "$mode" start FAIL; continue; }
     rec "$run" "$sys" "$mode" dio "$DIO"
     [[ $mode == on && $DIO != 1 ]] && log "  $sys: --direct-io=on fell back to buffered (dio=$DIO)"
@@ -351,6 +356,7 @@ bench_system() {  # RUN SYS
     done
     detach "$DEV"
   done
+  if [[ $sys == bvwbc ]]; then "stop_$sys"; rm -rf --one-file-system "$base"; return 0; fi
   attach "$IMG" on && { untar_job "$run" "$sys" "$DEV"; detach "$DEV"; }
   t0=$(date +%s.%N); "stop_$sys"; t1=$(date +%s.%N)
   rec "$run" "$sys" - stop_s "$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }')"
