@@ -1,6 +1,9 @@
 #include "cli/daemon_exit.h"
 
+#include <dirent.h>
+#include <fcntl.h>
 #include <poll.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -22,6 +25,25 @@ int PidFromNote(const std::string& note) {
   return static_cast<int>(v);
 }
 
+// True if process `pid` has the file (dev, ino) open. False if not, or if its
+// descriptors cannot be listed (another user's process, or gone).
+bool HasFileOpen(int pid, dev_t dev, ino_t ino) {
+  const std::string dir = "/proc/" + std::to_string(pid) + "/fd";
+  DIR* d = ::opendir(dir.c_str());
+  if (d == nullptr) return false;
+  bool found = false;
+  while (const dirent* e = ::readdir(d)) {
+    if (e->d_name[0] == '.') continue;
+    struct stat st;
+    if (::stat((dir + "/" + e->d_name).c_str(), &st) == 0 && st.st_dev == dev && st.st_ino == ino) {
+      found = true;
+      break;
+    }
+  }
+  ::closedir(d);
+  return found;
+}
+
 }  // namespace
 
 DaemonExitWatch::DaemonExitWatch(const std::string& fast_dir) : fast_dir_(fast_dir) {
@@ -33,6 +55,18 @@ DaemonExitWatch::DaemonExitWatch(const std::string& fast_dir) : fast_dir_(fast_d
   // pidfd_open fails (ESRCH) or finds a zombie, and either way Gone() sees it.
   pidfd_ = static_cast<int>(::syscall(SYS_pidfd_open, pid_, 0));
   // Without a pidfd (ENOSYS before Linux 5.3), only the lock is waited for.
+  if (pidfd_ < 0) return;
+  // The pid is the holder's in its own pid namespace: a daemon started in a
+  // container writes a number that may name another process here. Only a
+  // process that has FAST/lock open is waited for; any other, or one whose
+  // descriptors this user cannot list, leaves the lock as all there is.
+  struct stat lock_st;
+  const std::string lock_path = fast_dir_ + "/lock";
+  if (::fstatat(AT_FDCWD, lock_path.c_str(), &lock_st, AT_SYMLINK_NOFOLLOW) != 0 ||
+      !HasFileOpen(pid_, lock_st.st_dev, lock_st.st_ino)) {
+    ::close(pidfd_);
+    pidfd_ = -1;
+  }
 }
 
 DaemonExitWatch::~DaemonExitWatch() {

@@ -9,7 +9,9 @@
 //
 // The pid is taken from the lock note ("pid N") while the lock is held, so it
 // names the daemon and no later process; a pidfd then tells its exit without
-// any pid-reuse race. Not thread-safe (one waiter).
+// any pid-reuse race. It is waited for only if that process has FAST/lock
+// open (a pid written in another pid namespace may name someone else here);
+// otherwise the wait is for the lock alone. Not thread-safe (one waiter).
 #pragma once
 
 #include <chrono>

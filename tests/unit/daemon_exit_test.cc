@@ -9,11 +9,11 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
-#include <cstdlib>
+#include <csignal>
 #include <string>
-#include <thread>
 
 #include "cli/daemon_exit.h"
+#include "lib/temp_dirs.h"
 #include "util/env.h"
 
 namespace boostvol::cli {
@@ -23,25 +23,21 @@ using Clock = std::chrono::steady_clock;
 
 class DaemonExitWatchTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    const char* tmp = std::getenv("TMPDIR");
-    std::string tmpl = std::string(tmp != nullptr ? tmp : "/tmp") + "/bv_exitwatch_XXXXXX";
-    ASSERT_NE(nullptr, ::mkdtemp(tmpl.data()));
-    fast_ = tmpl;
-  }
   void TearDown() override {
     if (child_ > 0) {
       ::kill(child_, SIGKILL);
       ::waitpid(child_, nullptr, 0);
     }
-    std::string cmd = "rm -rf '" + fast_ + "'";
-    ASSERT_EQ(0, std::system(cmd.c_str()));
+    for (int fd : go_) {
+      if (fd >= 0) ::close(fd);
+    }
   }
 
   // Forks the stand-in daemon. It holds FAST/lock until a byte arrives on
   // go_[1] (or for ever if `release` is false), then exits `linger_ms` after
-  // releasing it. Returns once the lock is held.
-  void StartHolder(bool release, int linger_ms) {
+  // releasing it. The note names `note_pid`, or the child itself if 0.
+  // Returns once the lock is held.
+  void StartHolder(bool release, int linger_ms, pid_t note_pid = 0) {
     int ready[2];
     ASSERT_EQ(0, ::pipe(ready));
     ASSERT_EQ(0, ::pipe(go_));
@@ -51,7 +47,8 @@ class DaemonExitWatchTest : public ::testing::Test {
       std::unique_ptr<Dir> dir;
       std::unique_ptr<FileLock> lock;
       if (!Env::Posix()->OpenDir(fast_, &dir).ok()) ::_exit(2);
-      if (!dir->LockFile("lock", "pid " + std::to_string(::getpid()), &lock).ok()) ::_exit(3);
+      const pid_t named = note_pid != 0 ? note_pid : ::getpid();
+      if (!dir->LockFile("lock", "pid " + std::to_string(named), &lock).ok()) ::_exit(3);
       char c = 1;
       if (::write(ready[1], &c, 1) != 1) ::_exit(4);
       if (!release) {
@@ -82,7 +79,8 @@ class DaemonExitWatchTest : public ::testing::Test {
     return false;
   }
 
-  std::string fast_;
+  test::TempDirs dirs_;
+  const std::string fast_ = dirs_.fast();
   pid_t child_ = -1;
   int go_[2] = {-1, -1};
 };
@@ -96,6 +94,18 @@ TEST_F(DaemonExitWatchTest, WaitsForTheProcessNotOnlyForTheLock) {
   // The lock went at once; the process lingered 400 ms more. A wait on the
   // lock alone returns in between, and the child is still running then.
   EXPECT_TRUE(ChildExited()) << "Wait returned while the lock holder's process was still running";
+}
+
+// A daemon in another pid namespace writes its own number, which may name an
+// unrelated process here: that process (this test, which never exits) must
+// not be waited for, only the lock.
+TEST_F(DaemonExitWatchTest, APidThatDoesNotHoldTheLockIsNotWaitedFor) {
+  StartHolder(/*release=*/true, /*linger_ms=*/0, /*note_pid=*/::getpid());
+  DaemonExitWatch watch(fast_);
+  Release();
+  std::string note;
+  EXPECT_TRUE(watch.Wait(Clock::now() + std::chrono::seconds(30), &note, [](const std::string&) {}))
+      << "waited for a process that never held the lock: " << note;
 }
 
 TEST_F(DaemonExitWatchTest, NobodyHoldingTheLockReturnsAtOnce) {
