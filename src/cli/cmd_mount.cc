@@ -335,7 +335,7 @@ int RunMount(MountArgs a, const GlobalOptions& g) {
       DaemonExitWatch watch(fast);
       if (control::RequestStop(fast).ok()) {
         std::string note;
-        if (!watch.Wait(std::chrono::steady_clock::now() + std::chrono::seconds(60), &note, [](const std::string&) {})) {
+        if (!watch.Wait(std::chrono::steady_clock::now() + std::chrono::seconds(60), &note)) {
           std::fprintf(stderr, "boostvol: the daemon (%s) has not stopped after 60 s; see %s/boostvol.log\n",
                        note.c_str(), fast.c_str());
         }

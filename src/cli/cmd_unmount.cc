@@ -21,7 +21,6 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
-#include <memory>
 #include <thread>
 
 #include "cli/cli.h"
@@ -147,15 +146,14 @@ int RunUnmount(const UnmountArgs& a, const GlobalOptions& g) {
   }
 
   // Taken while the daemon still holds FAST/lock (it does while mounted).
-  std::unique_ptr<DaemonExitWatch> watch;
-  if (!fast.empty()) watch = std::make_unique<DaemonExitWatch>(fast);
+  DaemonExitWatch watch(fast);
   if (int rc = UnmountFuse(mnt); rc != kExitOk) return rc;
   std::printf("unmounted %s\n", mnt.c_str());
 
   if (fast.empty()) return kExitOk;
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(a.timeout_s);
   std::string note;
-  const bool gone = watch->Wait(deadline, &note, [](const std::string& holder) {
+  const bool gone = watch.Wait(deadline, &note, [](const std::string& holder) {
     std::printf("waiting for the daemon (%s) to write its checkpoint and exit...\n", holder.c_str());
     std::fflush(stdout);
   });

@@ -1,6 +1,5 @@
 #include "cli/daemon_exit.h"
 
-#include <dirent.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/stat.h>
@@ -28,20 +27,12 @@ int PidFromNote(const std::string& note) {
 // True if process `pid` has the file (dev, ino) open. False if not, or if its
 // descriptors cannot be listed (another user's process, or gone).
 bool HasFileOpen(int pid, dev_t dev, ino_t ino) {
-  const std::string dir = "/proc/" + std::to_string(pid) + "/fd";
-  DIR* d = ::opendir(dir.c_str());
-  if (d == nullptr) return false;
-  bool found = false;
-  while (const dirent* e = ::readdir(d)) {
-    if (e->d_name[0] == '.') continue;
+  const std::string dir = "/proc/" + std::to_string(pid) + "/fd/";
+  for (const std::string& fd : ListDir(dir)) {
     struct stat st;
-    if (::stat((dir + "/" + e->d_name).c_str(), &st) == 0 && st.st_dev == dev && st.st_ino == ino) {
-      found = true;
-      break;
-    }
+    if (::stat((dir + fd).c_str(), &st) == 0 && st.st_dev == dev && st.st_ino == ino) return true;
   }
-  ::closedir(d);
-  return found;
+  return false;
 }
 
 }  // namespace
@@ -71,6 +62,21 @@ DaemonExitWatch::DaemonExitWatch(const std::string& fast_dir) : fast_dir_(fast_d
 
 DaemonExitWatch::~DaemonExitWatch() {
   if (pidfd_ >= 0) ::close(pidfd_);
+}
+
+bool DaemonExitWatch::Wait(std::chrono::steady_clock::time_point deadline, std::string* note,
+                           const std::function<void(const std::string&)>& on_slow) {
+  const auto start = std::chrono::steady_clock::now();
+  bool told = false;
+  while (!Gone(note, 50)) {
+    const auto now = std::chrono::steady_clock::now();
+    if (now >= deadline) return false;
+    if (!told && now - start > std::chrono::seconds(2)) {
+      if (on_slow) on_slow(*note);
+      told = true;
+    }
+  }
+  return true;
 }
 
 bool DaemonExitWatch::Gone(std::string* note, int wait_ms) {

@@ -15,6 +15,7 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
 #include <string>
 
 namespace boostvol::cli {
@@ -30,10 +31,11 @@ class DaemonExitWatch {
 
   // Waits until FAST/lock is free and the captured process (if any) has
   // exited. Returns false at `deadline`; *note is then what the holder wrote
-  // in the lock, or "pid N" if only the exit is missing. `on_slow` runs once,
-  // after two seconds of waiting (to tell a person why nothing happens).
-  template <typename OnSlow>
-  bool Wait(std::chrono::steady_clock::time_point deadline, std::string* note, OnSlow on_slow);
+  // in the lock, or "pid N" if only the exit is missing. `on_slow`, if given,
+  // runs once after two seconds of waiting (to tell a person why nothing
+  // happens).
+  bool Wait(std::chrono::steady_clock::time_point deadline, std::string* note,
+            const std::function<void(const std::string&)>& on_slow = nullptr);
 
  private:
   // One step: true when both the lock is free and the process is gone.
@@ -43,20 +45,5 @@ class DaemonExitWatch {
   int pid_ = 0;
   int pidfd_ = -1;
 };
-
-template <typename OnSlow>
-bool DaemonExitWatch::Wait(std::chrono::steady_clock::time_point deadline, std::string* note, OnSlow on_slow) {
-  const auto start = std::chrono::steady_clock::now();
-  bool told = false;
-  while (!Gone(note, 50)) {
-    const auto now = std::chrono::steady_clock::now();
-    if (now >= deadline) return false;
-    if (!told && now - start > std::chrono::seconds(2)) {
-      on_slow(*note);
-      told = true;
-    }
-  }
-  return true;
-}
 
 }  // namespace boostvol::cli

@@ -41,6 +41,8 @@ std::string ReadFirstLine(const std::string& path) {
   return line;
 }
 
+}  // namespace
+
 std::vector<std::string> ListDir(const std::string& path) {
   std::vector<std::string> out;
   DIR* d = ::opendir(path.c_str());
@@ -52,8 +54,6 @@ std::vector<std::string> ListDir(const std::string& path) {
   ::closedir(d);
   return out;
 }
-
-}  // namespace
 
 std::vector<MountEntry> ReadMountInfo() {
   std::vector<MountEntry> out;

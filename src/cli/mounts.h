@@ -28,6 +28,9 @@ bool FindMountOfFast(const std::string& fast_dir, std::string* mountpoint);
 // FAST itself. *mountpoint is set when the argument was a mountpoint.
 Status ResolveVolumeArg(const std::string& arg, std::string* fast_dir, std::string* mountpoint);
 
+// The names in directory `path` but "." and ".."; empty if it cannot be read.
+std::vector<std::string> ListDir(const std::string& path);
+
 // realpath(3) as a Status.
 Status RealPath(const std::string& path, std::string* out);
 

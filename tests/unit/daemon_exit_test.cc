@@ -90,7 +90,7 @@ TEST_F(DaemonExitWatchTest, WaitsForTheProcessNotOnlyForTheLock) {
   DaemonExitWatch watch(fast_);  // taken while the lock is held, as unmount does before unmounting
   Release();
   std::string note;
-  ASSERT_TRUE(watch.Wait(Clock::now() + std::chrono::seconds(30), &note, [](const std::string&) {}));
+  ASSERT_TRUE(watch.Wait(Clock::now() + std::chrono::seconds(30), &note));
   // The lock went at once; the process lingered 400 ms more. A wait on the
   // lock alone returns in between, and the child is still running then.
   EXPECT_TRUE(ChildExited()) << "Wait returned while the lock holder's process was still running";
@@ -104,14 +104,14 @@ TEST_F(DaemonExitWatchTest, APidThatDoesNotHoldTheLockIsNotWaitedFor) {
   DaemonExitWatch watch(fast_);
   Release();
   std::string note;
-  EXPECT_TRUE(watch.Wait(Clock::now() + std::chrono::seconds(30), &note, [](const std::string&) {}))
+  EXPECT_TRUE(watch.Wait(Clock::now() + std::chrono::seconds(30), &note))
       << "waited for a process that never held the lock: " << note;
 }
 
 TEST_F(DaemonExitWatchTest, NobodyHoldingTheLockReturnsAtOnce) {
   DaemonExitWatch watch(fast_);
   std::string note = "x";
-  ASSERT_TRUE(watch.Wait(Clock::now() + std::chrono::seconds(30), &note, [](const std::string&) {}));
+  ASSERT_TRUE(watch.Wait(Clock::now() + std::chrono::seconds(30), &note));
 }
 
 TEST_F(DaemonExitWatchTest, AHolderThatNeverLetsGoTimesOutNamingItsPid) {
