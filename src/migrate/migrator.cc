@@ -255,6 +255,11 @@ Status Migrator::MigrateOnce(bool* did) {
     stats_.failures++;
     stats_.last_error = text;
     stats_.state = "backoff";  // both callers (the loop, a drain) wait before the next attempt
+    // Set here too, in the same hold of mu_ as the state: a status taken
+    // before the caller sets its own backoff must not show "backoff" with no
+    // retry time (tests/e2e/fault_slow_gone.sh caught that window).
+    const int64_t soonest = static_cast<int64_t>(std::time(nullptr)) + 1;
+    if (stats_.next_retry_unix < soonest) stats_.next_retry_unix = soonest;
   }
   return s;
 }
