@@ -24,6 +24,7 @@ class [[nodiscard]] Status {
     kNoSpace,          // out of space (log full is NOT this: writers wait)
     kUnsupported,      // the operation is not supported here
     kAborted,          // stopped on request (shutdown)
+    kWouldBlock,       // not done: it would have waited for I/O (blocking_hint.h, NoWaitScope)
   };
 
   Status() = default;
@@ -37,6 +38,8 @@ class [[nodiscard]] Status {
   static Status NoSpace(std::string msg) { return Status(Code::kNoSpace, 28 /*ENOSPC*/, std::move(msg)); }
   static Status Unsupported(std::string msg) { return Status(Code::kUnsupported, 95 /*EOPNOTSUPP*/, std::move(msg)); }
   static Status Aborted(std::string msg) { return Status(Code::kAborted, 5 /*EIO*/, std::move(msg)); }
+  // Never an error to report: the caller does the same again where it may block.
+  static Status WouldBlock() { return Status(Code::kWouldBlock, 11 /*EAGAIN*/, std::string()); }
 
   bool ok() const { return code_ == Code::kOk; }
   Code code() const { return code_; }
@@ -48,6 +51,7 @@ class [[nodiscard]] Status {
   bool IsCorruption() const { return code_ == Code::kCorruption; }
   bool IsNotFound() const { return code_ == Code::kNotFound; }
   bool IsBusy() const { return code_ == Code::kBusy; }
+  bool IsWouldBlock() const { return code_ == Code::kWouldBlock; }
 
  private:
   Status(Code c, int err, std::string msg) : code_(c), err_(err), msg_(std::move(msg)) {}

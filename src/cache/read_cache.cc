@@ -151,7 +151,7 @@ int64_t ReadCache::PickVictimLocked() {
   return -1;  // every slot is being filled
 }
 
-bool ReadCache::Read(uint64_t lba, uint8_t* out) {
+bool ReadCache::Read(uint64_t lba, uint8_t* out, bool* would_block) {
   if (occupancy_.load(std::memory_order_relaxed) == 0 && policy() == PromotePolicy::kOff) return false;
   uint32_t slot, crc, gen;
   {
@@ -167,6 +167,10 @@ bool ReadCache::Read(uint64_t lba, uint8_t* out) {
     gen = slots_[slot].gen;
   }
   Status rs = file_->ReadAt(uint64_t{slot} * kBlockSize, out, kBlockSize);
+  if (rs.IsWouldBlock()) {
+    if (would_block != nullptr) *would_block = true;
+    return false;
+  }
   const bool good = rs.ok() && log::BlockCrc(lba, out) == crc;
   MutexLock l(&mu_);
   const bool same = slot < slots_.size() && slots_[slot].gen == gen && slots_[slot].lba == lba;

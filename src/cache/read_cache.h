@@ -115,8 +115,11 @@ class ReadCache {
     return buckets_[Bucket(lba)].load(std::memory_order_seq_cst);
   }
 
-  // A hit: the block's verified contents in out, true. Otherwise false (read home).
-  bool Read(uint64_t lba, uint8_t* out);
+  // A hit: the block's verified contents in out, true. Otherwise false (read
+  // home), with *would_block set when a NoWaitScope stopped the read of a
+  // slot the cache holds (then nothing was counted; read it again where the
+  // thread may wait).
+  bool Read(uint64_t lba, uint8_t* out, bool* would_block = nullptr);
 
   // After `data` was read from home for `lba` (ticket taken before the home
   // read): counts the miss for the policy and promotes when it is due and

@@ -14,7 +14,8 @@ int ExitCodeFor(const Status& s) {
     case Status::Code::kIoError:
     case Status::Code::kCorruption:
     case Status::Code::kNoSpace:
-    case Status::Code::kAborted: return kExitIo;
+    case Status::Code::kAborted:
+    case Status::Code::kWouldBlock: return kExitIo;
   }
   return kExitIo;
 }

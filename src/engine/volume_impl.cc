@@ -10,6 +10,7 @@
 #include "engine/segment_extents.h"
 #include "engine/tunables.h"
 #include "log/record.h"
+#include "util/blocking_hint.h"
 
 namespace boostvol {
 
@@ -55,10 +56,20 @@ Status VolumeImpl::ReadBlocks(uint64_t lba0, uint32_t n, uint8_t* out) {
       if (!where[i].cached && !zero[i] && rc) ticket[i] = rc->TicketFor(lba0 + i);
     }
   }
+  auto release_slots = [&] {
+    for (uint32_t k = 0; k < n; k++)
+      if (where[k].cached) slot_readers_[SlotOf(where[k].value.pos)].fetch_sub(1, std::memory_order_release);
+  };
   // Clean blocks the read cache holds (verified there; a bad slot is a miss).
-  if (rc)
-    for (uint32_t i = 0; i < n; i++)
-      if (!where[i].cached && !zero[i] && rc->Read(lba0 + i, out + size_t{i} * kBlockSize)) zero[i] = 2;
+  if (rc) {
+    bool would_block = false;
+    for (uint32_t i = 0; i < n && !would_block; i++)
+      if (!where[i].cached && !zero[i] && rc->Read(lba0 + i, out + size_t{i} * kBlockSize, &would_block)) zero[i] = 2;
+    if (would_block) {
+      release_slots();
+      return Status::WouldBlock();
+    }
+  }
   Status result;
   // Runs [first, end) of blocks that live only at home. They are read after
   // the cached blocks' slots are released: a home read may wait for the home
@@ -94,12 +105,14 @@ Status VolumeImpl::ReadBlocks(uint64_t lba0, uint32_t n, uint8_t* out) {
     uint32_t j = i + 1;
     while (j < n && where[j].cached && where[j].value.pos == where[j - 1].value.pos + 1 && SlotOf(where[j].value.pos) == SlotOf(where[i].value.pos)) j++;
     Status s = log_file_->ReadAt(uint64_t{where[i].value.pos} * kBlockSize, dst, size_t{j - i} * kBlockSize);
+    if (s.IsWouldBlock()) {
+      release_slots();
+      return s;
+    }
     if (!s.ok() && result.ok()) result = s;
     from_cache += j - i;
     i = j;
   }
-  if (from_cache) read_blocks_cache_.fetch_add(from_cache, std::memory_order_relaxed);
-  if (from_home) read_blocks_home_.fetch_add(from_home, std::memory_order_relaxed);
   // Verify every cached block; a block still in a buffer when the run was
   // read from the file is re-read from its buffer (it was written meanwhile).
   for (i = 0; i < n && result.ok(); i++) {
@@ -108,6 +121,10 @@ Status VolumeImpl::ReadBlocks(uint64_t lba0, uint32_t n, uint8_t* out) {
     if (log::BlockCrc(lba0 + i, dst) == where[i].value.crc) continue;
     if (writer_->ReadBuffered(where[i].value.pos, dst) && log::BlockCrc(lba0 + i, dst) == where[i].value.crc) continue;
     Status s = log_file_->ReadAt(uint64_t{where[i].value.pos} * kBlockSize, dst, kBlockSize);
+    if (s.IsWouldBlock()) {
+      release_slots();
+      return s;
+    }
     if (s.ok() && log::BlockCrc(lba0 + i, dst) == where[i].value.crc) continue;
     checksum_failures_++;
     spdlog::error("image block {} (log block {}) fails its checksum; the read returns EIO. "
@@ -115,14 +132,18 @@ Status VolumeImpl::ReadBlocks(uint64_t lba0, uint32_t n, uint8_t* out) {
                   lba0 + i, where[i].value.pos);
     result = Status::IoError(5, "checksum mismatch on the cached copy of image block " + std::to_string(lba0 + i));
   }
-  for (i = 0; i < n; i++)
-    if (where[i].cached) slot_readers_[SlotOf(where[i].value.pos)].fetch_sub(1, std::memory_order_release);
+  release_slots();
   for (size_t r = 0; r < home_runs.size() && result.ok(); r++) {
     const auto [first, end] = home_runs[r];
     result = ReadHome((lba0 + first) * kBlockSize, out + size_t{first} * kBlockSize, size_t{end - first} * kBlockSize);
-    if (result.ok() && rc)
-      for (uint32_t k = first; k < end; k++) rc->OnHomeRead(lba0 + k, out + size_t{k} * kBlockSize, ticket[k]);
   }
+  // Only a read that is done changes state (a WouldBlock is read again).
+  if (result.IsWouldBlock()) return result;
+  if (result.ok() && rc)
+    for (const auto& [first, end] : home_runs)
+      for (uint32_t k = first; k < end; k++) rc->OnHomeRead(lba0 + k, out + size_t{k} * kBlockSize, ticket[k]);
+  if (from_cache) read_blocks_cache_.fetch_add(from_cache, std::memory_order_relaxed);
+  if (from_home) read_blocks_home_.fetch_add(from_home, std::memory_order_relaxed);
   return result;
 }
 
@@ -139,6 +160,9 @@ Status VolumeImpl::ReadHome(uint64_t offset, uint8_t* dst, size_t n) {
   int attempt = 0;
   for (;;) {
     s = home_->Read(offset, dst, n);
+    // In a NoWaitScope a failed read is retried on a thread that may wait
+    // (the waits below), not here.
+    if (!s.ok() && NoWait()) return Status::WouldBlock();
     if (s.ok()) {
       if (uint64_t failed = home_read_errors_.Cleared())
         spdlog::info("reads of the home copy work again ({} read(s) failed meanwhile)", failed);
@@ -201,8 +225,15 @@ bool VolumeImpl::VersionStillCurrent(uint64_t lba, const Version& v) {
 Status VolumeImpl::Read(uint64_t offset, size_t len, void* buf) {
   if (offset > size() || len > size() - offset) return Status::InvalidArgument("read beyond the end of the image");
   if (len == 0) return Status::OK();
-  reads_++;
-  bytes_read_ += len;
+  Status s = ReadUncounted(offset, len, buf);
+  if (!s.IsWouldBlock()) {  // a WouldBlock (NoWaitScope) is read again and counted then
+    reads_++;
+    bytes_read_ += len;
+  }
+  return s;
+}
+
+Status VolumeImpl::ReadUncounted(uint64_t offset, size_t len, void* buf) {
   uint64_t lba0 = offset / kBlockSize;
   uint64_t lba_end = (offset + len + kBlockSize - 1) / kBlockSize;
   uint8_t* dst = static_cast<uint8_t*>(buf);

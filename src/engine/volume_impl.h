@@ -89,7 +89,10 @@ class VolumeImpl : public Volume {
     uint64_t epoch = 0;
   };
 
-  // Reads n whole blocks starting at lba into out.
+  // Read() without its counters.
+  Status ReadUncounted(uint64_t offset, size_t len, void* buf);
+  // Reads n whole blocks starting at lba into out (n <= 256). Inside a NoWaitScope returns
+  // WouldBlock, having changed nothing, when any part would wait for I/O.
   Status ReadBlocks(uint64_t lba, uint32_t n, uint8_t* out);
   // DESIGN.md 4, "fast dir fails": drains what the failed log still holds
   // home and switches every later write to write-through.

@@ -10,6 +10,7 @@
 
 #include "util/blocking_hint.h"
 #include "util/spare_cpu.h"
+#include "util/task_pool.h"
 #include "util/thread_name.h"
 
 #include <fcntl.h>
@@ -47,6 +48,10 @@ constexpr const char* kImageName = "image";
 constexpr double kAttrTimeout = 3600.0;
 constexpr unsigned kMaxWrite = 1u << 20;
 constexpr unsigned kMaxPollUs = 100000;
+// Threads that serve reads waiting for a disk or the home (do_read): enough
+// to keep a fast disk busy with random reads; on a hung home, reads past
+// these wait in the pool's queue while the FUSE workers go on serving.
+constexpr unsigned kMaxReadThreads = 32;
 
 // ---------------------------------------------------------------------------
 // libfuse's own messages go to spdlog; the last one is kept for errors.
@@ -188,6 +193,9 @@ class Server {
   uint64_t size() const { return size_; }
   const bool writeback_cache;  // asked for with -o writeback_cache
   std::atomic<int64_t> open_handles{0};
+  // Where reads that would wait for I/O are served (do_read); null: on the
+  // FUSE worker itself. Set before the first request, cleared after the last.
+  TaskPool* read_pool = nullptr;
 
   // Syncing ahead of an expected fsync (docs/tuning.md, "The fsync path"):
   // a client that writes one block and then fsyncs, again and again (a
@@ -401,6 +409,14 @@ void do_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   if (fuse_reply_open(req, fi) != 0) S(req)->open_handles.fetch_sub(1);  // interrupted: no release follows
 }
 
+void ReplyRead(fuse_req_t req, uint64_t off, size_t len, const char* buf, const Status& st) {
+  if (!st.ok()) {
+    return Fail(req, ErrnoOf(st), Loud::kError, "read",
+                "offset " + std::to_string(off) + " length " + std::to_string(len) + ": " + st.ToString());
+  }
+  fuse_reply_buf(req, buf, len);
+}
+
 void do_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off) {
   Server* s = S(req);
   if (ino != kImageIno) return Fail(req, EISDIR, Loud::kInfo, "read", InoName(ino) + " is not the image");
@@ -412,12 +428,25 @@ void do_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off) {
   }
   const size_t len = static_cast<size_t>(std::min<uint64_t>(size, s->size() - uoff));
   char* buf = ThreadBuffer(len);
-  Status st = s->volume()->Read(uoff, len, buf);
-  if (!st.ok()) {
-    return Fail(req, ErrnoOf(st), Loud::kError, "read",
-                "offset " + std::to_string(uoff) + " length " + std::to_string(len) + ": " + st.ToString());
+  if (s->read_pool == nullptr) return ReplyRead(req, uoff, len, buf, s->volume()->Read(uoff, len, buf));
+  // Reads that would block (docs/tuning.md, "FUSE threads"): the worker
+  // reads what the page cache and the log's buffers hold at once; a read
+  // that would wait for a disk (or a home that fails) goes whole to the read
+  // pool, and the worker reads the next request meanwhile. (Handing the
+  // reading role to another worker instead held cold 4k random reads at
+  // QD16 to one hand-off's wake-up each.)
+  Status st;
+  {
+    NoWaitScope no_wait(true);
+    st = s->volume()->Read(uoff, len, buf);
   }
-  fuse_reply_buf(req, buf, len);
+  if (!st.IsWouldBlock()) return ReplyRead(req, uoff, len, buf, st);
+  s->read_pool->Submit([req, uoff, len] {
+    Guard(req, "read", [&] {
+      char* pool_buf = ThreadBuffer(len);
+      ReplyRead(req, uoff, len, pool_buf, S(req)->volume()->Read(uoff, len, pool_buf));
+    });
+  });
 }
 
 void do_write_buf(fuse_req_t req, fuse_ino_t ino, fuse_bufvec* in_buf, off_t off) {
@@ -769,9 +798,10 @@ class Args {
 // The request loop (docs/tuning.md, "FUSE threads").
 //
 // One thread at a time reads /dev/fuse (the reader) and serves what it read
-// on the spot. Before it waits for I/O (a log or home read that misses the
-// page cache, an fsync: blocking_hint.h) it hands the reading role to another
-// thread. A monitor (the thread that called RunFuseServer) looks every
+// on the spot; a read that would wait for a disk goes to the read pool
+// (do_read). Before it waits for anything else (an fsync, a write's merge
+// with a block read from the home: blocking_hint.h) it hands the reading
+// role to another thread. A monitor (the thread that called RunFuseServer) looks every
 // millisecond: when the reader has been inside the same request for a whole
 // tick (a write waiting for log space or merging with a slow home, a 1 MiB
 // write), the reading role goes to another thread (an idle one, else a
@@ -1269,8 +1299,13 @@ Status RunFuseServer(Volume* volume, const FuseServerOptions& opts) {
       rc = fuse_session_loop_mt(se, cfg);
       fuse_loop_cfg_destroy(cfg);
     } else {
+      TaskPool read_pool("bv-read", kMaxReadThreads);
+      server.read_pool = &read_pool;
       FuseLoop loop(se, max, poll_us);
       rc = loop.Run();
+      read_pool.Stop();  // every read handed to it is answered before the session goes
+      server.read_pool = nullptr;
+      spdlog::debug("FUSE read pool: {} thread(s)", read_pool.threads());
       fuse_session_reset(se);
     }
 

@@ -119,6 +119,7 @@ Status WithContext(const Status& s, const std::string& prefix) {
     case Status::Code::kNoSpace: return Status::NoSpace(std::move(m));
     case Status::Code::kUnsupported: return Status::Unsupported(std::move(m));
     case Status::Code::kAborted: return Status::Aborted(std::move(m));
+    case Status::Code::kWouldBlock: return s;
   }
   return s;
 }
@@ -575,6 +576,7 @@ class DirectoryHome final : public Home {
                   "this is a bug in the caller; please report it");
     }
     Status s = image_->ReadAt(offset, buf, n);
+    if (s.IsWouldBlock()) return s;  // not a failure (NoWaitScope)
     if (!s.ok()) return Retry(WithContext(s, "reading the home copy " + image_->name() + " at offset " + std::to_string(offset)));
     return s;
   }

@@ -107,6 +107,7 @@ RbdHomeCounters GetRbdHomeCounters(const Home&) { return RbdHomeCounters(); }
 
 #include "home/home_journal.h"
 #include "log/log_format.h"
+#include "util/blocking_hint.h"
 #include "util/crc32c.h"
 #include "util/env.h"
 #include "util/thread_annotations.h"
@@ -727,6 +728,7 @@ class RbdHome final : public Home {
       return Status::InvalidArgument("home read of " + std::to_string(n) + " bytes at " + std::to_string(offset) +
                                      " lies past the image's end " + std::to_string(size_));
     }
+    if (NoWait()) return Status::WouldBlock();  // a network round trip: on a thread that may wait
     ReaderLock l(&conn_mu_);
     for (size_t done = 0; done < n;) {
       ssize_t r = rbd_read2(conn_->image, offset + done, n - done, static_cast<char*>(buf) + done, 0);

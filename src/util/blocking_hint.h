@@ -6,6 +6,11 @@
 // another thread at once, so the requests behind it go on being served
 // (fuse_server.cc, "The request loop"). Threads without a hook (the migrator,
 // tests) pay one thread-local load.
+//
+// A FUSE worker serving a read goes one step further (NoWaitScope): a file
+// read that would wait returns Status::WouldBlock() at once, and the server
+// hands the whole read to a thread that may wait (fuse_server.cc, "Reads that
+// would block"), so the worker never waits for a disk read at all.
 #pragma once
 
 namespace boostvol {
@@ -18,6 +23,7 @@ struct BlockingHookSlot {
   void* ctx = nullptr;
 };
 inline thread_local BlockingHookSlot g_blocking_hook;
+inline thread_local bool g_no_wait = false;
 }  // namespace internal
 
 // Sets (fn != nullptr) or clears the calling thread's hook.
@@ -32,5 +38,22 @@ inline void AboutToBlock() {
   const internal::BlockingHookSlot& s = internal::g_blocking_hook;
   if (s.fn != nullptr) s.fn(s.ctx);
 }
+
+// While one lives, reads on the calling thread that would wait for I/O
+// return Status::WouldBlock() instead (File::ReadAt). Code that runs inside
+// one passes a WouldBlock through untouched: it is not a failure, it is not
+// logged, counted or retried, and nothing may have changed state for it.
+class NoWaitScope {
+ public:
+  explicit NoWaitScope(bool on) : prev_(internal::g_no_wait) { internal::g_no_wait = on; }
+  ~NoWaitScope() { internal::g_no_wait = prev_; }
+  NoWaitScope(const NoWaitScope&) = delete;
+  NoWaitScope& operator=(const NoWaitScope&) = delete;
+
+ private:
+  const bool prev_;
+};
+
+inline bool NoWait() { return internal::g_no_wait; }
 
 }  // namespace boostvol

@@ -119,9 +119,11 @@ class PosixFile final : public File {
     if (!RangeFits(offset, n)) return Status::IoError(EOVERFLOW, "reading " + RangeText(offset, n) + " " + path_);
     auto* p = static_cast<char*>(buf);
     size_t done = 0;
-    if (HasBlockingHook() && n > 0) {
+    if ((HasBlockingHook() || NoWait()) && n > 0) {
       // A FUSE worker: from the page cache without waiting if it can;
-      // otherwise it says it is about to block (blocking_hint.h) first.
+      // otherwise it gives up (NoWaitScope) or says it is about to block
+      // (blocking_hint.h) first. A short read (EOF) or a file system
+      // without RWF_NOWAIT counts as "would wait".
       iovec iov{p, n};
       ssize_t r;
       do {
@@ -129,6 +131,7 @@ class PosixFile final : public File {
       } while (r < 0 && errno == EINTR);
       if (r > 0) done = static_cast<size_t>(r);
       if (done == n) return Status::OK();
+      if (NoWait()) return Status::WouldBlock();
       AboutToBlock();
     }
     while (done < n) {

@@ -16,6 +16,7 @@ std::string Status::ToString() const {
     case Code::kNoSpace: name = "no space"; break;
     case Code::kUnsupported: name = "unsupported"; break;
     case Code::kAborted: name = "aborted"; break;
+    case Code::kWouldBlock: name = "would block"; break;
   }
   // An OS error is named by its errno text first ("No space left on device:
   // writing ..."): status and logs then say the cause, not just "I/O error".
