@@ -13,26 +13,18 @@
 #include <vector>
 
 #include "boostvol/volume.h"
+#include "lib/page_cache.h"
 #include "lib/temp_dirs.h"
 #include "util/blocking_hint.h"
 
 namespace boostvol {
 namespace {
 
+using test::EvictPageCache;
 using test::TempDirs;
 
 constexpr uint64_t kBlock = 4096;
 constexpr uint64_t kImage = 2 << 20;  // 512 blocks
-
-// Drops the file's clean pages from the page cache, so its next buffered
-// read must go to the disk.
-void EvictPageCache(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  ASSERT_GE(fd, 0) << path;
-  ASSERT_EQ(::fdatasync(fd), 0);
-  ASSERT_EQ(::posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED), 0);
-  ::close(fd);
-}
 
 struct Fixture {
   TempDirs dirs;
@@ -64,6 +56,14 @@ struct Fixture {
       EXPECT_TRUE(vol->Close().ok());
     }
   }
+  // A read that returned WouldBlock was not counted anywhere.
+  void ExpectNothingCounted(const VolumeStatus& before) {
+    const VolumeStatus now = vol->GetStatus();
+    EXPECT_EQ(now.reads, before.reads);
+    EXPECT_EQ(now.bytes_read, before.bytes_read);
+    EXPECT_EQ(now.read_blocks_cache, before.read_blocks_cache);
+    EXPECT_EQ(now.read_blocks_home, before.read_blocks_home);
+  }
   Status ReadNoWait(uint64_t lba, uint32_t blocks, std::vector<uint8_t>* out) {
     out->assign(blocks * kBlock, 0);
     NoWaitScope no_wait(true);
@@ -82,9 +82,7 @@ TEST(NoWaitReadTest, ALogReadThatWouldWaitReturnsWouldBlockAndCountsNothing) {
 
   Status s = f.ReadNoWait(7, 1, &got);
   EXPECT_TRUE(s.IsWouldBlock()) << s.ToString();
-  VolumeStatus after = f.vol->GetStatus();
-  EXPECT_EQ(after.reads, before.reads);
-  EXPECT_EQ(after.read_blocks_cache, before.read_blocks_cache);
+  f.ExpectNothingCounted(before);
 
   // Outside the scope the read waits, and fills the page cache...
   got.assign(kBlock, 0);
@@ -94,8 +92,7 @@ TEST(NoWaitReadTest, ALogReadThatWouldWaitReturnsWouldBlockAndCountsNothing) {
   s = f.ReadNoWait(7, 1, &got);
   ASSERT_TRUE(s.ok()) << s.ToString();
   EXPECT_EQ(got, data);
-  after = f.vol->GetStatus();
-  EXPECT_EQ(after.reads, before.reads + 2);
+  EXPECT_EQ(f.vol->GetStatus().reads, before.reads + 2);
   f.TearDown();
 }
 
@@ -111,16 +108,13 @@ TEST(NoWaitReadTest, AHomeReadThatWouldWaitReturnsWouldBlockAndCountsNothing) {
 
   Status s = f.ReadNoWait(3, 2, &got);
   EXPECT_TRUE(s.IsWouldBlock()) << s.ToString();
-  VolumeStatus after = f.vol->GetStatus();
-  EXPECT_EQ(after.reads, before.reads);
-  EXPECT_EQ(after.read_blocks_cache, before.read_blocks_cache);
-  EXPECT_EQ(after.read_blocks_home, before.read_blocks_home);
+  f.ExpectNothingCounted(before);
 
   got.assign(2 * kBlock, 0xFF);
   ASSERT_TRUE(f.vol->Read(3 * kBlock, 2 * kBlock, got.data()).ok());
   EXPECT_TRUE(std::equal(data.begin(), data.end(), got.begin()));
   EXPECT_EQ(std::vector<uint8_t>(got.begin() + kBlock, got.end()), home);
-  after = f.vol->GetStatus();
+  const VolumeStatus after = f.vol->GetStatus();
   EXPECT_EQ(after.reads, before.reads + 1);
   EXPECT_EQ(after.read_blocks_cache, before.read_blocks_cache + 1);
   EXPECT_EQ(after.read_blocks_home, before.read_blocks_home + 1);

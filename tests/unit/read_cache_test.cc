@@ -20,9 +20,11 @@
 #include "boostvol/volume.h"
 #include "engine/volume_impl.h"
 #include "lib/fault_injection_env.h"
+#include "lib/page_cache.h"
 #include "lib/temp_dirs.h"
 #include "meta/meta_store.h"
 #include "log/record.h"
+#include "util/blocking_hint.h"
 
 namespace boostvol {
 namespace {
@@ -365,6 +367,36 @@ TEST(VolumeReadCacheTest, WritesAndZeroRangesDropCachedCopiesBeforeAndAfterMigra
   EXPECT_EQ(f.ReadBlock(3), Block(3, 2));
   EXPECT_EQ(f.ReadBlock(3), Block(3, 2));
   EXPECT_GE(f.vol->GetStatus().read_cache_invalidations, 6u);
+}
+
+// A FUSE worker reads inside a NoWaitScope (fuse_server.cc, do_read): a
+// cached block whose slot is not in the page cache is neither a miss nor a
+// bad slot; the read returns WouldBlock, the slot stays, nothing is counted,
+// and the same read outside the scope is a hit.
+TEST(VolumeReadCacheTest, ACachedBlockThatWouldWaitIsReadAgainNotDropped) {
+  VolFixture f;
+  f.Setup(8);
+  for (uint64_t lba = 0; lba < 8; lba++) ASSERT_EQ(f.ReadBlock(lba), Block(lba, 1));  // all promoted
+  const VolumeStatus before = f.vol->GetStatus();
+  ASSERT_EQ(before.read_cache_blocks, 8u);
+  ASSERT_NO_FATAL_FAILURE(test::EvictPageCache(f.dirs.fast() + "/readcache"));
+  std::vector<uint8_t> out(kBlockSize);
+  Status s;
+  {
+    NoWaitScope no_wait(true);
+    s = f.vol->Read(5 * kBlockSize, kBlockSize, out.data());
+  }
+  EXPECT_TRUE(s.IsWouldBlock()) << s.ToString();
+  VolumeStatus now = f.vol->GetStatus();
+  EXPECT_EQ(now.read_cache_blocks, 8u);
+  EXPECT_EQ(now.read_cache_hits, before.read_cache_hits);
+  EXPECT_EQ(now.read_cache_misses, before.read_cache_misses);
+  EXPECT_EQ(now.read_blocks_home, before.read_blocks_home);
+  EXPECT_EQ(now.reads, before.reads);
+  EXPECT_EQ(f.ReadBlock(5), Block(5, 1));
+  now = f.vol->GetStatus();
+  EXPECT_EQ(now.read_cache_hits, before.read_cache_hits + 1);
+  EXPECT_EQ(now.read_blocks_home, before.read_blocks_home);
 }
 
 // A home-direct write (write modes, sequential bypass: docs/policies.md) changes
