@@ -238,6 +238,10 @@ Status VolumeImpl::ReadUncounted(uint64_t offset, size_t len, void* buf) {
   uint64_t lba_end = (offset + len + kBlockSize - 1) / kBlockSize;
   uint8_t* dst = static_cast<uint8_t*>(buf);
   constexpr uint32_t kChunk = 256;
+  // Inside a NoWaitScope a WouldBlock must leave nothing changed; a chunk
+  // already read would have been counted (and its home blocks offered to
+  // the read cache), so a read of more than one chunk is not tried at all.
+  if (lba_end - lba0 > kChunk && NoWait()) return Status::WouldBlock();
   if (offset % kBlockSize == 0 && len % kBlockSize == 0) {
     for (uint64_t lba = lba0; lba < lba_end; lba += kChunk) {
       uint32_t n = static_cast<uint32_t>(std::min<uint64_t>(kChunk, lba_end - lba));

@@ -121,5 +121,24 @@ TEST(NoWaitReadTest, AHomeReadThatWouldWaitReturnsWouldBlockAndCountsNothing) {
   f.TearDown();
 }
 
+// A read of more than one 256-block chunk is not tried inside the scope: a
+// first chunk read and counted before a second one would wait could not be
+// undone.
+TEST(NoWaitReadTest, AReadOfMoreThanOneChunkIsNotTried) {
+  Fixture f;
+  ASSERT_NO_FATAL_FAILURE(f.SetUp());
+  std::vector<uint8_t> data(kBlock, 0x77), got;
+  ASSERT_TRUE(f.vol->Write(0, kBlock, data.data()).ok());  // in the log's buffer: readable at once
+  const VolumeStatus before = f.vol->GetStatus();
+  Status s = f.ReadNoWait(0, 256, &got);
+  ASSERT_TRUE(s.ok()) << s.ToString();  // one chunk: served
+  s = f.ReadNoWait(0, 257, &got);
+  EXPECT_TRUE(s.IsWouldBlock()) << s.ToString();
+  const VolumeStatus after = f.vol->GetStatus();
+  EXPECT_EQ(after.reads, before.reads + 1);
+  EXPECT_EQ(after.read_blocks_cache + after.read_blocks_home, before.read_blocks_cache + before.read_blocks_home + 256);
+  f.TearDown();
+}
+
 }  // namespace
 }  // namespace boostvol
