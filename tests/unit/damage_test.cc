@@ -20,6 +20,7 @@
 #include <set>
 
 #include "boostvol/volume.h"
+#include "lib/small_volume.h"
 #include "lib/temp_dirs.h"
 #include "log/log_scanner.h"
 #include "meta/meta_store.h"
@@ -50,13 +51,7 @@ struct LogRecord {
 class Damage {
  public:
   Damage() {
-    CreateOptions co;
-    co.fast_dir = dirs.fast();
-    co.slow_dir = dirs.slow();
-    co.image_size = kImage;
-    co.cache_size = kCache;
-    co.segment_size = kSegment;
-    Status s = CreateVolume(co);
+    Status s = CreateVolume(test::SmallVolumeOptions(dirs, kImage, kCache, kSegment));
     EXPECT_TRUE(s.ok()) << s.ToString();
   }
   Status Open() {

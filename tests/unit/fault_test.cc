@@ -27,6 +27,7 @@
 #include "engine/volume_impl.h"
 #include "lib/fault_injection_env.h"
 #include "lib/image_model.h"
+#include "lib/small_volume.h"
 #include "lib/temp_dirs.h"
 
 namespace boostvol {
@@ -53,14 +54,7 @@ struct Fixture {
   std::vector<uint8_t> model = std::vector<uint8_t>(kImage, 0);  // what every acknowledged write left
 
   void Create(uint64_t cache = kCache) {
-    CreateOptions co;
-    co.fast_dir = dirs.fast();
-    co.slow_dir = dirs.slow();
-    co.image_size = kImage;
-    co.cache_size = cache;
-    co.segment_size = kSegment;
-    co.env = &env;
-    Status s = CreateVolume(co);
+    Status s = CreateVolume(test::SmallVolumeOptions(dirs, kImage, cache, kSegment, &env));
     ASSERT_TRUE(s.ok()) << s.ToString();
   }
   Status Open(bool migrator) {

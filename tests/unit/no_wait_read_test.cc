@@ -14,6 +14,7 @@
 
 #include "boostvol/volume.h"
 #include "lib/page_cache.h"
+#include "lib/small_volume.h"
 #include "lib/temp_dirs.h"
 #include "util/blocking_hint.h"
 
@@ -31,13 +32,7 @@ struct Fixture {
   std::unique_ptr<Volume> vol;
 
   void SetUp(const std::vector<uint8_t>* home_block4 = nullptr) {
-    CreateOptions co;
-    co.fast_dir = dirs.fast();
-    co.slow_dir = dirs.slow();
-    co.image_size = kImage;
-    co.cache_size = 256 << 10;
-    co.segment_size = 16384;
-    Status s = CreateVolume(co);
+    Status s = CreateVolume(test::SmallVolumeOptions(dirs, kImage, 256 << 10, 16384));
     ASSERT_TRUE(s.ok()) << s.ToString();
     if (home_block4 != nullptr) {  // data on the disk at home (a hole reads as zeros without waiting)
       int fd = ::open((dirs.slow() + "/image").c_str(), O_WRONLY | O_CLOEXEC);

@@ -21,6 +21,7 @@
 #include "engine/volume_impl.h"
 #include "lib/fault_injection_env.h"
 #include "lib/page_cache.h"
+#include "lib/small_volume.h"
 #include "lib/temp_dirs.h"
 #include "meta/meta_store.h"
 #include "log/record.h"
@@ -274,14 +275,7 @@ struct VolFixture {
   std::unique_ptr<Volume> vol;
 
   void Create() {
-    CreateOptions co;
-    co.fast_dir = dirs.fast();
-    co.slow_dir = dirs.slow();
-    co.image_size = kImage;
-    co.cache_size = 2 << 20;
-    co.segment_size = 16384;
-    co.env = &env;
-    Status s = CreateVolume(co);
+    Status s = CreateVolume(test::SmallVolumeOptions(dirs, kImage, 2 << 20, 16384, &env));
     ASSERT_TRUE(s.ok()) << s.ToString();
   }
   Status Open() {

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "boostvol/volume.h"
+#include "lib/small_volume.h"
 #include "lib/temp_dirs.h"
 #include "meta/meta_store.h"
 
@@ -25,13 +26,8 @@ struct Fixture {
   std::unique_ptr<Volume> vol;
 
   void Create() {
-    CreateOptions co;
-    co.fast_dir = dirs.fast();
-    co.slow_dir = dirs.slow();
-    co.image_size = kImage;
-    co.cache_size = 256 << 10;
-    co.segment_size = 16384;  // 4 blocks: a header and up to 3 data blocks per segment
-    Status s = CreateVolume(co);
+    // Segments of 4 blocks: a header and up to 3 data blocks each.
+    Status s = CreateVolume(test::SmallVolumeOptions(dirs, kImage, 256 << 10, 16384));
     ASSERT_TRUE(s.ok()) << s.ToString();
   }
   void Open() {

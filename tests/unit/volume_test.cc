@@ -26,6 +26,7 @@
 #include "lib/fault_injection_env.h"
 #include "lib/fault_injection_vfs.h"
 #include "lib/image_model.h"
+#include "lib/small_volume.h"
 #include "lib/temp_dirs.h"
 
 namespace boostvol {
@@ -45,13 +46,7 @@ struct Fixture {
   std::unique_ptr<Volume> vol;
 
   CreateOptions Options(uint32_t segment_size = 16384, uint64_t cache = 256 << 10) {
-    CreateOptions co;
-    co.fast_dir = dirs.fast();
-    co.slow_dir = dirs.slow();
-    co.image_size = kImage;
-    co.cache_size = cache;
-    co.segment_size = segment_size;
-    co.env = &env;
+    CreateOptions co = test::SmallVolumeOptions(dirs, kImage, cache, segment_size, &env);
     co.sqlite_vfs = vfs.name();
     return co;
   }

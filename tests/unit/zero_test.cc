@@ -16,6 +16,7 @@
 #include "index/zero_map.h"
 #include "lib/fault_injection_env.h"
 #include "lib/image_model.h"
+#include "lib/small_volume.h"
 #include "lib/temp_dirs.h"
 #include "log/record.h"
 
@@ -167,14 +168,7 @@ struct Fixture {
   bool real_env = false;  // Env::Posix() (for st_blocks of a real punched file)
 
   void Create(uint64_t cache = 2 << 20) {
-    CreateOptions co;
-    co.fast_dir = dirs.fast();
-    co.slow_dir = dirs.slow();
-    co.image_size = kImage;
-    co.cache_size = cache;
-    co.segment_size = 16384;
-    co.env = real_env ? Env::Posix() : &env;
-    Status s = CreateVolume(co);
+    Status s = CreateVolume(test::SmallVolumeOptions(dirs, kImage, cache, 16384, real_env ? Env::Posix() : &env));
     ASSERT_TRUE(s.ok()) << s.ToString();
   }
   Status Open() {
