@@ -1303,9 +1303,9 @@ Status RunFuseServer(Volume* volume, const FuseServerOptions& opts) {
       server.read_pool = &read_pool;
       FuseLoop loop(se, max, poll_us);
       rc = loop.Run();
+      spdlog::debug("FUSE read pool: {} thread(s)", read_pool.threads());
       read_pool.Stop();  // every read handed to it is answered before the session goes
       server.read_pool = nullptr;
-      spdlog::debug("FUSE read pool: {} thread(s)", read_pool.threads());
       fuse_session_reset(se);
     }
 

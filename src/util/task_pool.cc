@@ -30,7 +30,6 @@ void TaskPool::Submit(std::function<void()> task) {
       } else if (threads_.size() < max_threads_) {
         try {
           threads_.emplace_back([this] { ThreadLoop(); });
-          started_++;
         } catch (const std::system_error& e) {
           if (!start_failed_) {
             spdlog::warn("cannot start another '{}' thread ({} running): {}; tasks wait for a running one{}",
@@ -96,7 +95,7 @@ void TaskPool::Stop() {
 
 size_t TaskPool::threads() const {
   MutexLock l(&mu_);
-  return started_;
+  return threads_.size();
 }
 
 }  // namespace boostvol

@@ -34,7 +34,7 @@ class TaskPool {
   void Submit(std::function<void()> task) BV_EXCLUDES(mu_);
   void Stop() BV_EXCLUDES(mu_);
 
-  // Threads started so far (for logs and tests).
+  // Threads started and not yet joined: 0 after Stop() (for logs and tests).
   size_t threads() const BV_EXCLUDES(mu_);
 
  private:
@@ -46,7 +46,6 @@ class TaskPool {
   CondVar cv_{&mu_};  // a task was queued, or Stop()
   std::deque<std::function<void()>> queue_ BV_GUARDED_BY(mu_);
   std::vector<std::thread> threads_ BV_GUARDED_BY(mu_);
-  size_t started_ BV_GUARDED_BY(mu_) = 0;
   unsigned idle_ BV_GUARDED_BY(mu_) = 0;
   bool stopping_ BV_GUARDED_BY(mu_) = false;
   bool start_failed_ BV_GUARDED_BY(mu_) = false;  // logged once

@@ -64,6 +64,7 @@ TEST(TaskPoolTest, BlockedTasksRunSideBySideUpToTheCap) {
   ASSERT_TRUE(Eventually([&] { return done.load() == 6; }));
   EXPECT_EQ(pool.threads(), 4u);  // idle threads are used again, not added
   pool.Stop();
+  EXPECT_EQ(pool.threads(), 0u);  // joined
 }
 
 TEST(TaskPoolTest, StopRunsEveryQueuedTaskOnce) {
