@@ -768,11 +768,16 @@ void VolumeImpl::OnMigrated(const std::vector<meta::IndexEntry>& migrated, uint6
   }
 }
 
-void VolumeImpl::OnSegmentDurable(const log::LiveSegment& seg) {
+void VolumeImpl::OnSegmentDurable(log::DurableSegment d) {
   {
+    const log::LiveSegment& seg = d.segment;
+    PendingSealed p;
+    p.row = meta::SealedSegment{seg.segment_seq, static_cast<uint32_t>(seg.segment_seq % row_.segment_count),
+                                seg.first_record, seg.last_record, seg.data_blocks};
+    p.blocks = std::move(d.blocks);
+    p.have_blocks = d.have_blocks;
     MutexLock l(&pending_mu_);
-    pending_sealed_.push_back(meta::SealedSegment{seg.segment_seq, static_cast<uint32_t>(seg.segment_seq % row_.segment_count),
-                                                  seg.first_record, seg.last_record, seg.data_blocks});
+    pending_sealed_.push_back(std::move(p));
   }
   // Not migrator_: this runs on the flusher thread, which starts before Open
   // has made the migrator (a data race TSan found).
@@ -784,18 +789,31 @@ void VolumeImpl::Housekeeping() {
     last_counters_save_ms_ = NowMs();
     SaveCounters();
   }
-  std::vector<meta::SealedSegment> segs;
+  std::vector<PendingSealed> pending;
   {
     MutexLock l(&pending_mu_);
-    segs.swap(pending_sealed_);
+    pending.swap(pending_sealed_);
   }
-  if (segs.empty()) return;
-  // For the dirty_extents view only: a failure just leaves them out.
-  std::vector<std::vector<meta::SegmentExtent>> extents(segs.size());
-  for (size_t i = 0; i < segs.size(); i++) {
-    Status es = ReadSegmentExtents(log_file_.get(), uuid_, row_.segment_blocks, row_.segment_count, segs[i],
-                                   meta::kMaxSegmentExtents, &extents[i]);
-    if (!es.ok()) spdlog::debug("not recording the extents of segment {}: {}", segs[i].segment_seq, es.ToString());
+  if (pending.empty()) return;
+  // For the dirty_extents view only: a failure just leaves them out. The
+  // blocks come from the log writer; only a segment begun before this mount
+  // has its record headers read back from the log.
+  std::vector<meta::SealedSegment> segs;
+  std::vector<std::vector<meta::SegmentExtent>> extents;
+  for (PendingSealed& p : pending) {
+    if (!p.have_extents) {
+      if (p.have_blocks) {
+        p.extents = ExtentsOfBlocks(std::move(p.blocks), meta::kMaxSegmentExtents);
+        p.blocks = {};
+      } else {
+        Status es = ReadSegmentExtents(log_file_.get(), uuid_, row_.segment_blocks, row_.segment_count, p.row,
+                                       meta::kMaxSegmentExtents, &p.extents);
+        if (!es.ok()) spdlog::debug("not recording the extents of segment {}: {}", p.row.segment_seq, es.ToString());
+      }
+      p.have_extents = true;
+    }
+    segs.push_back(p.row);
+    extents.push_back(p.extents);
   }
   Status s = meta_->AddSealedSegments(segs, extents);
   if (!s.ok()) {
@@ -805,7 +823,8 @@ void VolumeImpl::Housekeeping() {
                    "minute{}): {}. The log does not depend on it (recovery reads the log); check FAST",
                    more ? ", " + std::to_string(more) + " more failures" : std::string(), s.ToString());
     MutexLock l(&pending_mu_);
-    pending_sealed_.insert(pending_sealed_.begin(), segs.begin(), segs.end());
+    pending_sealed_.insert(pending_sealed_.begin(), std::make_move_iterator(pending.begin()),
+                           std::make_move_iterator(pending.end()));
   } else if (uint64_t n = meta_errors_.Cleared()) {
     spdlog::info("meta.db records sealed segments again (after {} failed attempts)", n);
   }

@@ -138,7 +138,7 @@ class VolumeImpl : public Volume {
   std::string EncodePendingZeros() BV_EXCLUDES(index_mu_);
   bool VersionStillCurrent(uint64_t lba, const Version& v) BV_REQUIRES(write_mu_);
   void OnMigrated(const std::vector<meta::IndexEntry>& migrated, uint64_t first_segment, uint64_t end_segment);
-  void OnSegmentDurable(const log::LiveSegment& seg);
+  void OnSegmentDurable(log::DurableSegment seg);
   void Housekeeping();
   Status ApplyTunable(const std::string& key, const std::string& value);
   // Applies read_promote / read_promote_hits / read_cache_size to read_cache_.
@@ -178,8 +178,17 @@ class VolumeImpl : public Volume {
   // writer has started) and cleared before the migrator goes away.
   std::atomic<Migrator*> kick_migrator_{nullptr};
 
+  // A durable segment that meta.db does not list yet; Housekeeping records
+  // it with its extents (for the dirty_extents view).
+  struct PendingSealed {
+    meta::SealedSegment row;
+    std::vector<uint64_t> blocks;  // its data blocks, when the log writer knew them (have_blocks)
+    bool have_blocks = false;
+    std::vector<meta::SegmentExtent> extents;  // worked out once (have_extents), kept for a retry
+    bool have_extents = false;
+  };
   Mutex pending_mu_;
-  std::vector<meta::SealedSegment> pending_sealed_ BV_GUARDED_BY(pending_mu_);
+  std::vector<PendingSealed> pending_sealed_ BV_GUARDED_BY(pending_mu_);
 
   std::atomic<uint64_t> last_write_ms_{0};
   std::atomic<uint64_t> last_counters_save_ms_{0};

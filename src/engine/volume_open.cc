@@ -126,16 +126,18 @@ class VolumeOpener {
     v->RestoreCounters();
 
     VolumeImpl* raw = v.get();
-    wo.on_segment_durable = [raw](const log::LiveSegment& seg) { raw->OnSegmentDurable(seg); };
+    wo.on_segment_durable = [raw](log::DurableSegment seg) { raw->OnSegmentDurable(std::move(seg)); };
     v->writer_ = std::make_unique<log::LogWriter>(wo);
     // Segments already durable from before: the migrator may take them.
     for (const log::LiveSegment& seg : wo.live)
       if (seg.durable) {
         MutexLock l(&v->pending_mu_);
-        if (std::none_of(sealed.begin(), sealed.end(), [&](const auto& x) { return x.segment_seq == seg.segment_seq; }))
-          v->pending_sealed_.push_back(meta::SealedSegment{seg.segment_seq,
-                                                           static_cast<uint32_t>(seg.segment_seq % row.segment_count),
-                                                           seg.first_record, seg.last_record, seg.data_blocks});
+        if (std::none_of(sealed.begin(), sealed.end(), [&](const auto& x) { return x.segment_seq == seg.segment_seq; })) {
+          VolumeImpl::PendingSealed p;  // its blocks: read back from its record headers
+          p.row = meta::SealedSegment{seg.segment_seq, static_cast<uint32_t>(seg.segment_seq % row.segment_count),
+                                      seg.first_record, seg.last_record, seg.data_blocks};
+          v->pending_sealed_.push_back(std::move(p));
+        }
       }
 
     MigratorOptions mo;

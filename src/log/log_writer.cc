@@ -174,6 +174,7 @@ Status LogWriter::OpenRecordLocked() {
 }
 
 void LogWriter::WakeFlusherForAgeLocked(const Buffer& b) {
+  last_record_started_ = b.opened_at;
   // Only when the flusher would sleep past the record's sealing time: a
   // wake-up per record cost a context switch per 4k write + fsync at QD1.
   if (flusher_wakes_at_ > b.opened_at + std::chrono::milliseconds(max_record_age_ms_)) flusher_cv_.Signal();
@@ -190,6 +191,10 @@ void LogWriter::SealRecordLocked(bool wake_flusher) {
   cur->used_blocks += 1 + b->hdr.nblocks;
   cur->data_blocks += b->hdr.nblocks;
   cur->last_record = b->hdr.record_seq;
+  if (cur->first_record == b->hdr.record_seq) blocks_by_segment_[cur->segment_seq].clear();  // begun here
+  if (auto it = blocks_by_segment_.find(cur->segment_seq); it != blocks_by_segment_.end()) {
+    for (uint32_t i = 0; i < b->hdr.nblocks; i++) it->second.push_back(b->hdr.entries[i].lba & kLbaMask);
+  }
   if (segment_blocks_ - cur->used_blocks < 2) cur->sealed = true;
   b->state = BufState::kQueued;
   queue_.push_back(b);
@@ -511,7 +516,14 @@ void LogWriter::MarkDurableSegmentsLocked() {
     if (s.sealed && !s.durable && s.first_record != 0 && s.last_record <= durable_seq_ &&
         (open_ == nullptr || open_->hdr.segment_seq != s.segment_seq)) {
       s.durable = true;
-      to_announce_.push_back(s);
+      DurableSegment d;
+      d.segment = s;
+      if (auto it = blocks_by_segment_.find(s.segment_seq); it != blocks_by_segment_.end()) {
+        d.blocks = std::move(it->second);
+        d.have_blocks = true;
+        blocks_by_segment_.erase(it);
+      }
+      to_announce_.push_back(std::move(d));
       marked = true;
     }
   }
@@ -533,11 +545,11 @@ void LogWriter::FlusherLoop() {
     // Segments that became durable: announced from here, without mu_.
     MarkDurableSegmentsLocked();
     if (!to_announce_.empty()) {
-      std::vector<LiveSegment> now_durable;
+      std::vector<DurableSegment> now_durable;
       now_durable.swap(to_announce_);
       if (on_segment_durable_) {
         mu_.Unlock();
-        for (const LiveSegment& s : now_durable) on_segment_durable_(s);
+        for (DurableSegment& s : now_durable) on_segment_durable_(std::move(s));
         mu_.Lock();
       }
       continue;
@@ -563,8 +575,16 @@ void LogWriter::FlusherLoop() {
       // Sleep until the open record is due for sealing, else a sync interval.
       const Clock::time_point now = Clock::now();
       Clock::time_point deadline = now + kSyncInterval;
-      if (open_ != nullptr && open_->hdr.nblocks + open_->hdr.nzero > 0)
-        deadline = std::min(deadline, open_->opened_at + std::chrono::milliseconds(max_record_age_ms_));
+      const auto record_age = std::chrono::milliseconds(max_record_age_ms_);
+      if (open_ != nullptr && open_->hdr.nblocks + open_->hdr.nzero > 0) {
+        deadline = std::min(deadline, open_->opened_at + record_age);
+      } else if (last_record_started_ > now - kSyncInterval) {
+        // Writes are coming in: look again within a record's age rather
+        // than be woken by the next record (WakeFlusherForAgeLocked). With
+        // 4k write + fsync at QD1, every record is sealed and synced by its
+        // fsync (SyncAhead) and the flusher woke twice per write for nothing.
+        deadline = std::min(deadline, now + record_age);
+      }
       flusher_wakes_at_ = deadline;
       if (deadline > now) flusher_cv_.WaitFor(std::chrono::duration_cast<std::chrono::microseconds>(deadline - now));
       flusher_wakes_at_ = Clock::time_point::min();

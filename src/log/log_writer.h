@@ -41,6 +41,7 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <map>
 #include <memory>
 #include <thread>
 #include <string>
@@ -66,6 +67,17 @@ struct LiveSegment {
   bool durable = false;       // sealed and every record durable
 };
 
+// A segment that has just become durable (LogWriterOptions::on_segment_durable).
+struct DurableSegment {
+  LiveSegment segment;
+  // The image blocks of its data entries, in log order (a block written twice
+  // is there twice), when this writer wrote every record of it
+  // (have_blocks). A segment begun before the volume was opened (the tail
+  // recovery continues) has only its record headers in the log to tell them.
+  std::vector<uint64_t> blocks;
+  bool have_blocks = false;
+};
+
 struct LogWriterOptions {
   File* log = nullptr;  // FAST/log, owned by the caller, outlives the writer
   Uuid uuid{};
@@ -85,7 +97,7 @@ struct LogWriterOptions {
   uint32_t fail_after_ms = 10000;
   // Called (from the flusher thread, no lock held) when a segment becomes
   // durable and sealed: the migrator may take it, meta.db may record it.
-  std::function<void(const LiveSegment&)> on_segment_durable;
+  std::function<void(DurableSegment)> on_segment_durable;
 };
 
 class LogWriter {
@@ -256,7 +268,7 @@ class LogWriter {
   const uint32_t segment_count_;
   const uint32_t max_record_age_ms_;
   const uint32_t fail_after_ms_;
-  const std::function<void(const LiveSegment&)> on_segment_durable_;
+  const std::function<void(DurableSegment)> on_segment_durable_;
 
   Mutex mu_;
   CondVar space_cv_{&mu_};    // buffers or segments freed
@@ -290,10 +302,19 @@ class LogWriter {
   // will wake it).
   std::chrono::steady_clock::time_point flusher_wakes_at_ BV_GUARDED_BY(mu_) =
       std::chrono::steady_clock::time_point::min();
+  // When the newest record got its first entry (WakeFlusherForAgeLocked).
+  std::chrono::steady_clock::time_point last_record_started_ BV_GUARDED_BY(mu_) =
+      std::chrono::steady_clock::time_point::min();
   // A Sync() caller's write or sync failed: callers leave the retries to the
   // flusher until it has synced successfully again.
   bool caller_io_failed_ BV_GUARDED_BY(mu_) = false;
-  std::vector<LiveSegment> to_announce_ BV_GUARDED_BY(mu_);  // durable, on_segment_durable not yet called
+  std::vector<DurableSegment> to_announce_ BV_GUARDED_BY(mu_);  // durable, on_segment_durable not yet called
+  // The data blocks of each segment whose first record this writer sealed,
+  // until the segment is announced durable (DurableSegment::blocks): 8 bytes
+  // per block of the one or two segments not yet durable. Spares reading
+  // every record header back from the log for meta.db's extents (one disk
+  // read per record, as many reads as fsyncs at QD1).
+  std::map<uint64_t, std::vector<uint64_t>> blocks_by_segment_ BV_GUARDED_BY(mu_);
   std::chrono::steady_clock::time_point last_sync_ BV_GUARDED_BY(mu_);  // the last fdatasync's end
   // Owned by whoever holds io_busy_:
   uint64_t written_since_sync_ = 0;  // bytes of records written since the last fdatasync

@@ -153,5 +153,25 @@ TEST(VolumeCounters, DirtyExtentsViewShowsTheSealedSegmentsBlocks) {
   EXPECT_EQ(f.Query("SELECT count(*) FROM dirty_extents"), std::vector<std::string>{"0"});
 }
 
+// The log writer hands over the blocks of the segments it wrote; a segment
+// begun before the mount (the tail the log carries on after a reopen) has
+// its earlier blocks read back from its record headers, so its extent still
+// starts at the block written before the reopen.
+TEST(VolumeCounters, DirtyExtentsOfASegmentBegunBeforeTheMountKeepItsEarlierBlocks) {
+  Fixture f;
+  f.Create();
+  f.Open();
+  f.WriteBlock(10, 1);
+  ASSERT_TRUE(f.vol->Flush().ok());  // the tail segment's first record: 2 of its 4 blocks
+  f.Close();
+  f.Open();
+  f.WriteBlock(11, 2);
+  ASSERT_TRUE(f.vol->Flush().ok());  // its second record: the segment is full, sealed, durable
+  f.WriteBlock(50, 3);
+  ASSERT_TRUE(f.vol->Flush().ok());  // the next segment's first (not sealed: not shown)
+  f.Close();
+  EXPECT_EQ(f.Query("SELECT first_block, last_block, exact FROM dirty_extents"), std::vector<std::string>{"10|11|yes"});
+}
+
 }  // namespace
 }  // namespace boostvol
