@@ -31,7 +31,7 @@ done
 command -v fio >/dev/null || { echo "needs fio (bench/install-deps.sh)" >&2; exit 1; }
 
 W=$(mktemp -d /var/tmp/boostvol-fsync-ab.XXXXXX)
-LOOP= MNT= BIN=
+LOOP='' MNT='' BIN=''
 cleanup() {
   [[ -n $LOOP ]] && losetup -d "$LOOP" 2>/dev/null
   [[ -n $MNT ]] && { "$BIN" unmount "$MNT" >/dev/null 2>&1 || umount -l "$MNT" 2>/dev/null; }
