@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# bench/memory-ab.sh: daemon memory per cached block, boostvol builds side by side (bench/run.sh part 3, by hand).
+#
+#   sudo bench/memory-ab.sh [--rounds N] BIN [BIN...]
+#
+# Per round and per BIN: two volumes (4 GiB image; caches of 512 MiB and 2 GiB; migration held off with
+# idle_migrate_ms=86400000 migrate_start_fraction=1), each filled to 90% of its log with distinct 4 KiB blocks (fio
+# libaio randwrite QD16 over a direct-I/O loop device: fio's random map writes each block once). Prints the
+# daemon's VmRSS at mount and full, the huge pages in it (AnonHugePages, smaps_rollup), and the RSS difference of
+# the two full daemons over the difference of their cached blocks: what a block of cache costs, the fixed part
+# cancelled out. The log writer's record buffers are advised MADV_HUGEPAGE and count in RSS 2 MiB at a time as a
+# fill first touches them: one such page more or less in either daemon moves the figure by about 6 bytes per block
+# (docs/tuning.md "Daemon memory per cached block"); the huge-page column shows it.
+# Needs root (loop devices), fio. Everything is removed on exit.
+set -uo pipefail
+ROUNDS=2
+BINS=()
+while (($#)); do
+  case $1 in
+    --rounds) ROUNDS=$2; shift ;;
+    -h | --help) sed -n '2,14p' "$0"; exit 0 ;;
+    -*) echo "unknown option: $1" >&2; exit 1 ;;
+    *) BINS+=("$1") ;;
+  esac
+  shift
+done
+((${#BINS[@]} > 0)) || { echo "usage: $0 [--rounds N] BIN [BIN...]" >&2; exit 1; }
+[[ $EUID -eq 0 ]] || { echo "needs root (loop devices): sudo $0" >&2; exit 1; }
+command -v fio >/dev/null || { echo "needs fio (bench/install-deps.sh)" >&2; exit 1; }
+
+W=$(mktemp -d /var/tmp/boostvol-memory-ab.XXXXXX)
+LOOP='' MNT='' BIN=''
+cleanup() {
+  [[ -n $LOOP ]] && losetup -d "$LOOP" 2>/dev/null
+  [[ -n $MNT ]] && { "$BIN" unmount "$MNT" >/dev/null 2>&1 || umount -l "$MNT" 2>/dev/null; }
+  rm -rf "$W"
+}
+trap cleanup EXIT
+
+json_field() { python3 -c 'import json,sys; print(json.load(sys.stdin)[sys.argv[1]])' "$1"; }
+kib() { awk -v k="$2" '$1 == k":" {print $2}' "$1"; }
+
+# fill CACHE: prints "rss_mount_kib rss_full_kib cached_blocks anon_huge_kib"
+fill() {
+  local d=$W/vol f pid rss0 tot dirty rss1 huge
+  rm -rf "$d"; mkdir -p "$d/fast" "$d/slow" "$d/mnt"; f=$d/fast
+  "$BIN" create "$f" "$d/slow" --size 4G --cache-size "$1" >/dev/null || return 1
+  "$BIN" set "$f" idle_migrate_ms=86400000 migrate_start_fraction=1 >/dev/null || return 1
+  MNT=$d/mnt
+  "$BIN" mount "$f" "$MNT" >/dev/null || return 1
+  pid=$(sed -n 's/^pid \([0-9]*\).*/\1/p' "$f/lock")
+  rss0=$(kib "/proc/$pid/status" VmRSS)
+  tot=$("$BIN" status "$MNT" --json | json_field log_total_blocks)
+  LOOP=$(losetup -f --show --direct-io=on "$MNT/image") || return 1
+  fio --name=memfill --filename="$LOOP" --direct=1 --ioengine=libaio --rw=randwrite --bs=4k --iodepth=16 \
+    --size=$((tot * 9 / 10 * 4))k --output-format=terse >/dev/null 2>&1 || return 1
+  losetup -d "$LOOP"; LOOP=''
+  dirty=$("$BIN" status "$MNT" --json | json_field dirty_blocks)
+  rss1=$(kib "/proc/$pid/status" VmRSS)
+  huge=$(kib "/proc/$pid/smaps_rollup" AnonHugePages)
+  "$BIN" unmount "$MNT" >/dev/null 2>&1 || umount -l "$MNT"; MNT=''
+  rm -rf "$d"
+  echo "$rss0 $rss1 $dirty $huge"
+}
+
+echo "transparent huge pages: $(cat /sys/kernel/mm/transparent_hugepage/enabled 2>/dev/null || echo unknown)"
+for r in $(seq "$ROUNDS"); do
+  for BIN in "${BINS[@]}"; do
+    read -r s0 s1 sd sh <<<"$(fill 512M)" || exit 1
+    read -r b0 b1 bd bh <<<"$(fill 2G)" || exit 1
+    [[ -n ${s1:-} && -n ${b1:-} ]] || { echo "round $r $BIN: a fill failed" >&2; exit 1; }
+    per=$(awk -v a="$s1" -v b="$b1" -v x="$sd" -v y="$bd" 'BEGIN { printf "%.1f", (b - a) * 1024 / (y - x) }')
+    echo "round $r $BIN: 512M: RSS $s0 -> $s1 KiB ($sd blocks, huge $sh KiB); 2G: RSS $b0 -> $b1 KiB ($bd blocks," \
+      "huge $bh KiB); per cached block: $per B"
+  done
+done
