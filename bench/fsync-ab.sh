@@ -27,17 +27,8 @@ while (($#)); do
   shift
 done
 ((${#BINS[@]} > 0)) || { echo "usage: $0 [--rounds N] [--runtime S] [--lapped] BIN [BIN...]" >&2; exit 1; }
-[[ $EUID -eq 0 ]] || { echo "needs root (loop devices, mounts): sudo $0" >&2; exit 1; }
-command -v fio >/dev/null || { echo "needs fio (bench/install-deps.sh)" >&2; exit 1; }
-
-W=$(mktemp -d /var/tmp/boostvol-fsync-ab.XXXXXX)
-LOOP='' MNT='' BIN=''
-cleanup() {
-  [[ -n $LOOP ]] && losetup -d "$LOOP" 2>/dev/null
-  [[ -n $MNT ]] && { "$BIN" unmount "$MNT" >/dev/null 2>&1 || umount -l "$MNT" 2>/dev/null; }
-  rm -rf "$W"
-}
-trap cleanup EXIT
+# shellcheck source=lib/ab.sh
+source "$(dirname "$0")/lib/ab.sh"
 
 # job DEV: prints "IOPS write_lat_us fsync_lat_us"
 job() {
@@ -55,19 +46,15 @@ for r in $(seq "$ROUNDS"); do
   losetup -d "$LOOP"; LOOP=
   i=0
   for BIN in "${BINS[@]}"; do
-    i=$((i + 1)); d=$W/bv$i; rm -rf "$d"; mkdir -p "$d/fast" "$d/slow" "$d/mnt"
-    "$BIN" create "$d/fast" "$d/slow" --size 2G --cache-size 3G >/dev/null || { echo "$BIN create failed" >&2; exit 1; }
+    i=$((i + 1)); d=$W/bv$i
+    ab_create "$d" --size 2G --cache-size 3G || exit 1
     if ((LAPPED)); then
       dd if=/dev/zero of="$d/fast/log" bs=1M count=$(($(stat -c %s "$d/fast/log") >> 20)) oflag=direct conv=notrunc \
         status=none && sync
     fi
-    MNT=$d/mnt
-    "$BIN" mount "$d/fast" "$MNT" >/dev/null || { echo "$BIN mount failed" >&2; exit 1; }
-    LOOP=$(losetup -f --show --direct-io=on "$MNT/image") || exit 1
+    ab_mount "$d" || exit 1
     out=$(job "$LOOP"); echo "round $r bin$i ($BIN): $out"; echo "$r bin$i $out" >>"$W/results"
-    losetup -d "$LOOP"; LOOP=
-    "$BIN" unmount "$MNT" >/dev/null 2>&1 || umount -l "$MNT"; MNT=
-    rm -rf "$d"
+    ab_unmount "$d"
   done
 done
 python3 - "$W/results" "${BINS[@]}" <<'PY'

@@ -25,41 +25,28 @@ while (($#)); do
   shift
 done
 ((${#BINS[@]} > 0)) || { echo "usage: $0 [--rounds N] BIN [BIN...]" >&2; exit 1; }
-[[ $EUID -eq 0 ]] || { echo "needs root (loop devices): sudo $0" >&2; exit 1; }
-command -v fio >/dev/null || { echo "needs fio (bench/install-deps.sh)" >&2; exit 1; }
-
-W=$(mktemp -d /var/tmp/boostvol-memory-ab.XXXXXX)
-LOOP='' MNT='' BIN=''
-cleanup() {
-  [[ -n $LOOP ]] && losetup -d "$LOOP" 2>/dev/null
-  [[ -n $MNT ]] && { "$BIN" unmount "$MNT" >/dev/null 2>&1 || umount -l "$MNT" 2>/dev/null; }
-  rm -rf "$W"
-}
-trap cleanup EXIT
+# shellcheck source=lib/ab.sh
+source "$(dirname "$0")/lib/ab.sh"
 
 json_field() { python3 -c 'import json,sys; print(json.load(sys.stdin)[sys.argv[1]])' "$1"; }
 kib() { awk -v k="$2" '$1 == k":" {print $2}' "$1"; }
 
 # fill CACHE: prints "rss_mount_kib rss_full_kib cached_blocks anon_huge_kib"
 fill() {
-  local d=$W/vol f pid rss0 tot dirty rss1 huge
-  rm -rf "$d"; mkdir -p "$d/fast" "$d/slow" "$d/mnt"; f=$d/fast
-  "$BIN" create "$f" "$d/slow" --size 4G --cache-size "$1" >/dev/null || return 1
-  "$BIN" set "$f" idle_migrate_ms=86400000 migrate_start_fraction=1 >/dev/null || return 1
-  MNT=$d/mnt
-  "$BIN" mount "$f" "$MNT" >/dev/null || return 1
-  pid=$(sed -n 's/^pid \([0-9]*\).*/\1/p' "$f/lock")
+  local d=$W/vol pid rss0 tot dirty rss1 huge
+  ab_create "$d" --size 4G --cache-size "$1" || return 1
+  "$BIN" set "$d/fast" idle_migrate_ms=86400000 migrate_start_fraction=1 >/dev/null || return 1
+  ab_mount "$d" || return 1
+  pid=$(sed -n 's/^pid \([0-9]*\).*/\1/p' "$d/fast/lock")
   rss0=$(kib "/proc/$pid/status" VmRSS)
   tot=$("$BIN" status "$MNT" --json | json_field log_total_blocks)
-  LOOP=$(losetup -f --show --direct-io=on "$MNT/image") || return 1
   fio --name=memfill --filename="$LOOP" --direct=1 --ioengine=libaio --rw=randwrite --bs=4k --iodepth=16 \
     --size=$((tot * 9 / 10 * 4))k --output-format=terse >/dev/null 2>&1 || return 1
-  losetup -d "$LOOP"; LOOP=''
+  ab_detach
   dirty=$("$BIN" status "$MNT" --json | json_field dirty_blocks)
   rss1=$(kib "/proc/$pid/status" VmRSS)
   huge=$(kib "/proc/$pid/smaps_rollup" AnonHugePages)
-  "$BIN" unmount "$MNT" >/dev/null 2>&1 || umount -l "$MNT"; MNT=''
-  rm -rf "$d"
+  ab_unmount "$d"
   echo "$rss0 $rss1 $dirty $huge"
 }
 

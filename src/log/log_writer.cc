@@ -191,7 +191,11 @@ void LogWriter::SealRecordLocked(bool wake_flusher) {
   cur->used_blocks += 1 + b->hdr.nblocks;
   cur->data_blocks += b->hdr.nblocks;
   cur->last_record = b->hdr.record_seq;
-  if (cur->first_record == b->hdr.record_seq) blocks_by_segment_[cur->segment_seq].clear();  // begun here
+  if (cur->first_record == b->hdr.record_seq) {  // begun here: one allocation per segment, none per record
+    std::vector<uint64_t>& blocks = blocks_by_segment_[cur->segment_seq];
+    blocks.clear();
+    blocks.reserve(segment_blocks_);
+  }
   if (auto it = blocks_by_segment_.find(cur->segment_seq); it != blocks_by_segment_.end()) {
     for (uint32_t i = 0; i < b->hdr.nblocks; i++) it->second.push_back(b->hdr.entries[i].lba & kLbaMask);
   }

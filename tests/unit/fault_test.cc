@@ -223,6 +223,16 @@ std::future<Status> DrainWithSlowGone(Fixture* f, uint64_t first_lba) {
   return std::async(std::launch::async, [f] { return f->vol->Drain(nullptr); });
 }
 
+// Ends DrainWithSlowGone's outage: the drain then succeeds, and after a clean close SLOW/image is the image.
+void ExpectDrainHomeAfterTheOutage(Fixture* f, std::future<Status>* drain) {
+  f->env.ClearFaults();
+  ASSERT_EQ(drain->wait_for(std::chrono::seconds(60)), std::future_status::ready);
+  Status s = drain->get();
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  ASSERT_TRUE(f->vol->Close().ok());
+  EXPECT_EQ(Diff(f->HomeBytes(), f->model), 0u);
+}
+
 // Every operation on the slow dir fails (a network mount gone): the same, and Drain waits through it.
 TEST(FaultTest, SlowDirGoneEntirelyDrainWaitsThroughTheOutage) {
   Fixture f;
@@ -232,12 +242,7 @@ TEST(FaultTest, SlowDirGoneEntirelyDrainWaitsThroughTheOutage) {
   // The drain must neither fail nor finish while home is gone.
   EXPECT_EQ(drain.wait_for(std::chrono::seconds(2)), std::future_status::timeout) << "drain returned during the outage";
   ASSERT_TRUE(f.WaitStatus([](const VolumeStatus& st) { return st.health == "home-unreachable"; }));
-  f.env.ClearFaults();
-  ASSERT_EQ(drain.wait_for(std::chrono::seconds(60)), std::future_status::ready);
-  Status s = drain.get();
-  ASSERT_TRUE(s.ok()) << s.ToString();
-  ASSERT_TRUE(f.vol->Close().ok());
-  EXPECT_EQ(Diff(f.HomeBytes(), f.model), 0u);
+  ExpectDrainHomeAfterTheOutage(&f, &drain);
 }
 
 // The status of a failing migration says when it is retried (docs/faults.md): a batch that failed leaves
@@ -257,12 +262,7 @@ TEST(FaultTest, BackoffAfterAFailedDrainBatchShowsTheRetryTime) {
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
-  f.env.ClearFaults();
-  ASSERT_EQ(drain.wait_for(std::chrono::seconds(60)), std::future_status::ready);
-  Status s = drain.get();
-  ASSERT_TRUE(s.ok()) << s.ToString();
-  ASSERT_TRUE(f.vol->Close().ok());
-  EXPECT_EQ(Diff(f.HomeBytes(), f.model), 0u);
+  ExpectDrainHomeAfterTheOutage(&f, &drain);
 }
 
 // A stop while a drain waits through an outage: BeginClose ends the drain (Aborted) instead of leaving the stop
