@@ -99,6 +99,7 @@ struct VolumeStatus {
   uint64_t write_waits = 0;        // writes that waited for log space
   uint64_t syncs_ahead = 0;        // log syncs started ahead of an expected fsync (Volume::FlushAhead)
   uint64_t index_memory_bytes = 0;
+  uint64_t log_buffer_resident_bytes = 0;  // the log writer's record buffers now in RAM (a fixed cost)
   // Zero ranges (docs/policies.md): bytes discarded (TRIM, FUSE punch-hole),
   // bytes zeroed (write-zeroes, FUSE zero-range), bytes of written blocks
   // found all-zero and logged as zero ranges instead of data (log space
@@ -194,5 +195,23 @@ Status RepairVolume(const std::string& fast_dir, const ProgressFn& progress, Rep
 // meta.db's integrity and ranges, every live log record's checksums and
 // chaining against the watermark, and the home stamp. Changes nothing.
 Status CheckVolume(const std::string& fast_dir, const ProgressFn& progress, CheckReport* report, Env* env = nullptr);
+
+struct RecoverHomeOptions {
+  std::string slow;       // the home: a SLOW directory or rbd:POOL/IMAGE
+  std::string ceph_conf;  // for an rbd: home (empty: the URI's or the default)
+  std::string ceph_id;
+  Env* env = nullptr;     // nullptr = the real file system
+};
+
+struct RecoverHomeReport {
+  bool journal_replayed = false;  // a migration batch the lost cache left half applied was finished
+  std::string summary;            // what was found and done, for the user
+};
+
+// `boostvol recover-home SLOW`: after FAST was lost for good, makes the home
+// copy usable without boostvol (DESIGN.md 2.7). Finishes a migration batch the
+// lost cache left half applied (from the home's redo journal), changes nothing
+// else; the stamp keeps naming the volume. Busy while a cache holds the home.
+Status RecoverHome(const RecoverHomeOptions& options, RecoverHomeReport* report);
 
 }  // namespace boostvol

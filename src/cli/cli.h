@@ -51,6 +51,7 @@ void AddMountCommand(CLI::App& app, const GlobalOptions& g, int* exit_code);
 void AddStatusCommand(CLI::App& app, const GlobalOptions& g, int* exit_code);
 void AddDrainCommand(CLI::App& app, const GlobalOptions& g, int* exit_code);
 void AddCheckCommand(CLI::App& app, const GlobalOptions& g, int* exit_code);
+void AddRecoverHomeCommand(CLI::App& app, const GlobalOptions& g, int* exit_code);
 void AddUnmountCommand(CLI::App& app, const GlobalOptions& g, int* exit_code);
 void AddSetCommand(CLI::App& app, const GlobalOptions& g, int* exit_code);
 void AddGetCommand(CLI::App& app, const GlobalOptions& g, int* exit_code);

@@ -6,6 +6,7 @@
 //   boostvol status FAST|MOUNTPOINT [--json]
 //   boostvol drain FAST|MOUNTPOINT
 //   boostvol check FAST
+//   boostvol recover-home SLOW      (FAST lost for good: finish the home's last batch)
 //   boostvol unmount MOUNTPOINT
 //   boostvol set FAST|MOUNTPOINT KEY=VALUE...; boostvol get FAST|MOUNTPOINT [KEY]
 //
@@ -22,7 +23,7 @@
 
 namespace {
 
-const char* const kCommands[] = {"create", "mount", "status", "drain", "check", "unmount", "umount", "set", "get", "help"};
+const char* const kCommands[] = {"create", "mount", "status", "drain", "check", "recover-home", "unmount", "umount", "set", "get", "help"};
 
 // Rewrites mount-helper invocations into "boostvol mount ...".
 std::vector<std::string> NormalizeArgs(int argc, char** argv) {
@@ -59,6 +60,7 @@ int main(int argc, char** argv) {
   AddStatusCommand(app, g, &exit_code);
   AddDrainCommand(app, g, &exit_code);
   AddCheckCommand(app, g, &exit_code);
+  AddRecoverHomeCommand(app, g, &exit_code);
   AddUnmountCommand(app, g, &exit_code);
   AddSetCommand(app, g, &exit_code);
   AddGetCommand(app, g, &exit_code);

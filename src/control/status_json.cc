@@ -39,6 +39,7 @@ void ForEachField(VolumeStatus& st, F&& f) {
   f("write_waits", st.write_waits);
   f("syncs_ahead", st.syncs_ahead);
   f("index_memory_bytes", st.index_memory_bytes);
+  f("log_buffer_resident_bytes", st.log_buffer_resident_bytes);
   f("trimmed_bytes", st.trimmed_bytes);
   f("zeroed_bytes", st.zeroed_bytes);
   f("zero_block_bytes", st.zero_block_bytes);

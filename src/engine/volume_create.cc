@@ -45,6 +45,8 @@ Status CreateVolume(const CreateOptions& o) {
     if (o.slow_dir.rfind("rbd:", 0) != 0) BV_RETURN_IF_ERROR(CheckDir("SLOW", o.slow_dir));
     home::HomeSummary hs;
     Status hs_status = home::InspectHome(env, home::HomeUriFromArgument(o.slow_dir), ho, &hs);
+    if (hs_status.IsNotFound() && o.slow_dir.rfind("rbd:", 0) != 0)
+      return Status::NotFound(hs_status.message() + " (adopting a plain image file is not supported; see docs/rbd-home.md)");
     if (!hs_status.ok()) return hs_status;
     if (image_size != 0 && image_size != hs.image_size)
       return Status::InvalidArgument("--size " + std::to_string(image_size) + " differs from the adopted home's " +

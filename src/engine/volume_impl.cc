@@ -962,6 +962,7 @@ VolumeStatus VolumeImpl::GetStatus() {
     st.durable_record = ws.durable_seq;
     st.write_waits = ws.append_waits;
     st.syncs_ahead = ws.syncs_ahead;
+    st.log_buffer_resident_bytes = writer_->BufferPoolResidentBytes();
     st.writers_waiting = ws.waiting_for_space;
     if (ws.failing && st.health == "healthy") {
       st.health = "fast-dir-error";

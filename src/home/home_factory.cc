@@ -88,8 +88,7 @@ Status ReadDirStamp(Dir* dir, Stamp* st) {
   bool exists = false;
   BV_RETURN_IF_ERROR(dir->Exists(kStampFile, &exists));
   if (!exists) {
-    return Status::NotFound(dir->path() + " holds no boostvol-home stamp: it is not the home of a boostvol volume "
-                            "(adopting a plain image file is not supported; see docs/rbd-home.md)");
+    return Status::NotFound(dir->path() + " holds no boostvol-home stamp: it is not the home of a boostvol volume");
   }
   std::unique_ptr<File> f;
   BV_RETURN_IF_ERROR(dir->OpenFile(kStampFile, OpenMode::kReadOnly, &f));
@@ -193,6 +192,21 @@ std::string AdoptSummary(const std::string& uri, const AdoptReport& r) {
   return s;
 }
 
+std::string RecoverSummary(const std::string& uri, const RecoverReport& r) {
+  if (!r.found.stamped) return uri + " is a plain image (no boostvol stamp): nothing to recover.";
+  std::string s;
+  if (r.journal_replayed) {
+    s = "The cache of volume " + r.found.previous_uuid + " was lost in the middle of a migration batch: the batch " +
+        "was finished from the home's journal.";
+  } else {
+    s = "No migration batch was pending (the journal was empty, torn or already applied): nothing to finish.";
+  }
+  s += " The home copy now holds every write of that volume before record " +
+       std::to_string(r.found.watermark.record_seq) + ": a stale but crash-consistent image, usable without boostvol.";
+  if (r.changed_behind_back) s += " Note: " + r.change_detail + ".";
+  return s;
+}
+
 }  // namespace
 
 std::string HomeUriFromArgument(const std::string& slow) {
@@ -256,6 +270,27 @@ Status InspectHome(Env* env, const std::string& uri, const HomeOptions& options,
   std::unique_ptr<FileLock> lock;
   BV_RETURN_IF_ERROR(LockDirHome(dir.get(), "boostvol create --adopt (inspecting)", &lock));
   return InspectDirHome(dir.get(), out);
+}
+
+Status RecoverHome(Env* env, const std::string& uri, const HomeOptions& options, RecoverReport* report) {
+  *report = RecoverReport();
+  BV_RETURN_IF_ERROR(InspectHome(env, uri, options, &report->found));
+  if (report->found.stamped) {
+    log::Uuid uuid{};
+    if (!log::UuidFromString(report->found.previous_uuid, &uuid)) return Status::Corruption("bad uuid in the stamp");
+    HomeOptions o = options;
+    o.use_journal = true;  // a journal left by the lost cache must be finished whatever the volume's setting
+    std::unique_ptr<Home> home;
+    HomeOpenReport hr;
+    BV_RETURN_IF_ERROR(OpenHome(env, uri, uuid, report->found.image_size, o, &home, &hr));
+    report->journal_replayed = hr.journal_replayed;
+    report->changed_behind_back = hr.changed_behind_back;
+    report->change_detail = hr.change_detail;
+    report->found.watermark = home->watermark();
+  }
+  report->summary = RecoverSummary(uri, *report);
+  spdlog::info("recovered the home {}: {}", uri, report->summary);
+  return Status::OK();
 }
 
 Status AdoptHome(Env* env, const std::string& uri, const log::Uuid& new_uuid, uint64_t image_size,

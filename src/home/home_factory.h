@@ -36,6 +36,15 @@ struct HomeSummary {
   bool journal_pending = false;     // a complete batch journal waits to be replayed (the cache died mid-batch)
 };
 
+// What RecoverHome found and did.
+struct RecoverReport {
+  HomeSummary found;
+  bool journal_replayed = false;     // a pending batch was finished from the journal
+  bool changed_behind_back = false;  // the home copy was changed since boostvol last wrote it
+  std::string change_detail;
+  std::string summary;  // one paragraph for the user
+};
+
 struct AdoptReport {
   HomeSummary found;
   bool journal_replayed = false;
@@ -68,5 +77,12 @@ Status InspectHome(Env* env, const std::string& uri, const HomeOptions& options,
 // `image_size` must equal the home's. Busy when a cache still holds the home.
 Status AdoptHome(Env* env, const std::string& uri, const log::Uuid& new_uuid, uint64_t image_size,
                  const HomeOptions& options, AdoptReport* report);
+
+// Makes the home copy usable on its own after its cache was lost (DESIGN.md 2.7), without starting a cache: under
+// the home's lock, opens the home as the volume its stamp names, which finishes a pending batch from the redo
+// journal (or discards a torn or stale journal), and closes it. The stamp keeps naming that volume, so its cache,
+// if it ever comes back, mounts as usual. Afterwards the home copy alone is the image as of a prefix of that
+// volume's log. A plain image (no stamp) is left as it is. Busy when a cache holds the home.
+Status RecoverHome(Env* env, const std::string& uri, const HomeOptions& options, RecoverReport* report);
 
 }  // namespace boostvol::home

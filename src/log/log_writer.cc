@@ -6,7 +6,9 @@
 #include <cstdlib>
 #include <cstring>
 #include <spdlog/spdlog.h>
+#include <vector>
 #include <sys/mman.h>
+#include <unistd.h>
 
 namespace boostvol::log {
 namespace {
@@ -65,6 +67,7 @@ LogWriter::LogWriter(const LogWriterOptions& o)
   if (pool == nullptr) std::abort();
   (void)::madvise(pool, pool_bytes, MADV_HUGEPAGE);  // a hint; EINVAL without THP is fine
   pool_.reset(static_cast<uint8_t*>(pool));
+  pool_bytes_ = pool_bytes;
   held_.reset(new std::atomic<uint64_t>[nbuf]);
   for (uint32_t i = 0; i < nbuf; i++) {
     auto b = std::make_unique<Buffer>();
@@ -100,6 +103,15 @@ LogWriter::~LogWriter() {
     (void)Stop(&t);
   }
   if (flusher_.joinable()) flusher_.join();
+}
+
+uint64_t LogWriter::BufferPoolResidentBytes() const {
+  const size_t page = static_cast<size_t>(::sysconf(_SC_PAGESIZE));
+  std::vector<unsigned char> in_core((pool_bytes_ + page - 1) / page);
+  if (::mincore(pool_.get(), pool_bytes_, in_core.data()) != 0) return 0;  // only a report: 0 = unknown
+  uint64_t pages = 0;
+  for (unsigned char c : in_core) pages += c & 1;
+  return pages * page;
 }
 
 LiveSegment* LogWriter::CurrentSegmentLocked() { return &live_.back(); }

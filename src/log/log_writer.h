@@ -206,6 +206,12 @@ class LogWriter {
 
   uint64_t log_blocks() const { return uint64_t{segment_blocks_} * segment_count_; }
 
+  // Bytes of the record-buffer pool now in RAM (mincore): buffers count once
+  // they are first used, in huge pages where the kernel gives them. A fixed
+  // cost of at most `buffers` MiB, not a cost per cached block; bench/run.sh
+  // leaves it out of the memory per block. Thread-safe (reads no state).
+  uint64_t BufferPoolResidentBytes() const;
+
  private:
   struct Buffer;
   enum class BufState { kFree, kFilling, kQueued, kWritten };
@@ -278,6 +284,7 @@ class LogWriter {
     void operator()(uint8_t* p) const;
   };
   std::unique_ptr<uint8_t, AlignedFree> pool_;  // every buffer's memory (fixed after construction)
+  size_t pool_bytes_ = 0;
   std::vector<std::unique_ptr<Buffer>> buffers_;  // fixed pool; Buffer fields guarded by mu_
   // Per buffer: (first << 32) | last, the data positions it may hold, or
   // kHeldNone. Written under mu_ (release), read without it (acquire).

@@ -104,12 +104,14 @@ section "usage errors"
 check "no arguments: usage, exit 1"
 expect_rc 1 bv
 check "--help works (exit 0) for the command and every subcommand"
-for sub in "" create mount status drain check unmount; do
+for sub in "" create mount status drain check recover-home unmount; do
   # shellcheck disable=SC2086
   expect_rc 0 bv $sub --help
 done
 mkdir -p "$FAST" "$SLOW" "$FAST_B" "$SLOW_B"
 refused 1 "size|required" "create without --size" bv create "$FAST" "$SLOW"
+refused 1 "holds no boostvol-home stamp" "recover-home of a directory that is no home" bv recover-home "$SLOW"
+refused 1 "does not exist" "recover-home of a missing directory" bv recover-home "$E2E_DIR/nope"
 refused 1 "unknown|unrecognized|extra|not expected|invalid" "create with an unknown flag" \
   bv create "$FAST" "$SLOW" --size 64M --frobnicate
 
@@ -213,6 +215,7 @@ check "a second 'boostvol mount' of the same FAST is refused naming the holder p
 soft "second mount names the holder pid" second_mount
 check "'boostvol check' of a mounted FAST is refused (busy)"
 soft "check of a mounted FAST" expect_fail 2 "$PID|busy|mounted|lock|in use" bv check "$FAST"
+refused 2 "$PID" "recover-home while mounted" bv recover-home "$SLOW"
 check "'boostvol mount' onto a mountpoint that does not exist is refused"
 soft "mount onto a missing mountpoint" expect_rc "1|2" bv mount "$FAST_B" "$E2E_DIR/nope/mnt"
 

@@ -5,10 +5,15 @@
 # ext4 on a 256 MiB volume with a 16 MiB log (512 KiB segments, 256 KiB migration batches, migration starting
 # early): the migrator applies batches to SLOW all the time. At random moments (often while the migrator is
 # migrating) under a file workload (tests/lib/fs_workload.py) the daemon gets kill -9, and SLOW/image is copied
-# aside: that copy is all a user has if FAST is lost now. The copy, on its own loop device (no boostvol), must
-# mount (ext4 replays its journal, as after a power cut) and then `fsck.ext4 -fn` must be clean. Stale is fine.
-# Then the volume is remounted normally (recovery), the filesystem too, its fsync'ed files are checked, and the
-# workload goes on. At least 10 moments (BOOSTVOL_LONG=1: 50; HOME_MOMENTS overrides).
+# aside: that copy is all a user has if FAST is lost now. The user's step is `boostvol recover-home SLOW`, which
+# finishes a migration batch the kill left half applied (from SLOW's redo journal). The recovered copy, on its own
+# loop device (no boostvol), must mount (ext4 replays its journal, as after a power cut) and then `fsck.ext4 -fn`
+# must be clean. Stale is fine. The raw copy (no recover-home) must be clean too unless the kill fell inside a
+# batch's in-place writes (some of its extents in place, some not: a "mix", counted; tests/lib/home_journal.py
+# tells which). On odd moments with a live journal, recover-home also runs on SLOW itself, and the lost cache
+# "comes back": its mount must still accept the home. Then the volume is remounted normally (recovery), the
+# filesystem too, its fsync'ed files are checked, and the workload goes on. At least 10 moments (BOOSTVOL_LONG=1:
+# 50; HOME_MOMENTS overrides).
 # shellcheck source=SCRIPTDIR/../lib/e2e_lib.sh
 source "$(dirname "$0")/../lib/e2e_lib.sh"
 # shellcheck source=SCRIPTDIR/../lib/crash_lib.sh
@@ -48,7 +53,7 @@ fs_mkfs ext4 "$LOOP" || fail "mkfs.ext4"
 expect_rc 0 timeout 600 "$BOOSTVOL_BIN" drain "$MNT"
 fs_mount "$LOOP" "$FSMNT" -t ext4
 
-k_mig=0 live_journal=0 mixed=0 max_rec=0 ops=0 t0=$SECONDS
+k_mig=0 live_journal=0 mixed=0 raw_mix_unclean=0 on_slow=0 max_rec=0 ops=0 t0=$SECONDS
 declare -A jkinds=()
 for m in $(seq 1 "$MOMENTS"); do
   OUT=$SIDE/workload.$m.out
@@ -78,17 +83,30 @@ for m in $(seq 1 "$MOMENTS"); do
   timeout 300 cp --sparse=always "$SLOW/image" "$COPY" || fail "cannot copy SLOW/image"
   cp "$SLOW/boostvol-home" "$SIDE/stamp.$m"
   [[ $jsize == absent || $jsize == 0 ]] || cp "$SLOW/boostvol-journal" "$SIDE/journal.$m"
-  REPLAYED=""
+  # What the user does after losing FAST: recover-home (here on a copy of SLOW's files, checked below).
+  RECOVERED=$E2E_DIR/home.recovered
+  rm -rf "$RECOVERED" && mkdir -m 700 "$RECOVERED"
+  timeout 300 cp --sparse=always "$SLOW/image" "$RECOVERED/image" || fail "cannot copy SLOW/image"
+  cp "$SLOW/boostvol-home" "$RECOVERED/"
+  [[ $jsize == absent ]] || cp "$SLOW/boostvol-journal" "$RECOVERED/"
+  expect_rc 0 bv recover-home "$RECOVERED"
+  printf '%s\n' "$E2E_OUT" >"$SIDE/recover.$m.out"
+  grep -q 'crash-consistent image' <<<"$E2E_OUT" || fail "recover-home did not say what it did: $E2E_OUT"
+  [[ $jkind == live ]] && ! grep -q 'finished from the home' <<<"$E2E_OUT" &&
+    product_failure "moment $m: SLOW's redo journal was live ($jstate) but recover-home finished no batch: $E2E_OUT"
+  k=0 n=0
   if [[ $jkind == live ]]; then
-    # A batch was decided but maybe half applied: also check the copy with the journal replayed as boostvol's
-    # Open would (tests/lib/home_journal.py, from docs/home_format.md), to tell a mix from real damage.
-    REPLAYED=$E2E_DIR/home.replayed
-    timeout 300 cp --sparse=always "$SLOW/image" "$REPLAYED" || fail "cannot copy SLOW/image"
-    python3 "$E2E_LIB_DIR/home_journal.py" replay "$SLOW" "$REPLAYED" >"$SIDE/replay.$m.out" || fail "replay failed"
     inplace=$(python3 "$E2E_LIB_DIR/home_journal.py" compare "$SLOW" "$COPY") || fail "home_journal.py compare failed"
     jkind="live, $inplace"
     read -r k _of n _rest <<<"$inplace"
     ((k > 0 && k < n)) && mixed=$((mixed + 1))
+    # Odd moments: the user's command on SLOW itself; the lost cache then "comes back" (the remount below).
+    if ((m % 2)); then
+      expect_rc 0 bv recover-home "$SLOW"
+      grep -q 'finished from the home' <<<"$E2E_OUT" || fail "recover-home on SLOW finished no batch: $E2E_OUT"
+      jkind="$jkind; recover-home run on SLOW"
+      on_slow=$((on_slow + 1))
+    fi
   fi
 
   stop_workload "$OUT"
@@ -97,33 +115,38 @@ for m in $(seq 1 "$MOMENTS"); do
   teardown_dead_volume
 
   # The home copy alone: no boostvol, a loop device on the copy, mount (journal replay), umount, fsck -fn.
-  # (With a live redo journal, the copy with that journal replayed is checked first, to say which one fails.)
-  replayed_verdict=""
-  if [[ -n $REPLAYED ]]; then
-    replayed_verdict="clean"
-    loop_attach hl "$REPLAYED"
-    if ! fs_replay ext4 "$hl" "$HOMEMNT"; then
-      replayed_verdict="does not mount"
-    elif ! fs_check ext4 "$hl" "$SIDE/fsck-replayed.$m.out"; then
-      replayed_verdict="fsck finds damage"
-    fi
-    detach_loop "$hl"
-    rm -f "$REPLAYED"
-    [[ $replayed_verdict == clean ]] || product_failure "moment $m$note: SLOW/image with its live redo journal replayed ($(cat "$SIDE/replay.$m.out")) $replayed_verdict"
-  fi
-  raw_problem=""
-  loop_attach hl "$COPY"
+  recovered_verdict="clean"
+  loop_attach hl "$RECOVERED/image"
   if ! fs_replay ext4 "$hl" "$HOMEMNT"; then
     dmesg 2>/dev/null | tail -n 20 >&2
-    raw_problem="does not mount as ext4"
-  elif ! fs_check ext4 "$hl" "$SIDE/fsck.$m.out"; then
-    cat "$SIDE/fsck.$m.out" >&2
-    raw_problem="is not a clean ext4 after its journal replay"
+    recovered_verdict="does not mount as ext4"
+  elif ! fs_check ext4 "$hl" "$SIDE/fsck-recovered.$m.out"; then
+    cat "$SIDE/fsck-recovered.$m.out" >&2
+    recovered_verdict="is not a clean ext4 after its journal replay"
   fi
   detach_loop "$hl"
-  if [[ -n $raw_problem ]]; then
-    cp --sparse=always "$SLOW/image" "$SIDE/home.copy.$m" 2>/dev/null || true
-    product_failure "moment $m$note: SLOW/image alone $raw_problem (redo journal on SLOW: $jstate; stamp watermark $stamp_wm${replayed_verdict:+; with the redo journal replayed the copy is $replayed_verdict}; the raw copy is kept as $SIDE/home.copy.$m)"
+  if [[ $recovered_verdict != clean ]]; then
+    cp --sparse=always "$COPY" "$SIDE/home.copy.$m" 2>/dev/null || true
+    product_failure "moment $m$note: SLOW/image after boostvol recover-home $recovered_verdict (recover-home said: $(cat "$SIDE/recover.$m.out"); redo journal on SLOW: $jstate; stamp watermark $stamp_wm; the raw copy is kept as $SIDE/home.copy.$m)"
+  fi
+  rm -rf "$RECOVERED"
+  # The raw copy: clean too, unless the kill fell inside the batch's in-place writes (a mix needs recover-home).
+  raw_verdict="clean"
+  loop_attach hl "$COPY"
+  if ! fs_replay ext4 "$hl" "$HOMEMNT"; then
+    raw_verdict="does not mount"
+  elif ! fs_check ext4 "$hl" "$SIDE/fsck.$m.out"; then
+    raw_verdict="fsck finds damage"
+  fi
+  detach_loop "$hl"
+  if [[ $raw_verdict != clean ]]; then
+    if ((k > 0 && k < n)); then
+      raw_mix_unclean=$((raw_mix_unclean + 1))
+    else
+      cat "$SIDE/fsck.$m.out" >&2 2>/dev/null || true
+      cp --sparse=always "$COPY" "$SIDE/home.copy.$m" 2>/dev/null || true
+      product_failure "moment $m$note: SLOW/image alone $raw_verdict although no batch was half applied (redo journal on SLOW: $jstate; stamp watermark $stamp_wm; the raw copy is kept as $SIDE/home.copy.$m)"
+    fi
   fi
   rm -f "$COPY"
 
@@ -137,7 +160,7 @@ for m in $(seq 1 "$MOMENTS"); do
     printf '%s\n' "$vout" >&2
     product_failure "moment $m: fsync'ed files are wrong after kill -9 and recovery"
   }
-  check "moment $m/$MOMENTS: kill -9$note (SLOW redo journal: ${jkind}${replayed_verdict:+, replayed copy $replayed_verdict}; stamp watermark $stamp_wm): the home copy alone mounts and fsck.ext4 -fn is clean; after recovery ${vout#fs verify: }"
+  check "moment $m/$MOMENTS: kill -9$note (SLOW redo journal: $jkind; stamp watermark $stamp_wm): after recover-home the home copy alone mounts and fsck.ext4 -fn is clean (the raw copy: $raw_verdict); after recovery ${vout#fs verify: }"
 done
 elapsed=$((SECONDS - t0))
 
@@ -153,4 +176,4 @@ detach_loop "$hl"
 ok "clean"
 expect_rc 0 bv check "$FAST"
 assert_no_leftovers
-log "home_alone summary: moments=$MOMENTS (while migrating: $k_mig; with a non-empty redo journal on SLOW: $live_journal; raw copy a mix of the batch's old and new extents: $mixed; journal states:$(for k in "${!jkinds[@]}"; do printf ' %s=%s' "$k" "${jkinds[$k]}"; done)) workload_ops=$ops max_recovery_ms=$max_rec time_s=$elapsed seed=$CRASH_SEED"
+log "home_alone summary: moments=$MOMENTS (while migrating: $k_mig; with a non-empty redo journal on SLOW: $live_journal; raw copy a mix of the batch's old and new extents: $mixed, of which not a clean ext4 without recover-home: $raw_mix_unclean; recover-home run on SLOW itself: $on_slow; journal states:$(for k in "${!jkinds[@]}"; do printf ' %s=%s' "$k" "${jkinds[$k]}"; done)) workload_ops=$ops max_recovery_ms=$max_rec time_s=$elapsed seed=$CRASH_SEED"

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "home/home.h"
+#include "home/home_factory.h"
 #include "home/home_journal.h"
 #include "lib/fault_injection_env.h"
 #include "util/crc32c.h"
@@ -573,6 +574,68 @@ TEST_F(DirectoryHomeTest, JournalIsReplayedAfterACrash) {
   EXPECT_FALSE(report.changed_behind_back) << report.change_detail;
   EXPECT_EQ(300u, report.watermark.record_seq);
   EXPECT_EQ(model_, ReadAll(home.get()));
+}
+
+// `boostvol recover-home` (FAST lost for good): the half-applied batch is
+// finished from the journal without a cache, the image file alone is the
+// model, the stamp still names the volume, and a second run finds nothing.
+TEST_F(DirectoryHomeTest, RecoverHomeFinishesAHalfAppliedBatchWithoutTheCache) {
+  Create();
+  TestBatch tb;
+  tb.Add(3, 4, 21, &model_);
+  tb.Add(30, 2, 22, &model_);
+  tb.batch.end = Wm(7, 512);
+  PlantJournal(Wm(0, 1), tb.batch);
+  int fd = ::open(Path("image").c_str(), O_WRONLY);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(static_cast<ssize_t>(2 * kBlock), ::pwrite(fd, model_.data() + 3 * kBlock, 2 * kBlock, 3 * kBlock));
+  ::close(fd);
+  ASSERT_NE(std::string(model_.begin(), model_.end()), ReadWholeFile(Path("image")));
+
+  RecoverReport r;
+  Status s = RecoverHome(Env::Posix(), "dir:" + slow_, HomeOptions(), &r);
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  EXPECT_TRUE(r.journal_replayed);
+  EXPECT_EQ(512u, r.found.watermark.record_seq);
+  EXPECT_NE(std::string::npos, r.summary.find("finished from the home's journal")) << r.summary;
+  EXPECT_EQ(std::string(model_.begin(), model_.end()), ReadWholeFile(Path("image")));
+  EXPECT_TRUE(JournalIsEmpty());
+
+  // The stamp still names the volume: its cache, if it came back, opens the home as usual.
+  std::unique_ptr<Home> home;
+  HomeOpenReport report;
+  ASSERT_TRUE(Open(&home, &report).ok());
+  EXPECT_FALSE(report.journal_replayed);
+  EXPECT_FALSE(report.changed_behind_back) << report.change_detail;
+  EXPECT_EQ(512u, report.watermark.record_seq);
+  home.reset();
+
+  ASSERT_TRUE(RecoverHome(Env::Posix(), "dir:" + slow_, HomeOptions(), &r).ok());
+  EXPECT_FALSE(r.journal_replayed);
+  EXPECT_NE(std::string::npos, r.summary.find("nothing to finish")) << r.summary;
+}
+
+// Exactly one cache writes a home: recover-home is refused while one holds it
+// (naming the holder), and changes nothing.
+TEST_F(DirectoryHomeTest, RecoverHomeIsRefusedWhileACacheHoldsTheHome) {
+  Create();
+  std::unique_ptr<Home> held;
+  HomeOpenReport report;
+  ASSERT_TRUE(OpenHome(Env::Posix(), "dir:" + slow_, uuid_, kImageSize, HomeOptions(), &held, &report).ok());
+  const std::string stamp = ReadWholeFile(Path("boostvol-home"));
+  RecoverReport r;
+  Status s = RecoverHome(Env::Posix(), "dir:" + slow_, HomeOptions(), &r);
+  EXPECT_TRUE(s.IsBusy()) << s.ToString();
+  EXPECT_NE(std::string::npos, s.message().find("in use by another cache")) << s.ToString();
+  EXPECT_EQ(stamp, ReadWholeFile(Path("boostvol-home")));
+}
+
+// A directory that is not a home is refused with a message, and left as it is.
+TEST_F(DirectoryHomeTest, RecoverHomeRefusesADirectoryWithoutAStamp) {
+  RecoverReport r;
+  Status s = RecoverHome(Env::Posix(), "dir:" + slow_, HomeOptions(), &r);
+  EXPECT_TRUE(s.IsNotFound()) << s.ToString();
+  EXPECT_NE(std::string::npos, s.message().find("holds no boostvol-home stamp")) << s.ToString();
 }
 
 // Invariant: a journal torn by a crash while it was written is discarded, the

@@ -173,5 +173,22 @@ TEST(VolumeCounters, DirtyExtentsOfASegmentBegunBeforeTheMountKeepItsEarlierBloc
   EXPECT_EQ(f.Query("SELECT first_block, last_block, exact FROM dirty_extents"), std::vector<std::string>{"10|11|yes"});
 }
 
+// The record buffers in RAM are reported (bench/run.sh takes them out of the
+// memory per cached block): none at mount, at least the buffer a write used
+// after it, never more than the pool (64 buffers of 1 MiB, rounded up to 2 MiB).
+TEST(VolumeCounters, StatusReportsTheRecordBuffersInRam) {
+  Fixture f;
+  f.Create();
+  f.Open();
+  const uint64_t at_mount = f.vol->GetStatus().log_buffer_resident_bytes;
+  EXPECT_EQ(0u, at_mount);
+  f.WriteBlock(7, 0x5a);
+  ASSERT_TRUE(f.vol->Flush().ok());
+  const uint64_t after = f.vol->GetStatus().log_buffer_resident_bytes;
+  EXPECT_GE(after, 2u * 4096) << "the header and the data block of the record";
+  EXPECT_LE(after, uint64_t{66} << 20);
+  f.Close();
+}
+
 }  // namespace
 }  // namespace boostvol
