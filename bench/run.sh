@@ -494,9 +494,11 @@ bench_slowdisk() {
 # Two volumes with caches of 512 MiB and 2 GiB, migration held off (tunables), each filled to 90% of its log with
 # distinct 4 KiB blocks (fio's random map writes every block of the region once). Memory per cached block is the RSS
 # difference of the two full daemons over the difference in cached blocks: what each block of cache costs, the
-# block index included, while the fixed part (the binary, SQLite, the log writer's buffers) cancels out.
+# block index included, while the fixed part (the binary, SQLite) cancels out. The log writer's record buffers are
+# fixed too (64 MiB at most) but come into RAM as a fill first uses them, 2 MiB huge page at a time, more in one
+# fill than in another: the daemon reports them (status log_buffer_resident_bytes) and they are taken out.
 mem_fill() {  # TAG CACHE: records bvmem TAG_dirty, TAG_rss_mount_kb, TAG_rss_full_kb
-  local tag=$1 c=$2 f=$WORK/mem-$1/fast s=$WORK/mem-$1/slow m=$WORK/mem-$1/mnt tot dirty rss0 rss1
+  local tag=$1 c=$2 f=$WORK/mem-$1/fast s=$WORK/mem-$1/slow m=$WORK/mem-$1/mnt tot dirty rss0 rss1 st pool
   mkdir -p "$f" "$s" "$m"
   timeout 300 "$BIN" create "$f" "$s" --size "$IMAGE_SIZE" --cache-size "$c" >>"$WORK/boostvol.cli.log" 2>&1 || return 1
   timeout 60 "$BIN" set "$f" idle_migrate_ms=86400000 migrate_start_fraction=1 >>"$WORK/boostvol.cli.log" 2>&1 || return 1
@@ -507,11 +509,14 @@ mem_fill() {  # TAG CACHE: records bvmem TAG_dirty, TAG_rss_mount_kb, TAG_rss_fu
   timeout 600 fio --name=memfill --filename="$DEV" --direct=1 --ioengine=libaio --rw=randwrite --bs=4k --iodepth=16 \
     --size=$((tot * 9 / 10 * 4))k --output-format=terse >/dev/null 2>>"$WORK/mem.err" || log "  memory fill ($tag) fio failed"
   detach "$DEV"
-  dirty=$(json_get dirty_blocks <<<"$(bv_status "$m")"); rss1=$(rss_kb "${DPIDS[0]}")
+  st=$(bv_status "$m"); dirty=$(json_get dirty_blocks <<<"$st"); rss1=$(rss_kb "${DPIDS[0]}")
+  pool=$(($(json_get log_buffer_resident_bytes <<<"$st") / 1024))
   stop_boostvol
   rec 1 bvmem - "${tag}_cache" "$c"; rec 1 bvmem - "${tag}_dirty" "$dirty"
   rec 1 bvmem - "${tag}_rss_mount_kb" "$rss0"; rec 1 bvmem - "${tag}_rss_full_kb" "$rss1"
-  log "  memory: cache $c, $dirty distinct blocks cached, daemon RSS $rss0 KiB at mount -> $rss1 KiB full"
+  rec 1 bvmem - "${tag}_pool_kb" "$pool"
+  log "  memory: cache $c, $dirty distinct blocks cached, daemon RSS $rss0 KiB at mount -> $rss1 KiB full" \
+    "(record buffers in RAM: $pool KiB)"
   rm -rf --one-file-system "$WORK/mem-$tag"
 }
 bench_memory() {
