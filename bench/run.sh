@@ -178,6 +178,10 @@ io = sum(j[d]["io_bytes"] for d in dirs)
 print(f"{iops:.0f} {bw:.1f} {j['write']['io_bytes']} {j.get('error', 0)}")
 EOF
 }
+# quiesce: every job, of every system, starts on a quiet disk: what earlier jobs or the previous system left in the
+# page cache (buffered writes, a deleted work dir) is written back first, not during the job (which system came
+# next used to pay for it).
+quiesce() { timeout 120 sync; sleep 1; }
 # settle SYSTEM MODE: before each fio job of part 1, boostvol's log is drained home (not timed). The jobs run back
 # to back, and 5 s of 1M writes (seqlong) is more than the 2 GiB log: without this, the job after it would measure the
 # migrator emptying a full cache, not the job (the full-cache case is measured on its own with the slow disk).
@@ -209,6 +213,7 @@ run_fio() {
   esac
   local c0 c1 out
   settle "$sys" "$mode"
+  quiesce
   c0=$(ticks "$@")
   if ! timeout $((RUNTIME * 3 + 600)) fio "${a[@]}" >"$json" 2>"$json.err"; then
     log "  $sys dio=$mode $job: FIO FAILED: $(grep -v '^$' "$json.err" | tail -n 2 | tr '\n' ' ')"
@@ -334,6 +339,7 @@ untar_job() {  # RUN SYS DEV: mkfs.ext4, mount, untar x N, syncfs, verify
 bench_system() {  # RUN SYS
   local run=$1 sys=$2 base=$WORK/$2 mode job t0 t1 rss0 rss1 st dirty modes="on off"
   rm -rf --one-file-system "$base"; mkdir -p "$base/fast" "$base/slow" "$base/mnt"
+  quiesce
   [[ $sys == boostvol || $sys == bvwbc ]] && BV_CACHE=$CACHE
   [[ $sys == bvwbc ]] && modes=off
   log "run $run: $sys: start"
