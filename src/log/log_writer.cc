@@ -5,8 +5,9 @@
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
-#include <spdlog/spdlog.h>
 #include <vector>
+
+#include <spdlog/spdlog.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
