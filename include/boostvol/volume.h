@@ -29,6 +29,14 @@ namespace boostvol {
 
 class Env;
 
+struct Progress {
+  std::string what;  // "recovery", "drain", "check", "preallocating the log"
+  uint64_t done = 0;
+  uint64_t total = 0;
+  std::string unit;  // "blocks", "records", "MiB"
+};
+using ProgressFn = std::function<void(const Progress&)>;
+
 struct CreateOptions {
   std::string fast_dir;
   std::string slow_dir;
@@ -44,6 +52,13 @@ struct CreateOptions {
   // creating one: image_size may be 0 (the home's size is used). Refused while another cache holds the home.
   bool adopt = false;
   std::string* adopt_summary = nullptr;  // if set, receives what adopt found and did (for the user)
+  // How the log's space on FAST is set aside (docs/tuning.md "Log preallocation"):
+  //   full   reserved (fallocate), then written once with zeros: the log's first lap runs as fast as the later
+  //          ones (ext4 and xfs convert each write into never-written space at its completion, which cost a
+  //          1M sequential stream about a quarter of its speed). Costs one write of the whole log at create.
+  //   falloc reserved only: a quick create; the first lap pays the conversions.
+  bool preallocate_full = true;
+  ProgressFn progress;  // optional: the zeroing of a full preallocation of 512 MiB or more (MiB)
 };
 
 // Creates a new volume. Refuses, changing nothing: missing or unwritable
@@ -51,13 +66,6 @@ struct CreateOptions {
 // sizes that do not fit (cache smaller than 3 segments, image > 16 TiB).
 Status CreateVolume(const CreateOptions& options);
 
-struct Progress {
-  std::string what;  // "recovery", "drain", "check"
-  uint64_t done = 0;
-  uint64_t total = 0;
-  std::string unit;  // "blocks", "records"
-};
-using ProgressFn = std::function<void(const Progress&)>;
 
 struct OpenOptions {
   std::string fast_dir;

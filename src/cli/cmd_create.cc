@@ -9,6 +9,7 @@
 #include "boostvol/volume.h"
 #include "cli/cli.h"
 #include "cli/logging.h"
+#include "cli/progress.h"
 #include "util/size_parse.h"
 
 namespace boostvol::cli {
@@ -20,6 +21,7 @@ struct CreateArgs {
   std::string write_mode, bypass_order;
   bool adopt = false;
   std::string ceph_conf, ceph_id;
+  std::string preallocate = "full";
 };
 
 int RunCreate(const CreateArgs& a, const GlobalOptions& g) {
@@ -74,7 +76,13 @@ int RunCreate(const CreateArgs& a, const GlobalOptions& g) {
                  "boostvol: WARNING: MIX of old and new blocks that no filesystem checker can repair. Only use this\n"
                  "boostvol: WARNING: if the data is disposable or FAST is as safe as SLOW.\n");
   }
+  if (a.preallocate != "full" && a.preallocate != "falloc")
+    return Fail(kExitUsage, "--preallocate " + a.preallocate + ": must be full or falloc");
+  o.preallocate_full = a.preallocate == "full";
+  ProgressPrinter bar(stderr);
+  o.progress = [&](const Progress& p) { bar.Update(p); };
   Status s = CreateVolume(o);
+  bar.Finish();
   if (!s.ok()) return Fail(s, a.adopt ? "cannot adopt the home" : "cannot create the volume");
   if (a.adopt) std::printf("adopted: %s\n", adopt_summary.c_str());
   std::printf("created a boostvol volume: image %s, home %s%s, cache %s in %s (segments of %s)%s\n",
@@ -106,6 +114,11 @@ void AddCreateCommand(CLI::App& app, const GlobalOptions& g, int* exit_code) {
   c->add_option("--ceph-id", a->ceph_id, "Ceph client name for an rbd: home, without 'client.' (default: admin)");
   c->add_option("--cache-size", a->cache_size, "Log size on FAST (default: min(image, 1 GiB))");
   c->add_option("--segment-size", a->segment_size, "Log segment size")->capture_default_str();
+  c->add_option("--preallocate", a->preallocate,
+                "full (default): reserve the log on FAST and write it once with zeros, so its first lap is as fast "
+                "as the next ones; falloc: reserve only (a quick create, slower writes until the log has wrapped "
+                "once)")
+      ->capture_default_str();
   c->add_option("--write-mode", a->write_mode,
                 "writeback (default), writethrough or writearound (docs/policies.md); later: boostvol set FAST "
                 "write_mode=...")

@@ -1,7 +1,10 @@
 // CreateVolume: lays out a new volume. Order: validate everything first, then
 // FAST/log, then the home in SLOW, then FAST/meta.db last (its presence marks
 // a complete volume). A failure removes what this call created.
+#include <algorithm>
 #include <cerrno>
+#include <cstdlib>
+#include <cstring>
 #include <ctime>
 #include <spdlog/spdlog.h>
 #include <sys/stat.h>
@@ -29,6 +32,31 @@ Status CheckDir(const std::string& role, const std::string& path) {
   if (!S_ISDIR(st.st_mode)) return Status::InvalidArgument(role + " " + path + " is not a directory");
   if (::access(path.c_str(), W_OK | X_OK) != 0)
     return Status::InvalidArgument(role + " directory " + path + " is not writable by this user");
+  return Status::OK();
+}
+
+// Writes zeros over [0, bytes) of a fresh log (CreateOptions::preallocate_full): what reads as zeros already, now
+// in space the file system counts as written. Direct I/O in 8 MiB steps, so the page cache is left alone.
+// Progress in MiB for logs of 512 MiB or more.
+Status WriteZeros(File* f, uint64_t bytes, const ProgressFn& progress) {
+  constexpr size_t kStep = size_t{8} << 20;
+  std::unique_ptr<void, decltype(&std::free)> zeros(std::aligned_alloc(kBlockSize, kStep), &std::free);
+  if (zeros == nullptr) return Status::IoError(ENOMEM, "no memory for the log's preallocation");
+  std::memset(zeros.get(), 0, kStep);
+  // Shown for a log of 512 MiB or more (a smaller one takes well under a second on an SSD), in MiB.
+  const bool show = progress && bytes >= (uint64_t{512} << 20);
+  Progress p{"preallocating the log", 0, bytes >> 20, "MiB"};
+  for (uint64_t done = 0; done < bytes;) {
+    const size_t n = static_cast<size_t>(std::min<uint64_t>(kStep, bytes - done));
+    Status s = f->WriteAtDirect(done, zeros.get(), n);
+    if (!s.ok()) {
+      if (s.err() == ENOSPC) return Status::NoSpace("FAST has no room to write the " + std::to_string(bytes) + "-byte log");
+      return s;
+    }
+    done += n;
+    p.done = done >> 20;
+    if (show) progress(p);
+  }
   return Status::OK();
 }
 
@@ -123,6 +151,7 @@ Status CreateVolume(const CreateOptions& o) {
       if (s.err() == ENOSPC) return undo(Status::NoSpace("FAST has no room for a " + std::to_string(log_bytes) + "-byte log"));
       s = logf->Truncate(log_bytes);  // a file system without fallocate
     }
+    if (s.ok() && o.preallocate_full) s = WriteZeros(logf.get(), log_bytes, o.progress);
     if (s.ok()) s = logf->Sync();
     if (!s.ok()) return undo(s);
   }

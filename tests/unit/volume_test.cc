@@ -1159,9 +1159,12 @@ TEST(VolumeTest, FlushAheadMakesWritesDurableWhenTheLogIsIdle) {
 // never-written bytes after the record (LogWriter::PrezeroAfter), so later
 // records overwrite written space; bytes that were written before (an older
 // lap's records) are never touched, and the data reads back after reopening.
+// A log made with --preallocate falloc (reserved, never written).
 TEST(VolumePrezero, ZeroesOnlyNeverWrittenLogSpace) {
   Fixture f;
-  f.Create(/*segment_size=*/1 << 20, /*cache=*/8 << 20);
+  CreateOptions co = f.Options(/*segment_size=*/1 << 20, /*cache=*/8 << 20);
+  co.preallocate_full = false;
+  ASSERT_TRUE(CreateVolume(co).ok());
   std::unique_ptr<Dir> fast;
   ASSERT_TRUE(Env::Posix()->OpenDir(f.dirs.fast(), &fast).ok());
   std::unique_ptr<File> log;
@@ -1206,6 +1209,40 @@ TEST(VolumePrezero, ZeroesOnlyNeverWrittenLogSpace) {
   std::vector<uint8_t> back(4096);
   ASSERT_TRUE(f.vol->Read(4096 * 7, back.size(), back.data()).ok());
   EXPECT_EQ(block, back);
+}
+
+// --preallocate full (the default) writes the whole log once at create, so
+// no part of it is left for the file system to convert on the first lap;
+// falloc leaves it reserved only. Either log reads as zeros.
+TEST(VolumePrezero, FullPreallocationLeavesNoNeverWrittenLogSpace) {
+  for (bool full : {true, false}) {
+    SCOPED_TRACE(full ? "full" : "falloc");
+    TempDirs dirs;
+    CreateOptions co = test::SmallVolumeOptions(dirs, kImage, 8 << 20, 1 << 20);
+    co.preallocate_full = full;
+    ASSERT_TRUE(CreateVolume(co).ok());
+    std::unique_ptr<Dir> fast;
+    ASSERT_TRUE(Env::Posix()->OpenDir(dirs.fast(), &fast).ok());
+    std::unique_ptr<File> log;
+    ASSERT_TRUE(fast->OpenFile("log", OpenMode::kReadOnly, &log).ok());
+    FileInfo info;
+    ASSERT_TRUE(log->Stat(&info).ok());
+    EXPECT_EQ(uint64_t{8} << 20, info.size);
+    uint64_t run = 0;
+    ASSERT_TRUE(log->NeverWrittenRun(0, &run).ok());
+    if (full) {
+      EXPECT_EQ(0u, run) << "the start of a fully preallocated log was never written";
+      ASSERT_TRUE(log->NeverWrittenRun(info.size - 4096, &run).ok());
+      EXPECT_EQ(info.size - 4096, run) << "the end of a fully preallocated log was never written";
+    } else if (run == 0) {
+      GTEST_SKIP() << "this file system does not report never-written space (SEEK_DATA)";
+    } else {
+      EXPECT_EQ(info.size, run) << "a falloc log is reserved space, never written";
+    }
+    std::vector<uint8_t> got(info.size, 0xEE);
+    ASSERT_TRUE(log->ReadAt(0, got.data(), got.size()).ok());
+    EXPECT_TRUE(std::all_of(got.begin(), got.end(), [](uint8_t b) { return b == 0; }));
+  }
 }
 
 }  // namespace
