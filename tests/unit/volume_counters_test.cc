@@ -174,18 +174,19 @@ TEST(VolumeCounters, DirtyExtentsOfASegmentBegunBeforeTheMountKeepItsEarlierBloc
 }
 
 // The record buffers in RAM are reported (bench/run.sh takes them out of the
-// memory per cached block): none at mount, at least the buffer a write used
+// memory per cached block): none at mount, at least the pages a write used
 // after it, never more than the pool (64 buffers of 1 MiB, rounded up to 2 MiB).
 TEST(VolumeCounters, StatusReportsTheRecordBuffersInRam) {
   Fixture f;
   f.Create();
   f.Open();
   const uint64_t at_mount = f.vol->GetStatus().log_buffer_resident_bytes;
-  EXPECT_EQ(0u, at_mount);
+  EXPECT_LE(at_mount, 4096u) << "nothing at mount (ASan's allocator touches the first page)";
   f.WriteBlock(7, 0x5a);
   ASSERT_TRUE(f.vol->Flush().ok());
   const uint64_t after = f.vol->GetStatus().log_buffer_resident_bytes;
   EXPECT_GE(after, 2u * 4096) << "the header and the data block of the record";
+  EXPECT_GT(after, at_mount);
   EXPECT_LE(after, uint64_t{66} << 20);
   f.Close();
 }
