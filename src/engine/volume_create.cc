@@ -112,6 +112,13 @@ Status CreateVolume(const CreateOptions& o) {
   for (const char* name : {"meta.db", "log", "meta.db-wal"}) {
     bool e = false;
     BV_RETURN_IF_ERROR(fast->Exists(name, &e));
+    if (e && std::string(name) == "log") {
+      // meta.db (looked for first) is written last: a log without it is a create that did not finish
+      // (interrupted while it preallocated the log, say), or a volume whose meta.db was deleted. Never overwritten.
+      return Status::Busy("FAST " + o.fast_dir + " holds a log but no meta.db: a create that was interrupted, or a " +
+                          "volume whose meta.db was deleted; refusing to overwrite it. If it is an interrupted " +
+                          "create, remove " + o.fast_dir + "/log and create again");
+    }
     if (e) return Status::Busy("FAST " + o.fast_dir + " already holds a volume (" + name + " exists); refusing to overwrite it");
   }
   for (const char* name : {"boostvol-home", "image"}) {

@@ -171,6 +171,11 @@ refused 2 "exist|already" "create with an existing volume's FAST and a fresh SLO
   bv create "$FAST" "$E2E_DIR/c/slow" --size 64M
 refused 2 "exist|already" "create with a fresh FAST and an existing volume's SLOW" \
   bv create "$E2E_DIR/c/fast" "$SLOW" --size 64M
+# A create interrupted after its log (meta.db is written last): refused, naming what to remove.
+mkdir -p "$E2E_DIR/d/fast" "$E2E_DIR/d/slow"
+head -c 1M /dev/zero >"$E2E_DIR/d/fast/log"
+refused 2 "interrupted create, remove" "create over an interrupted create's log (no meta.db)" \
+  bv create "$E2E_DIR/d/fast" "$E2E_DIR/d/slow" --size 64M
 
 section "mount of A with B's home copy (SLOW/image + SLOW/boostvol-home swapped in)"
 mkdir -p "$E2E_DIR/stash"
