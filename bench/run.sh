@@ -541,7 +541,7 @@ describe() {
     echo "disk	$src ($fs) on $(lsblk -dno NAME,SIZE,ROTA,MODEL "/dev/$dev" 2>/dev/null | tr -s ' ' | sed 's/ $//') (ROTA 0 = non-rotational)"
     echo "versions	$(fio --version), $(qemu-storage-daemon --version | head -n1 | cut -d'(' -f1), $(s3backer --version 2>&1 | head -n1), $(nbdkit --version), $(nbdfuse --version 2>&1 | head -n1)"
     echo "boostvol	$BIN, commit $(git -C "$SRC" rev-parse --short HEAD 2>/dev/null)$(git -C "$SRC" diff --quiet HEAD -- src include 2>/dev/null || echo ' + uncommitted engine changes'), built $(date -r "$BIN" '+%Y-%m-%d %H:%M')"
-    echo "params	systems=\"$SYSTEMS\" runs=$RUNS runtime=${RUNTIME}s quick=$QUICK untar_n=$UNTAR_N untar_timeout=${UNTAR_TIMEOUT}s slow_cache=${SCACHE_MB}MiB sust=${SUST}s dd=${DD_MB}MiB"
+    echo "params	runs=$RUNS runtime=${RUNTIME}s quick=$QUICK untar_n=$UNTAR_N untar_timeout=${UNTAR_TIMEOUT}s slow_cache=${SCACHE_MB}MiB sust=${SUST}s dd=${DD_MB}MiB systems=$SYSTEMS"
   } >"$WORK/machine.tsv"
 }
 
