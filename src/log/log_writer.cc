@@ -204,13 +204,17 @@ void LogWriter::SealRecordLocked(bool wake_flusher) {
   cur->used_blocks += 1 + b->hdr.nblocks;
   cur->data_blocks += b->hdr.nblocks;
   cur->last_record = b->hdr.record_seq;
-  if (cur->first_record == b->hdr.record_seq) {  // begun here: one allocation per segment, none per record
-    std::vector<uint64_t>& blocks = blocks_by_segment_[cur->segment_seq];
-    blocks.clear();
-    blocks.reserve(segment_blocks_);
+  // One map lookup per record; one allocation per segment (begun here), none per record.
+  std::vector<uint64_t>* blocks = nullptr;
+  if (cur->first_record == b->hdr.record_seq) {
+    blocks = &blocks_by_segment_[cur->segment_seq];
+    blocks->clear();
+    blocks->reserve(segment_blocks_);
+  } else if (auto it = blocks_by_segment_.find(cur->segment_seq); it != blocks_by_segment_.end()) {
+    blocks = &it->second;
   }
-  if (auto it = blocks_by_segment_.find(cur->segment_seq); it != blocks_by_segment_.end()) {
-    for (uint32_t i = 0; i < b->hdr.nblocks; i++) it->second.push_back(b->hdr.entries[i].lba & kLbaMask);
+  if (blocks != nullptr) {
+    for (uint32_t i = 0; i < b->hdr.nblocks; i++) blocks->push_back(b->hdr.entries[i].lba & kLbaMask);
   }
   if (segment_blocks_ - cur->used_blocks < 2) cur->sealed = true;
   b->state = BufState::kQueued;

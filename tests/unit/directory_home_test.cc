@@ -114,6 +114,17 @@ class DirectoryHomeTest : public ::testing::Test {
     ASSERT_TRUE(f->Sync().ok());
   }
 
+  // Opens the home again, as its cache would after a clean stop: no replay, no
+  // change behind its back, the watermark at `record_seq`.
+  void ExpectCleanReopenAt(uint64_t record_seq, std::unique_ptr<Home>* home) {
+    HomeOpenReport report;
+    Status s = Open(home, &report);
+    ASSERT_TRUE(s.ok()) << s.ToString();
+    EXPECT_FALSE(report.journal_replayed);
+    EXPECT_FALSE(report.changed_behind_back) << report.change_detail;
+    EXPECT_EQ(record_seq, report.watermark.record_seq);
+  }
+
   // Whether the journal reads as empty (no batch in flight): 0 bytes, or an
   // all-zero header block over the blocks of an earlier batch (W5).
   bool JournalIsEmpty() {
@@ -602,13 +613,10 @@ TEST_F(DirectoryHomeTest, RecoverHomeFinishesAHalfAppliedBatchWithoutTheCache) {
   EXPECT_TRUE(JournalIsEmpty());
 
   // The stamp still names the volume: its cache, if it came back, opens the home as usual.
-  std::unique_ptr<Home> home;
-  HomeOpenReport report;
-  ASSERT_TRUE(Open(&home, &report).ok());
-  EXPECT_FALSE(report.journal_replayed);
-  EXPECT_FALSE(report.changed_behind_back) << report.change_detail;
-  EXPECT_EQ(512u, report.watermark.record_seq);
-  home.reset();
+  {
+    std::unique_ptr<Home> home;
+    ExpectCleanReopenAt(512, &home);
+  }
 
   ASSERT_TRUE(RecoverHome(Env::Posix(), "dir:" + slow_, HomeOptions(), &r).ok());
   EXPECT_FALSE(r.journal_replayed);
@@ -723,11 +731,7 @@ TEST_F(DirectoryHomeTest, EmptiedJournalKeepsItsBlocksAndIsOverwritten) {
   EXPECT_TRUE(JournalIsEmpty());
   {
     std::unique_ptr<Home> home;
-    HomeOpenReport report;
-    ASSERT_TRUE(Open(&home, &report).ok());
-    EXPECT_FALSE(report.journal_replayed);
-    EXPECT_FALSE(report.changed_behind_back) << report.change_detail;
-    EXPECT_EQ(10u, report.watermark.record_seq);
+    ExpectCleanReopenAt(10, &home);
     EXPECT_EQ(model_, ReadAll(home.get()));
     TestBatch small;
     small.Add(40, 1, 2, &model_);
